@@ -1,0 +1,296 @@
+use serde::{Deserialize, Serialize};
+
+/// Every client-to-host frame: a request id chosen by the client, echoed in
+/// the matching [`ResponseFrame`], and the request itself. Ids let a client
+/// pipeline several requests on one connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// Chosen by the client; echoed back unchanged.
+    pub id: u64,
+    /// What the client asks for.
+    pub request: Request,
+}
+
+/// Every host-to-client frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    /// The id of the request this answers (0 for a reply to an unreadable frame).
+    pub id: u64,
+    /// The answer.
+    pub response: Response,
+}
+
+/// A request. The variant order is part of the wire format: append only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Must be the first frame on a connection (tag 0).
+    Hello(Hello),
+    /// Embed texts with one model (tag 1).
+    Embed(EmbedRequest),
+    /// Ask for the host's status (tag 2).
+    Status,
+    /// Ask the host to stop after finishing requests in flight (tag 3).
+    Shutdown,
+    /// Liveness check; answered with [`Response::Ok`] (tag 4).
+    Ping,
+}
+
+/// The handshake a client opens with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`crate::PROTOCOL_VERSION`] of the client. Its offset in the frame is fixed.
+    pub version: u32,
+    /// A free-form client name for the host's logs, such as `vembed-cli/0.1.0`.
+    pub client: String,
+}
+
+/// Which model an embed request wants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelRef {
+    /// The model configured for a role.
+    Role(Role),
+    /// A model by name (as listed in [`ModelInfo::name`]) or by an alias of it.
+    Name(String),
+}
+
+/// The jobs a model is configured for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// `unified_embedding_model`: the default for both jobs.
+    Unified,
+    /// `embedding_model`: semantic tool selection.
+    Tools,
+    /// `codebase_embedding_model`: code search.
+    Code,
+}
+
+impl Role {
+    /// The setting that names this role's model.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Role::Unified => "unified_embedding_model",
+            Role::Tools => "embedding_model",
+            Role::Code => "codebase_embedding_model",
+        }
+    }
+}
+
+/// Texts to embed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedRequest {
+    /// The model to use.
+    pub model: ModelRef,
+    /// The texts, each at most [`Limits::max_text_bytes`] bytes of UTF-8.
+    pub texts: Vec<String>,
+}
+
+/// A response. The variant order is part of the wire format: append only, and
+/// `Error` stays tag 0 forever so any client can read a host's refusal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The request failed (tag 0).
+    Error(ErrorReply),
+    /// The handshake succeeded (tag 1).
+    Hello(HelloReply),
+    /// The embeddings of an [`EmbedRequest`] (tag 2).
+    Embeddings(Embeddings),
+    /// The host's status (tag 3).
+    Status(Box<HostStatus>),
+    /// Acknowledges `Ping` and `Shutdown` (tag 4).
+    Ok,
+}
+
+/// What the host tells a client after a good handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloReply {
+    /// The host's [`crate::PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The host's package version, such as `0.1.0`.
+    pub host_version: String,
+    /// The host's process id.
+    pub pid: u32,
+    /// The models loaded, one entry per loaded instance.
+    pub models: Vec<ModelInfo>,
+    /// The limits every request must respect.
+    pub limits: Limits,
+}
+
+/// One loaded model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The canonical name, such as `sentence-transformers/all-MiniLM-L6-v2`.
+    pub name: String,
+    /// Hex sha256 of `model.safetensors`: the model's identity.
+    pub sha256: String,
+    /// Embedding dimension.
+    pub dim: u32,
+    /// Word pieces per text after truncation, counting `[CLS]` and `[SEP]`.
+    pub max_seq_length: u32,
+    /// The roles this instance serves.
+    pub roles: Vec<Role>,
+    /// The folder it was loaded from.
+    pub path: String,
+}
+
+/// Hard limits of a host. Going over one gets a typed error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest frame payload accepted, in bytes.
+    pub max_frame_bytes: u32,
+    /// Most texts in one [`EmbedRequest`].
+    pub max_texts_per_request: u32,
+    /// Largest single text, in bytes of UTF-8.
+    pub max_text_bytes: u32,
+    /// Padded tokens (batch size × longest sequence) per forward pass.
+    pub max_batch_tokens: u32,
+    /// Texts waiting in the host's queue before it answers `Overloaded`.
+    pub max_queue_texts: u32,
+}
+
+/// Embeddings, one row per input text, in input order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embeddings {
+    /// The canonical name of the model that produced them.
+    pub model: String,
+    /// Floats per embedding.
+    pub dim: u32,
+    /// Word pieces per text after truncation, counting `[CLS]` and `[SEP]`.
+    pub tokens: Vec<u32>,
+    /// `tokens.len() * dim` floats, row-major.
+    pub data: Vec<f32>,
+}
+
+impl Embeddings {
+    /// The number of embeddings.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The rows, one slice of `dim` floats per text.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &[f32]> {
+        self.data.chunks_exact(self.dim.max(1) as usize)
+    }
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// One line for a human.
+    pub message: String,
+}
+
+/// Kinds of failure. The variant order is part of the wire format: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The client speaks another protocol version. The host closes the connection.
+    VersionMismatch,
+    /// A frame could not be decoded. The connection stays usable.
+    Malformed,
+    /// A frame was longer than [`Limits::max_frame_bytes`]; it was skipped.
+    FrameTooLarge,
+    /// More texts than [`Limits::max_texts_per_request`].
+    TooManyTexts,
+    /// A text longer than [`Limits::max_text_bytes`].
+    TextTooLarge,
+    /// The queue is full; retry later.
+    Overloaded,
+    /// The model asked for is not loaded in this host.
+    UnknownModel,
+    /// The peer runs as another user. The host closes the connection.
+    PermissionDenied,
+    /// A request came before the handshake. The host closes the connection.
+    HandshakeRequired,
+    /// The host is shutting down and takes no new work.
+    ShuttingDown,
+    /// The model failed on this input (a bug or a broken model, never bad input).
+    Internal,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What `vembed status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// The host's process id.
+    pub pid: u32,
+    /// The host's package version.
+    pub host_version: String,
+    /// Milliseconds since the host started.
+    pub uptime_ms: u64,
+    /// The socket the host listens on.
+    pub socket: String,
+    /// Loaded models with their files' page-cache residency.
+    pub models: Vec<ModelStatus>,
+    /// The host's memory, from `/proc/self`.
+    pub memory: MemoryStatus,
+    /// Connections open now.
+    pub clients: u32,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Embed requests answered with embeddings.
+    pub requests: u64,
+    /// Texts embedded.
+    pub texts: u64,
+    /// Requests answered with an error.
+    pub errors: u64,
+    /// Forward passes run.
+    pub batches: u64,
+    /// Texts waiting in the queue now.
+    pub queue_texts: u32,
+    /// Median embed latency in the host (queue + forward), microseconds, over the last 4096 requests.
+    pub latency_p50_us: u64,
+    /// 99th percentile of the same.
+    pub latency_p99_us: u64,
+    /// Inference threads.
+    pub threads: u32,
+    /// Seconds without clients before the host exits; 0 means never.
+    pub idle_timeout_secs: u64,
+    /// The limits in force.
+    pub limits: Limits,
+}
+
+/// A loaded model and its files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// The model.
+    pub info: ModelInfo,
+    /// Its files and how much of each sits in the page cache.
+    pub files: Vec<FileResidency>,
+}
+
+/// How much of a file is in the page cache (`mincore`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileResidency {
+    /// The file.
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Bytes of it resident in the page cache.
+    pub resident_bytes: u64,
+}
+
+/// Memory of the host process, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStatus {
+    /// Resident set size.
+    pub rss: u64,
+    /// Proportional set size: shared pages divided among the processes sharing them.
+    pub pss: u64,
+    /// Anonymous resident memory (heap, stacks).
+    pub rss_anon: u64,
+    /// File-backed resident memory (mapped files, the binary).
+    pub rss_file: u64,
+    /// Peak resident set size (`VmHWM`).
+    pub peak_rss: u64,
+}
