@@ -1,1 +1,35 @@
+//! The vembed host: one process per user that memory-maps each model once,
+//! runs it with candle on the CPU, and serves embeddings to every client over
+//! a Unix socket.
+//!
+//! The binary `vembed-host` is a thin wrapper: [`server::acquire`] the lock,
+//! load the [`registry::Registry`], [`server::bind`], then [`server::serve`].
+//! [`model::Embedder`] can also be used directly, which is what the parity
+//! tests and the forward-pass benchmark do.
+#![warn(missing_docs)]
 
+pub mod model;
+pub mod queue;
+pub mod registry;
+pub mod server;
+pub mod stats;
+pub mod weights;
+
+/// The thread count a setting of `n` means: 0 is one per core.
+pub fn thread_count(n: u32) -> usize {
+    if n == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n as usize }
+}
+
+/// Sizes rayon's global pool, which candle's kernels run on. Call it once,
+/// before any model is loaded. candle also reads `RAYON_NUM_THREADS` on every
+/// matmul, so the binary sets that variable to the same count at start-up.
+pub fn init_thread_pool(n: usize) {
+    if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+        tracing::debug!("rayon pool already set up: {e}");
+    }
+}
+
+/// The number of threads candle's kernels use.
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}

@@ -1,1 +1,146 @@
-fn main() {}
+//! `vembed-host`: the per-user embedding host. Clients start it on demand;
+//! run it by hand with `--log-stderr` to watch it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::Parser;
+use vembed_host::registry::Registry;
+use vembed_host::server::{self, HostConfig};
+use vembed_models::Settings;
+
+/// The vembed host: loads each configured model once and serves embeddings
+/// to every client of this user over a Unix socket.
+///
+/// On start it prints one line on stdout: `vembed-host ready PID`,
+/// `vembed-host already-running`, or `vembed-host error MESSAGE`.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Socket path [default: $XDG_RUNTIME_DIR/vembed/host.sock].
+    #[arg(long, env = "VEMBED_SOCKET")]
+    socket: Option<PathBuf>,
+    /// The model both jobs use (name, or path to a model folder).
+    #[arg(long)]
+    unified_embedding_model: Option<String>,
+    /// The tool-selection model, when not the unified one.
+    #[arg(long)]
+    embedding_model: Option<String>,
+    /// The code-search model, when not the unified one.
+    #[arg(long)]
+    codebase_embedding_model: Option<String>,
+    /// Also load this model (repeatable); requests name it with --model.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Exit after this many seconds without clients (0 = never).
+    #[arg(long)]
+    idle_timeout_secs: Option<u64>,
+    /// Padded tokens per forward pass.
+    #[arg(long)]
+    max_batch_tokens: Option<u32>,
+    /// Texts queued before requests are refused with Overloaded.
+    #[arg(long)]
+    max_queue_texts: Option<u32>,
+    /// Inference threads (0 = one per core).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Log to stderr instead of the log file in the state dir.
+    #[arg(long)]
+    log_stderr: bool,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            println!("vembed-host error {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("vembed-host: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    let mut settings = Settings::load()?;
+    for (key, value) in [
+        ("unified_embedding_model", args.unified_embedding_model.clone()),
+        ("embedding_model", args.embedding_model.clone()),
+        ("codebase_embedding_model", args.codebase_embedding_model.clone()),
+        ("idle_timeout_secs", args.idle_timeout_secs.map(|v| v.to_string())),
+        ("max_batch_tokens", args.max_batch_tokens.map(|v| v.to_string())),
+        ("max_queue_texts", args.max_queue_texts.map(|v| v.to_string())),
+        ("threads", args.threads.map(|v| v.to_string())),
+    ] {
+        if let Some(v) = value {
+            settings.set(key, &v).map_err(anyhow::Error::msg)?;
+        }
+    }
+
+    let threads = vembed_host::thread_count(settings.threads);
+    // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    vembed_host::init_thread_pool(threads);
+
+    let _log_guard = init_logging(args.log_stderr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+
+    let socket = args.socket.unwrap_or_else(vembed_models::paths::socket_path);
+    let Some(lock) = server::acquire(&socket)? else {
+        tracing::info!("another host holds the lock for {}", socket.display());
+        println!("vembed-host already-running");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let started = std::time::Instant::now();
+    let registry = Registry::load(&settings, &args.models)?;
+    let listener = server::bind(&socket, &lock)?;
+    tracing::info!(
+        "serving {} on {} (pid {}, {threads} threads, ready in {:?})",
+        registry.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+        socket.display(),
+        std::process::id(),
+        started.elapsed()
+    );
+    println!("vembed-host ready {}", std::process::id());
+    std::io::stdout().flush().ok();
+    detach_stdout();
+
+    let mut config = HostConfig::new(socket, settings);
+    config.extra_models = args.models;
+    let reason = server::serve(listener, config, registry, stop);
+    tracing::info!("exiting: {reason:?}");
+    drop(lock);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Points stdout at /dev/null once the start-up line is written, so a client
+/// that closed its end of the pipe can never break a later write.
+fn detach_stdout() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto fd 1 atomically replaces stdout; both fds are valid.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+}
+
+fn init_logging(to_stderr: bool) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEMBED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if to_stderr {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        return Ok(None);
+    }
+    let dir = vembed_models::paths::state_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking(tracing_appender::rolling::never(&dir, "host.log"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).init();
+    Ok(Some(guard))
+}

@@ -153,6 +153,7 @@ mod tests {
                 dim: 2,
                 tokens: vec![3, 4],
                 data: vec![0.5, -1.0, 2.0, 3.0],
+                host_us: 17,
             }),
         });
         roundtrip(&ResponseFrame {

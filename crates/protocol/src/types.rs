@@ -158,6 +158,10 @@ pub struct Embeddings {
     pub tokens: Vec<u32>,
     /// `tokens.len() * dim` floats, row-major.
     pub data: Vec<f32>,
+    /// Microseconds the host spent on the request, from reading it to
+    /// answering (tokenizing, queueing, forward passes). A client's round trip
+    /// minus this is the cost of the socket and framing.
+    pub host_us: u64,
 }
 
 impl Embeddings {

@@ -1,0 +1,339 @@
+use std::collections::HashMap;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vembed_protocol::framing;
+use vembed_protocol::{
+    ABSOLUTE_MAX_FRAME_BYTES, EmbedRequest, Embeddings, ErrorCode, Hello, HelloReply, HostStatus,
+    ModelRef, PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame, Role,
+};
+
+use crate::spawn::{self, SpawnOptions, StartupStatus};
+use crate::{Error, Result};
+
+/// Requests in flight at once on one connection during bulk embedding.
+const PIPELINE_DEPTH: usize = 4;
+/// Texts per request during bulk embedding: small enough to interleave with
+/// other clients' requests, large enough to batch well.
+const BULK_TEXTS_PER_REQUEST: usize = 256;
+
+/// A connection to the vembed host.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: BufWriter<UnixStream>,
+    socket: PathBuf,
+    hello: HelloReply,
+    next_id: u64,
+    buf: Vec<u8>,
+    spawn: Option<SpawnOptions>,
+    texts_per_request: usize,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("socket", &self.socket).field("host_pid", &self.hello.pid).finish()
+    }
+}
+
+impl Client {
+    /// Connects to the host on the default socket, starting one if none runs.
+    pub fn connect_or_spawn() -> Result<Client> {
+        Client::connect_or_spawn_with(SpawnOptions::default())
+    }
+
+    /// Connects to the host on `opts.socket`, starting one if none runs.
+    /// A parallel start by another process is waited for, not fought.
+    pub fn connect_or_spawn_with(opts: SpawnOptions) -> Result<Client> {
+        let deadline = Instant::now() + opts.timeout;
+        let mut client = match Client::connect(&opts.socket) {
+            Ok(c) => c,
+            Err(Error::NotRunning { .. } | Error::Disconnected) => {
+                match spawn::spawn_host(&opts)? {
+                    StartupStatus::Ready { .. } | StartupStatus::AlreadyRunning => {}
+                }
+                wait_for_host(&opts, deadline)?
+            }
+            Err(e) => return Err(e),
+        };
+        client.spawn = Some(opts);
+        Ok(client)
+    }
+
+    /// Connects to a running host; never starts one.
+    pub fn connect(socket: &Path) -> Result<Client> {
+        let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                Error::NotRunning { socket: socket.to_path_buf() }
+            }
+            _ => Error::Connect { socket: socket.to_path_buf(), source: e },
+        })?;
+        let reader = BufReader::with_capacity(64 << 10, stream.try_clone()?);
+        let writer = BufWriter::new(stream);
+        let placeholder = HelloReply {
+            version: 0,
+            host_version: String::new(),
+            pid: 0,
+            models: Vec::new(),
+            limits: vembed_protocol::Limits {
+                max_frame_bytes: 1 << 20,
+                max_texts_per_request: 1,
+                max_text_bytes: 1 << 20,
+                max_batch_tokens: 1,
+                max_queue_texts: 1,
+            },
+        };
+        let mut client = Client {
+            reader,
+            writer,
+            socket: socket.to_path_buf(),
+            hello: placeholder,
+            next_id: 1,
+            buf: Vec::new(),
+            spawn: None,
+            texts_per_request: BULK_TEXTS_PER_REQUEST,
+        };
+        let client_name = format!("vembed-client/{}", env!("CARGO_PKG_VERSION"));
+        let reply = client.call(Request::Hello(Hello { version: PROTOCOL_VERSION, client: client_name }))?;
+        match reply {
+            Response::Hello(h) => client.hello = h,
+            other => return Err(unexpected(&other)),
+        }
+        Ok(client)
+    }
+
+    /// What the host said in the handshake: its version, models and limits.
+    pub fn hello(&self) -> &HelloReply {
+        &self.hello
+    }
+
+    /// Sets how many texts [`Client::embed_with`] puts in one request when it
+    /// splits a large input (default 256; capped by the host's limit).
+    pub fn set_texts_per_request(&mut self, n: usize) {
+        self.texts_per_request = n.max(1);
+    }
+
+    /// The socket this client is connected to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Embeds texts with the unified model; one vector per text, in order.
+    pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let e = self.embed_with(&ModelRef::Role(Role::Unified), texts)?;
+        Ok(e.rows().map(<[f32]>::to_vec).collect())
+    }
+
+    /// Embeds any number of texts with one model. Large inputs are split into
+    /// requests within the host's limits and pipelined on this connection.
+    /// If the host died, one new host is started (when this client may spawn)
+    /// and the texts are embedded again.
+    pub fn embed_with(&mut self, model: &ModelRef, texts: &[&str]) -> Result<Embeddings> {
+        match self.embed_pipelined(model, texts) {
+            Err(Error::Disconnected) if self.spawn.is_some() => {
+                self.reconnect()?;
+                self.embed_pipelined(model, texts)
+            }
+            other => other,
+        }
+    }
+
+    /// The host's status.
+    pub fn status(&mut self) -> Result<HostStatus> {
+        match self.call(Request::Status)? {
+            Response::Status(s) => Ok(*s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks the host to stop once requests in flight are answered.
+    pub fn shutdown(&mut self) -> Result<()> {
+        match self.call(Request::Shutdown)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A round trip that touches no model.
+    pub fn ping(&mut self) -> Result<()> {
+        match self.call(Request::Ping)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<()> {
+        let opts = self.spawn.clone().ok_or(Error::Disconnected)?;
+        let per_request = self.texts_per_request;
+        *self = Client::connect_or_spawn_with(opts)?;
+        self.texts_per_request = per_request;
+        Ok(())
+    }
+
+    fn send(&mut self, request: Request) -> Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        framing::write_frame(&mut self.writer, &RequestFrame { id, request })?;
+        Ok(id)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Disconnected,
+            _ => Error::Io(e),
+        })
+    }
+
+    fn receive(&mut self) -> Result<ResponseFrame> {
+        let max = self.hello.limits.max_frame_bytes.max(64 << 20).min(ABSOLUTE_MAX_FRAME_BYTES);
+        framing::read_frame(&mut self.reader, max, &mut self.buf)?;
+        Ok(framing::decode(&self.buf)?)
+    }
+
+    /// One request, one answer; host errors become [`Error::Host`].
+    fn call(&mut self, request: Request) -> Result<Response> {
+        let id = self.send(request)?;
+        self.flush()?;
+        let frame = self.receive()?;
+        if frame.id != id {
+            // A reply to an unreadable frame carries id 0; anything else is a bug.
+            if let Response::Error(e) = frame.response {
+                return Err(host_error(e));
+            }
+            return Err(Error::Protocol(format!("reply id {} for request {id}", frame.id)));
+        }
+        match frame.response {
+            Response::Error(e) => Err(host_error(e)),
+            other => Ok(other),
+        }
+    }
+
+    fn embed_pipelined(&mut self, model: &ModelRef, texts: &[&str]) -> Result<Embeddings> {
+        let limits = self.hello.limits;
+        let per_request = self.texts_per_request.clamp(1, (limits.max_texts_per_request as usize).max(1));
+        // Keep each frame well inside the host's frame limit.
+        let byte_budget = (limits.max_frame_bytes as usize / 2).max(1);
+        let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        let mut bytes = 0;
+        for (i, t) in texts.iter().enumerate() {
+            let len = t.len() + 8;
+            if i > start && (i - start == per_request || bytes + len > byte_budget) {
+                chunks.push(start..i);
+                start = i;
+                bytes = 0;
+            }
+            bytes += len;
+        }
+        if start < texts.len() || texts.is_empty() {
+            chunks.push(start..texts.len());
+        }
+
+        let mut results: Vec<Option<Embeddings>> = vec![None; chunks.len()];
+        let mut in_flight: HashMap<u64, usize> = HashMap::new();
+        let mut next_chunk = 0;
+        let mut first_error: Option<Error> = None;
+        while next_chunk < chunks.len() || !in_flight.is_empty() {
+            while first_error.is_none() && next_chunk < chunks.len() && in_flight.len() < PIPELINE_DEPTH {
+                let range = chunks[next_chunk].clone();
+                let request = Request::Embed(EmbedRequest {
+                    model: model.clone(),
+                    texts: texts[range].iter().map(|s| s.to_string()).collect(),
+                });
+                let id = self.send(request)?;
+                in_flight.insert(id, next_chunk);
+                next_chunk += 1;
+            }
+            self.flush()?;
+            if in_flight.is_empty() {
+                break;
+            }
+            let frame = self.receive()?;
+            let Some(chunk) = in_flight.remove(&frame.id) else {
+                if let Response::Error(e) = frame.response {
+                    return Err(host_error(e));
+                }
+                return Err(Error::Protocol(format!("reply for unknown request {}", frame.id)));
+            };
+            match frame.response {
+                Response::Embeddings(e) if e.len() == chunks[chunk].len() => results[chunk] = Some(e),
+                Response::Embeddings(e) => {
+                    return Err(Error::Protocol(format!(
+                        "{} embeddings for {} texts",
+                        e.len(),
+                        chunks[chunk].len()
+                    )));
+                }
+                Response::Error(e) => {
+                    // Drain what is in flight so the connection stays in sync.
+                    first_error.get_or_insert(host_error(e));
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let mut parts = results.into_iter().flatten();
+        let mut all = parts.next().ok_or_else(|| Error::Protocol("no reply".into()))?;
+        for p in parts {
+            if p.dim != all.dim {
+                return Err(Error::Protocol("dimension changed between replies".into()));
+            }
+            all.tokens.extend(p.tokens);
+            all.data.extend(p.data);
+            all.host_us += p.host_us;
+        }
+        Ok(all)
+    }
+}
+
+fn host_error(e: vembed_protocol::ErrorReply) -> Error {
+    match e.code {
+        ErrorCode::VersionMismatch => Error::VersionMismatch { message: e.message },
+        code => Error::Host { code, message: e.message },
+    }
+}
+
+fn unexpected(r: &Response) -> Error {
+    let name = match r {
+        Response::Error(_) => "Error",
+        Response::Hello(_) => "Hello",
+        Response::Embeddings(_) => "Embeddings",
+        Response::Status(_) => "Status",
+        Response::Ok => "Ok",
+    };
+    Error::Protocol(format!("unexpected {name} reply"))
+}
+
+/// Polls the socket until a host answers the handshake or the deadline passes.
+/// A host that another process was starting may fail or be on its way out;
+/// while nothing answers, a new start is tried every half second (the lock
+/// keeps it to one host).
+fn wait_for_host(opts: &SpawnOptions, deadline: Instant) -> Result<Client> {
+    let socket = &opts.socket;
+    let started = Instant::now();
+    let mut last_spawn = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match Client::connect(socket) {
+            Ok(c) => return Ok(c),
+            Err(Error::NotRunning { .. } | Error::Disconnected) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+                if last_spawn.elapsed() > Duration::from_millis(500) {
+                    last_spawn = Instant::now();
+                    spawn::spawn_host(opts)?;
+                }
+            }
+            Err(Error::NotRunning { .. } | Error::Disconnected) => {
+                return Err(Error::StartTimeout {
+                    socket: socket.to_path_buf(),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The one queue and the one inference thread.
+//!
+//! Connection threads tokenize and [`Queue::submit`] jobs; the batcher thread
+//! owns the models' forward passes. It takes whatever is waiting (it never
+//! waits on purpose to fill a batch), serves the job with the fewest tokens
+//! left first (so one query is not stuck behind a bulk job), packs texts
+//! sorted by length under a padded-token budget, and answers each job when its
+//! last text is done. The queue is bounded in texts: a submit that would pass
+//! the bound fails at once with [`SubmitError::Overloaded`].
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use vembed_protocol::{Embeddings, ErrorCode, ErrorReply, Response, ResponseFrame};
+
+use crate::registry::Registry;
+use crate::stats::Stats;
+
+/// One embed request, tokenized.
+pub struct Job {
+    /// Index of the model in the registry.
+    pub model: usize,
+    /// Token ids per text, already truncated.
+    pub ids: Vec<Vec<u32>>,
+    /// The request id to answer.
+    pub id: u64,
+    /// Where the answer goes (the connection's writer).
+    pub reply: Sender<ResponseFrame>,
+    /// When the request was read.
+    pub received: Instant,
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue holds too many texts already.
+    #[error("queue full: {queued} texts waiting, limit {limit}")]
+    Overloaded {
+        /// Texts waiting now.
+        queued: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// The host is stopping.
+    #[error("host is shutting down")]
+    ShuttingDown,
+}
+
+/// The submitting side of the queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    tx: Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+    closed: Arc<AtomicBool>,
+}
+
+impl Queue {
+    /// Queues a job, or refuses it at once.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let n = job.ids.len();
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.limit && before > 0 {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(SubmitError::Overloaded { queued: before, limit: self.limit });
+        }
+        self.tx.send(job).map_err(|_| {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            SubmitError::ShuttingDown
+        })
+    }
+
+    /// Texts waiting or being embedded now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Refuses new jobs from now on; jobs already queued still run.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Starts the inference thread. It exits once every [`Queue`] clone is
+/// dropped and the jobs already queued are answered.
+pub fn start(
+    registry: Arc<Registry>,
+    stats: Arc<Stats>,
+    max_batch_tokens: usize,
+    limit: usize,
+) -> (Queue, JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let queue = Queue { tx, queued: queued.clone(), limit, closed: Arc::new(AtomicBool::new(false)) };
+    let handle = std::thread::Builder::new()
+        .name("vembed-batcher".into())
+        .spawn(move || Batcher { registry, stats, rx, queued, max_batch_tokens }.run())
+        .expect("spawning the batcher thread");
+    (queue, handle)
+}
+
+struct Active {
+    job: Job,
+    /// Text indices, longest first.
+    order: Vec<usize>,
+    next: usize,
+    remaining_tokens: usize,
+    out: Vec<f32>,
+    done: usize,
+}
+
+struct Batcher {
+    registry: Arc<Registry>,
+    stats: Arc<Stats>,
+    rx: Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    max_batch_tokens: usize,
+}
+
+impl Batcher {
+    fn run(self) {
+        let mut active: Vec<Active> = Vec::new();
+        loop {
+            if active.is_empty() {
+                match self.rx.recv() {
+                    Ok(job) => active.push(self.activate(job)),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(job) = self.rx.try_recv() {
+                active.push(self.activate(job));
+            }
+            // Jobs with no texts are answered at once.
+            let mut i = 0;
+            while i < active.len() {
+                if active[i].job.ids.is_empty() {
+                    let a = active.swap_remove(i);
+                    self.finish(a);
+                } else {
+                    i += 1;
+                }
+            }
+            if active.is_empty() {
+                continue;
+            }
+            // Fewest tokens left first; stable, so arrival order breaks ties.
+            active.sort_by_key(|a| a.remaining_tokens);
+            let model = active[0].job.model;
+            let mut picks: Vec<(usize, usize)> = Vec::new();
+            let mut longest = 0usize;
+            'fill: for (ai, a) in active.iter().enumerate().filter(|(_, a)| a.job.model == model) {
+                let mut k = a.next;
+                while k < a.order.len() {
+                    let len = a.job.ids[a.order[k]].len().max(1);
+                    let cost = (picks.len() + 1) * longest.max(len);
+                    if !picks.is_empty() && cost > self.max_batch_tokens {
+                        break 'fill;
+                    }
+                    picks.push((ai, a.order[k]));
+                    longest = longest.max(len);
+                    k += 1;
+                }
+            }
+            let ids: Vec<Vec<u32>> =
+                picks.iter().map(|&(ai, t)| active[ai].job.ids[t].clone()).collect();
+            let embedder = &self.registry.models[model];
+            let started = Instant::now();
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(crate::model::ModelError::Candle(format!("panic in forward pass: {msg}")))
+                });
+            self.stats.record_batch(ids.len(), started.elapsed());
+            let dim = embedder.dim();
+            match result {
+                Ok(vectors) => {
+                    for (row, &(ai, t)) in picks.iter().enumerate() {
+                        let a = &mut active[ai];
+                        a.out[t * dim..(t + 1) * dim]
+                            .copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
+                        a.next += 1;
+                        a.done += 1;
+                        a.remaining_tokens -= a.job.ids[t].len();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("forward pass failed: {e}");
+                    let mut failed: Vec<usize> = picks.iter().map(|&(ai, _)| ai).collect();
+                    failed.dedup();
+                    for &ai in failed.iter().rev() {
+                        let a = active.swap_remove(ai);
+                        self.queued.fetch_sub(a.job.ids.len(), Ordering::AcqRel);
+                        self.stats.record_error();
+                        let _ = a.job.reply.send(ResponseFrame {
+                            id: a.job.id,
+                            response: Response::Error(ErrorReply {
+                                code: ErrorCode::Internal,
+                                message: e.to_string(),
+                            }),
+                        });
+                    }
+                    continue;
+                }
+            }
+            let mut i = 0;
+            while i < active.len() {
+                if active[i].done == active[i].job.ids.len() {
+                    let a = active.swap_remove(i);
+                    self.finish(a);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    fn activate(&self, job: Job) -> Active {
+        let mut order: Vec<usize> = (0..job.ids.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(job.ids[i].len()));
+        let remaining_tokens = job.ids.iter().map(Vec::len).sum();
+        let dim = self.registry.models[job.model].dim();
+        let out = vec![0f32; job.ids.len() * dim];
+        Active { job, order, next: 0, remaining_tokens, out, done: 0 }
+    }
+
+    fn finish(&self, a: Active) {
+        let n = a.job.ids.len();
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        let embedder = &self.registry.models[a.job.model];
+        self.stats.record_request(n, a.job.received.elapsed());
+        let response = Response::Embeddings(Embeddings {
+            model: embedder.name.clone(),
+            dim: embedder.dim() as u32,
+            tokens: a.job.ids.iter().map(|t| t.len() as u32).collect(),
+            data: a.out,
+            host_us: a.job.received.elapsed().as_micros() as u64,
+        });
+        // The client may have gone; its answer is then dropped.
+        let _ = a.job.reply.send(ResponseFrame { id: a.job.id, response });
+    }
+}

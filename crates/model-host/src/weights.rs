@@ -1,0 +1,65 @@
+//! The one place weights files are memory-mapped.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use memmap2::{Advice, Mmap};
+
+/// A read-only mapping of a weights file.
+pub struct Weights {
+    map: Mmap,
+}
+
+impl Weights {
+    /// Maps `path` read-only.
+    pub fn open(path: &Path) -> io::Result<Weights> {
+        let file = File::open(path)?;
+        // SAFETY: the mapping is read-only and private to this process. Model
+        // files are written once (by fetch/import, through a rename) and never
+        // modified in place; if another program truncated the file while it is
+        // mapped, reads would fault, which is the documented hazard of any mmap.
+        // The mapping lives only while the weights are copied into tensors.
+        let map = unsafe { Mmap::map(&file)? };
+        Ok(Weights { map })
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Asks the kernel to read the whole file ahead (`MADV_WILLNEED`), so the
+    /// copy into tensors does not stall on one page fault after another.
+    pub fn will_need(&self) {
+        if let Err(e) = self.map.advise(Advice::WillNeed) {
+            tracing::debug!("madvise(WILLNEED) failed: {e}");
+        }
+    }
+}
+
+/// How many bytes of a file sit in the page cache, from `mincore(2)`.
+/// Returns `(file size, resident bytes)`.
+pub fn residency(path: &Path) -> io::Result<(u64, u64)> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok((0, 0));
+    }
+    // SAFETY: as in `Weights::open`. The mapping is never read: mincore only
+    // inspects which of its pages are resident, so no page is faulted in.
+    let map = unsafe { Mmap::map(&file)? };
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let pages = (map.len()).div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `map` is a live mapping of `map.len()` bytes starting at a
+    // page-aligned address, and `vec` has one byte per page of it, as
+    // mincore(2) requires.
+    let rc = unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, map.len(), vec.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let resident = vec.iter().filter(|&&b| b & 1 != 0).count() as u64 * page as u64;
+    Ok((len, resident.min(len)))
+}

@@ -1,0 +1,144 @@
+//! vembed's settings: defaults, then the config file, then environment
+//! variables, then command-line flags (each later source wins).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The default unified model: the one any machine with a package registry
+/// can get offline.
+pub const DEFAULT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+/// Every setting, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The model both jobs use unless a role names another.
+    pub unified_embedding_model: String,
+    /// The tool-selection model; `None` means the unified model.
+    pub embedding_model: Option<String>,
+    /// The code-search model; `None` means the unified model.
+    pub codebase_embedding_model: Option<String>,
+    /// Seconds with no client connected before the host exits; 0 = never.
+    pub idle_timeout_secs: u64,
+    /// Padded tokens (batch × longest sequence) per forward pass.
+    pub max_batch_tokens: u32,
+    /// Texts waiting in the queue before new requests get `Overloaded`.
+    pub max_queue_texts: u32,
+    /// Inference threads; 0 = one per core.
+    pub threads: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            unified_embedding_model: DEFAULT_MODEL.to_string(),
+            embedding_model: None,
+            codebase_embedding_model: None,
+            idle_timeout_secs: 600,
+            max_batch_tokens: 8192,
+            max_queue_texts: 65_536,
+            threads: 0,
+        }
+    }
+}
+
+/// The environment variable of each setting.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("unified_embedding_model", "VEMBED_UNIFIED_EMBEDDING_MODEL"),
+    ("embedding_model", "VEMBED_EMBEDDING_MODEL"),
+    ("codebase_embedding_model", "VEMBED_CODEBASE_EMBEDDING_MODEL"),
+    ("idle_timeout_secs", "VEMBED_IDLE_TIMEOUT_SECS"),
+    ("max_batch_tokens", "VEMBED_MAX_BATCH_TOKENS"),
+    ("max_queue_texts", "VEMBED_MAX_QUEUE_TEXTS"),
+    ("threads", "VEMBED_THREADS"),
+];
+
+impl Settings {
+    /// Defaults, then the config file (if it exists), then the environment.
+    pub fn load() -> Result<Settings, Error> {
+        let mut s = Settings::from_file(&crate::paths::config_path())?;
+        s.apply_env()?;
+        Ok(s)
+    }
+
+    /// Defaults overlaid with one config file; a missing file is not an error.
+    pub fn from_file(path: &Path) -> Result<Settings, Error> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| Error::Config {
+                path: path.to_path_buf(),
+                message: e.message().to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) => Err(Error::Io { path: path.to_path_buf(), source: e }),
+        }
+    }
+
+    /// Overlays the `VEMBED_*` environment variables.
+    pub fn apply_env(&mut self) -> Result<(), Error> {
+        for (key, var) in ENV_VARS {
+            if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                self.set(key, &value).map_err(|message| Error::Config {
+                    path: PathBuf::from(format!("${var}")),
+                    message,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one setting by its name, as a flag or env var would.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+            v.trim().parse().map_err(|_| format!("{key} must be a non-negative integer, got {v:?}"))
+        }
+        match key {
+            "unified_embedding_model" => self.unified_embedding_model = value.to_string(),
+            "embedding_model" => self.embedding_model = Some(value.to_string()),
+            "codebase_embedding_model" => self.codebase_embedding_model = Some(value.to_string()),
+            "idle_timeout_secs" => self.idle_timeout_secs = num(key, value)?,
+            "max_batch_tokens" => self.max_batch_tokens = num(key, value)?,
+            "max_queue_texts" => self.max_queue_texts = num(key, value)?,
+            "threads" => self.threads = num(key, value)?,
+            _ => return Err(format!("unknown setting {key:?}")),
+        }
+        Ok(())
+    }
+
+    /// The model name a role uses.
+    pub fn tools_model(&self) -> &str {
+        self.embedding_model.as_deref().unwrap_or(&self.unified_embedding_model)
+    }
+
+    /// The model name code search uses.
+    pub fn code_model(&self) -> &str {
+        self.codebase_embedding_model.as_deref().unwrap_or(&self.unified_embedding_model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "embedding_model = \"BAAI/bge-small-en-v1.5\"\nidle_timeout_secs = 5\n")
+            .unwrap();
+        let mut s = Settings::from_file(&path).unwrap();
+        assert_eq!(s.tools_model(), "BAAI/bge-small-en-v1.5");
+        assert_eq!(s.code_model(), DEFAULT_MODEL);
+        assert_eq!(s.idle_timeout_secs, 5);
+        s.set("codebase_embedding_model", "x").unwrap();
+        assert_eq!(s.code_model(), "x");
+        assert!(s.set("threads", "-1").is_err());
+        assert!(s.set("nope", "1").is_err());
+        std::fs::write(&path, "unknown_key = 1\n").unwrap();
+        let err = Settings::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown_key"), "{err}");
+        assert_eq!(Settings::from_file(&dir.path().join("missing")).unwrap(), Settings::default());
+    }
+}
