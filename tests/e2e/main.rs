@@ -1,1 +1,9 @@
+//! End-to-end tests: the real host binary on a socket in a temp dir, the
+//! real model, real client processes.
 
+mod bad_input;
+mod cli;
+mod concurrency;
+mod lifecycle;
+mod models;
+mod parity;

@@ -19,6 +19,8 @@ pub struct SpawnOptions {
     pub host_bin: Option<PathBuf>,
     /// Extra arguments for a host this client starts (model flags, say).
     pub host_args: Vec<OsString>,
+    /// Environment variables for a host this client starts.
+    pub host_env: Vec<(OsString, OsString)>,
     /// How long to wait for a host to become ready.
     pub timeout: Duration,
 }
@@ -29,6 +31,7 @@ impl Default for SpawnOptions {
             socket: vembed_models::paths::socket_path(),
             host_bin: None,
             host_args: Vec::new(),
+            host_env: Vec::new(),
             timeout: Duration::from_secs(60),
         }
     }
@@ -82,6 +85,7 @@ pub fn spawn_host(opts: &SpawnOptions) -> Result<StartupStatus> {
     let bin = find_host_bin(opts)?;
     let mut cmd = Command::new(&bin);
     cmd.arg("--socket").arg(&opts.socket).args(&opts.host_args);
+    cmd.envs(opts.host_env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     cmd.stderr(log_file().map_or_else(Stdio::null, Stdio::from));
     // Its own process group: a Ctrl-C meant for this client must not stop

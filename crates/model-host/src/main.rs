@@ -19,7 +19,7 @@ use vembed_models::Settings;
 /// On start it prints one line on stdout: `vembed-host ready PID`,
 /// `vembed-host already-running`, or `vembed-host error MESSAGE`.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version, args_override_self = true)]
 struct Args {
     /// Socket path [default: $XDG_RUNTIME_DIR/vembed/host.sock].
     #[arg(long, env = "VEMBED_SOCKET")]

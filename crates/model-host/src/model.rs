@@ -173,6 +173,14 @@ impl Pipeline {
     }
 }
 
+/// Reads a folder's pipeline without loading the model.
+pub fn read_pipeline(dir: &Path) -> Result<Pipeline, ModelError> {
+    let config_path = dir.join("config.json");
+    let bert: BertConfig = read_json(&config_path)?
+        .ok_or_else(|| ModelError::Config { path: config_path.clone(), message: "missing".into() })?;
+    Pipeline::read(dir, &bert)
+}
+
 fn read_pooling(path: &Path) -> Result<Pooling, ModelError> {
     let c: PoolingConfig = read_json(path)?.ok_or_else(|| ModelError::Config {
         path: path.to_path_buf(),

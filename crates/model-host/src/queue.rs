@@ -127,7 +127,13 @@ struct Batcher {
 impl Batcher {
     fn run(self) {
         let mut active: Vec<Active> = Vec::new();
+        let mut big_batch_since_trim = false;
         loop {
+            if active.is_empty() && big_batch_since_trim {
+                // Idle after large batches: hand their activations' memory back.
+                trim_heap();
+                big_batch_since_trim = false;
+            }
             if active.is_empty() {
                 match self.rx.recv() {
                     Ok(job) => active.push(self.activate(job)),
@@ -170,6 +176,7 @@ impl Batcher {
             }
             let ids: Vec<Vec<u32>> =
                 picks.iter().map(|&(ai, t)| active[ai].job.ids[t].clone()).collect();
+            big_batch_since_trim |= picks.len() * longest >= 2048;
             let embedder = &self.registry.models[model];
             let started = Instant::now();
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
@@ -248,5 +255,15 @@ impl Batcher {
         });
         // The client may have gone; its answer is then dropped.
         let _ = a.job.reply.send(ResponseFrame { id: a.job.id, response });
+    }
+}
+
+/// Returns freed heap memory to the kernel (glibc keeps it otherwise, and a
+/// batch's activations are hundreds of MB).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory held by the allocator.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

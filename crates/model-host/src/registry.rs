@@ -17,7 +17,7 @@ pub struct Registry {
 
 impl Registry {
     /// Loads the models the settings name for each role, plus `extra` names.
-    /// Two names that resolve to the same folder or weights load once.
+    /// Names that resolve to the same model load once.
     pub fn load(settings: &Settings, extra: &[String]) -> Result<Registry, ModelError> {
         let mut wanted: Vec<(Option<Role>, String)> = vec![
             (Some(Role::Unified), settings.unified_embedding_model.clone()),
@@ -30,7 +30,12 @@ impl Registry {
         for (role, name) in wanted {
             let dir = vembed_models::resolve(&name).map_err(|e| ModelError::Store(e.to_string()))?;
             let sha = dir.sha256().map_err(|e| ModelError::Store(e.to_string()))?;
-            let index = match models.iter().position(|m| m.path == dir.path || m.sha256 == sha) {
+            // One instance per model folder; two folders with the same weights and
+            // the same pipeline (a copy, or an HF snapshot and its import) share one too.
+            let pipeline = || crate::model::read_pipeline(&dir.path).ok();
+            let index = match models.iter().position(|m| {
+                m.path == dir.path || (m.sha256 == sha && Some(m.pipeline()) == pipeline().as_ref())
+            }) {
                 Some(i) => i,
                 None => {
                     let started = std::time::Instant::now();

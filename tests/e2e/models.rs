@@ -1,0 +1,144 @@
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use vembed::{Client, ModelRef, Role};
+use vembed_tests::{Env, cosine, model_dir};
+
+const SHA: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+
+/// A model folder that shares the real weights (symlinked) with its own configs.
+fn link_model(dst: &Path, pooling: Option<&str>) {
+    let src = model_dir();
+    std::fs::create_dir_all(dst.join("1_Pooling")).unwrap();
+    for f in ["config.json", "tokenizer.json", "modules.json", "sentence_bert_config.json", "tokenizer_config.json"] {
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), dst.join(f)).unwrap();
+        }
+    }
+    symlink(src.join("model.safetensors"), dst.join("model.safetensors")).unwrap();
+    let pool = pooling.map(str::to_string).unwrap_or_else(|| std::fs::read_to_string(src.join("1_Pooling/config.json")).unwrap());
+    std::fs::write(dst.join("1_Pooling/config.json"), pool).unwrap();
+}
+
+#[test]
+fn import_from_folder_zip_and_list() {
+    let env = Env::new();
+    let cache = env.path("cache");
+    let run = |args: &[&str]| {
+        let out = env.command("vembed").args(args).env("VEMBED_CACHE_DIR", &cache).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let listed = run(&["model", "list", "--json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&listed).unwrap(), serde_json::json!([]));
+
+    let out = run(&["model", "import", model_dir().to_str().unwrap()]);
+    assert!(out.contains("sentence-transformers/all-MiniLM-L6-v2") && out.contains(SHA), "{out}");
+
+    // A zip holding the model one folder down, as a wheel does.
+    let staging = env.path("zipsrc/pkg/model");
+    link_model(&staging, None);
+    let zip = env.path("model.zip");
+    let st = std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-c"])
+        .arg(&zip)
+        .arg(env.path("zipsrc/pkg"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = run(&["model", "import", zip.to_str().unwrap(), "--name", "acme/mini"]);
+    assert!(out.contains("acme/mini"), "{out}");
+
+    let listed: serde_json::Value = serde_json::from_str(&run(&["model", "list", "--json"])).unwrap();
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme/mini", "sentence-transformers/all-MiniLM-L6-v2"]);
+    let copy = cache.join("models/acme--mini/model.safetensors");
+    assert_eq!(vembed_models::sha256_file(&copy).unwrap(), SHA);
+
+    // Fetch finds the imported copy without any network.
+    let out = env.command("vembed").args(["model", "fetch", "all-MiniLM-L6-v2"]).env("VEMBED_CACHE_DIR", &cache).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already available"));
+
+    // A bad archive is a clear error.
+    std::fs::write(env.path("bad.zip"), b"not a zip").unwrap();
+    let out = env.command("vembed").args(["model", "import"]).arg(env.path("bad.zip")).env("VEMBED_CACHE_DIR", &cache).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.zip"));
+}
+
+#[test]
+fn names_resolve_through_the_hugging_face_cache_layout() {
+    let mut env = Env::new();
+    let repo = env.path("hf/models--sentence-transformers--all-MiniLM-L6-v2");
+    let snap = repo.join("snapshots/0123abc");
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abc").unwrap();
+    link_model(&snap, None);
+    std::fs::remove_file(snap.join("model.safetensors")).unwrap();
+    symlink(model_dir().join("model.safetensors"), repo.join("blobs").join(SHA)).unwrap();
+    symlink(format!("../../blobs/{SHA}"), snap.join("model.safetensors")).unwrap();
+
+    let empty_cache = env.path("empty-cache");
+    let out = env.command("vembed").args(["model", "list", "--json"]).env("VEMBED_CACHE_DIR", &empty_cache).output().unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["source"], "huggingface", "{listed}");
+
+    env.host_args = vec!["--unified-embedding-model".into(), "all-MiniLM-L6-v2".into()];
+    let mut opts = env.spawn_options();
+    opts.host_env.push(("VEMBED_CACHE_DIR".into(), empty_cache.into_os_string()));
+    let mut c = Client::connect_or_spawn_with(opts).unwrap();
+    let m = &c.hello().models[0];
+    assert_eq!(m.name, "sentence-transformers/all-MiniLM-L6-v2");
+    assert_eq!(m.sha256, SHA, "the blob name is the hash");
+    assert!(m.path.contains("snapshots/0123abc"), "{}", m.path);
+    assert_eq!(c.embed(&["from the hub cache"]).unwrap()[0].len(), 384);
+}
+
+#[test]
+fn default_roles_share_one_instance() {
+    let env = Env::new();
+    let mut c = env.client();
+    let status = c.status().unwrap();
+    assert_eq!(status.models.len(), 1, "unified model: one instance for every role");
+    let roles = &status.models[0].info.roles;
+    assert!(roles.contains(&Role::Unified) && roles.contains(&Role::Tools) && roles.contains(&Role::Code));
+    let a = c.embed_with(&ModelRef::Role(Role::Tools), &["q"]).unwrap();
+    let b = c.embed_with(&ModelRef::Role(Role::Code), &["q"]).unwrap();
+    assert_eq!(a.data, b.data);
+}
+
+#[test]
+fn roles_naming_the_same_model_differently_still_share_one_instance() {
+    let mut env = Env::new();
+    let alias = env.path("alias");
+    link_model(&alias, None);
+    env.host_args.extend(["--embedding-model".into(), alias.display().to_string()]);
+    let status = env.client().status().unwrap();
+    assert_eq!(status.models.len(), 1, "same weights, same pipeline: one instance");
+}
+
+#[test]
+fn separate_models_per_role_load_two_instances() {
+    let mut env = Env::new();
+    let cls = env.path("cls-model");
+    link_model(&cls, Some(r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#));
+    env.host_args.extend(["--embedding-model".into(), cls.display().to_string()]);
+    let mut c = env.client();
+    let status = c.status().unwrap();
+    assert_eq!(status.models.len(), 2);
+    let tools = status.models.iter().find(|m| m.info.roles.contains(&Role::Tools)).unwrap();
+    assert!(tools.info.path.ends_with("cls-model"));
+    assert!(!tools.info.roles.contains(&Role::Code));
+    let t = c.embed_with(&ModelRef::Role(Role::Tools), &["same text"]).unwrap();
+    let u = c.embed_with(&ModelRef::Role(Role::Code), &["same text"]).unwrap();
+    assert!(cosine(&t.data, &u.data) < 0.99, "cls pooling differs from mean pooling");
+}
+
+#[test]
+fn a_missing_model_is_a_clear_error() {
+    let mut env = Env::new();
+    env.host_args = vec!["--unified-embedding-model".into(), "nobody/no-such-model".into()];
+    let err = Client::connect_or_spawn_with(env.spawn_options()).unwrap_err().to_string();
+    assert!(err.contains("nobody/no-such-model") && err.contains("vembed model fetch"), "{err}");
+}
