@@ -1,1 +1,42 @@
-fn main() {}
+//! The forward pass in process (no socket): one short query, and a batch of
+//! 32 real code chunks of up to 256 tokens.
+
+use std::sync::OnceLock;
+
+use vembed_host::model::Embedder;
+
+fn main() {
+    divan::main();
+}
+
+fn embedder() -> &'static Embedder {
+    static E: OnceLock<Embedder> = OnceLock::new();
+    E.get_or_init(|| {
+        let n = vembed_host::thread_count(0);
+        vembed_host::init_thread_pool(n);
+        Embedder::load_named(vembed_benches::model_dir().to_str().unwrap()).unwrap()
+    })
+}
+
+#[divan::bench(sample_count = 50)]
+fn short_query(b: divan::Bencher) {
+    let e = embedder();
+    let ids = vec![e.tokenize("find the function that validates email addresses").unwrap()];
+    b.bench(|| e.embed_ids(divan::black_box(&ids)).unwrap());
+}
+
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn code_batch_32(b: divan::Bencher) {
+    let e = embedder();
+    let ids: Vec<Vec<u32>> =
+        vembed_benches::code_chunks(32).iter().map(|t| e.tokenize(t).unwrap()).collect();
+    b.counter(divan::counter::ItemsCount::new(ids.len()))
+        .bench(|| e.embed_ids(divan::black_box(&ids)).unwrap());
+}
+
+#[divan::bench(sample_count = 20)]
+fn tokenize_chunk(b: divan::Bencher) {
+    let e = embedder();
+    let chunk = vembed_benches::code_chunks(1).remove(0);
+    b.bench(|| e.tokenize(divan::black_box(&chunk)).unwrap());
+}

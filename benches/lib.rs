@@ -1,1 +1,40 @@
+//! Shared helpers for the benches.
 
+use std::path::PathBuf;
+
+/// The real model folder (as fetched by `scripts/setup`); panics when missing.
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("VEMBED_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        vembed_models::paths::cache_dir().join("models/sentence-transformers--all-MiniLM-L6-v2")
+    });
+    vembed_models::validate_dir(&dir)
+        .unwrap_or_else(|e| panic!("{e}; run `./target/release/vembed model fetch` first"));
+    dir
+}
+
+/// Real code: this repository's own Rust sources cut into 30-line chunks.
+pub fn code_chunks(n: usize) -> Vec<String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    let mut stack = vec![root.join("crates"), root.join("tests")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut chunks = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for c in lines.chunks(30) {
+            chunks.push(c.join("\n"));
+        }
+    }
+    chunks.into_iter().cycle().take(n).collect()
+}

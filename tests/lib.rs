@@ -73,7 +73,10 @@ pub fn bin(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{name} is not built next to {}; run `cargo build --release --bins` first", exe.display())
+    panic!(
+        "{name} is not built next to {}; run `cargo build --release --bins` first",
+        exe.display()
+    )
 }
 
 /// Cosine similarity.
@@ -248,7 +251,8 @@ pub fn parse_embed_lines(stdout: &[u8]) -> Vec<(Vec<f32>, u32)> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| {
-            let line: Line = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"));
+            let line: Line =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"));
             (line.embedding, line.tokens)
         })
         .collect()

@@ -143,20 +143,31 @@ fn too_many_texts_and_huge_text_get_typed_errors() {
     let mut s = raw(&env);
     hello(&mut s);
     let many = vec!["x".to_string(); 100_000];
-    send(&mut s, 1, Request::Embed(EmbedRequest { model: ModelRef::Role(Role::Unified), texts: many }));
+    send(
+        &mut s,
+        1,
+        Request::Embed(EmbedRequest { model: ModelRef::Role(Role::Unified), texts: many }),
+    );
     let msg = expect_error(&mut s, ErrorCode::TooManyTexts);
     assert!(msg.contains("100000"), "{msg}");
     ping_ok(&mut s);
 
     let huge = "a".repeat(10 << 20);
-    send(&mut s, 2, Request::Embed(EmbedRequest { model: ModelRef::Role(Role::Unified), texts: vec![huge] }));
+    send(
+        &mut s,
+        2,
+        Request::Embed(EmbedRequest { model: ModelRef::Role(Role::Unified), texts: vec![huge] }),
+    );
     expect_error(&mut s, ErrorCode::TextTooLarge);
     ping_ok(&mut s);
 
     send(
         &mut s,
         3,
-        Request::Embed(EmbedRequest { model: ModelRef::Name("no/such-model".into()), texts: vec!["x".into()] }),
+        Request::Embed(EmbedRequest {
+            model: ModelRef::Name("no/such-model".into()),
+            texts: vec!["x".into()],
+        }),
     );
     let msg = expect_error(&mut s, ErrorCode::UnknownModel);
     assert!(msg.contains("all-MiniLM-L6-v2"), "names what is served: {msg}");
@@ -200,7 +211,11 @@ fn a_full_queue_answers_overloaded_at_once_and_loses_nothing() {
     let long = "tokens ".repeat(250);
     for id in 1..=12u64 {
         let texts = vec![format!("{id} {long}"); 4];
-        send(&mut s, id, Request::Embed(EmbedRequest { model: ModelRef::Role(Role::Unified), texts }));
+        send(
+            &mut s,
+            id,
+            Request::Embed(EmbedRequest { model: ModelRef::Role(Role::Unified), texts }),
+        );
     }
     let mut ok = 0;
     let mut overloaded = 0;

@@ -2,7 +2,11 @@ use vembed_tests::{Env, cosine, parse_embed_lines};
 
 fn stderr_line(out: &std::process::Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "expected failure, stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "one clear line on stderr: {err:?}");
     assert!(err.starts_with("vembed: error: "), "{err}");
     err
@@ -28,7 +32,11 @@ fn embed_jsonl_handles_ten_thousand_lines_in_order() {
     let texts: Vec<String> = (0..10_000).map(|i| format!("line {i}")).collect();
     let mut input = String::new();
     for (i, t) in texts.iter().enumerate() {
-        let line = if i % 2 == 0 { serde_json::to_string(t).unwrap() } else { serde_json::json!({ "text": t }).to_string() };
+        let line = if i % 2 == 0 {
+            serde_json::to_string(t).unwrap()
+        } else {
+            serde_json::json!({ "text": t }).to_string()
+        };
         input.push_str(&line);
         input.push('\n');
     }

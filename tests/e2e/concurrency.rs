@@ -22,7 +22,8 @@ fn eight_processes_two_hundred_requests_each() {
     let children: Vec<_> = texts
         .iter()
         .map(|lines| {
-            let input: String = lines.iter().map(|t| serde_json::to_string(t).unwrap() + "\n").collect();
+            let input: String =
+                lines.iter().map(|t| serde_json::to_string(t).unwrap() + "\n").collect();
             let mut child = env
                 .command("vembed")
                 .args(["embed", "--jsonl", "--batch-size", "1"])

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use vembed::{Client, ModelRef, Role};
 use vembed_protocol::framing;
-use vembed_protocol::{EmbedRequest, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame};
+use vembed_protocol::{
+    EmbedRequest, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame,
+};
 use vembed_tests::{Env, pid_alive, wait_pid_gone};
 
 fn kill(pid: u32, sig: i32) {
@@ -58,8 +60,10 @@ fn two_hosts_started_at_once_end_with_one_serving() {
         l.trim().to_string()
     };
     let (la, lb) = (line(&mut a), line(&mut b));
-    let ready: Vec<&String> = [&la, &lb].into_iter().filter(|l| l.starts_with("vembed-host ready")).collect();
-    let other: Vec<&String> = [&la, &lb].into_iter().filter(|l| *l == "vembed-host already-running").collect();
+    let ready: Vec<&String> =
+        [&la, &lb].into_iter().filter(|l| l.starts_with("vembed-host ready")).collect();
+    let other: Vec<&String> =
+        [&la, &lb].into_iter().filter(|l| *l == "vembed-host already-running").collect();
     assert_eq!((ready.len(), other.len()), (1, 1), "{la:?} / {lb:?}");
     let pid: u32 = ready[0].rsplit(' ').next().unwrap().parse().unwrap();
     let mut c = Client::connect(&env.socket).unwrap();
@@ -87,13 +91,19 @@ fn sigterm_finishes_requests_in_flight() {
     let mut s = UnixStream::connect(&env.socket).unwrap();
     framing::write_frame(
         &mut s,
-        &RequestFrame { id: 0, request: Request::Hello(Hello { version: PROTOCOL_VERSION, client: "t".into() }) },
+        &RequestFrame {
+            id: 0,
+            request: Request::Hello(Hello { version: PROTOCOL_VERSION, client: "t".into() }),
+        },
     )
     .unwrap();
     let texts: Vec<String> = (0..64).map(|i| format!("{i} {}", "in flight ".repeat(120))).collect();
     framing::write_frame(
         &mut s,
-        &RequestFrame { id: 1, request: Request::Embed(EmbedRequest { model: ModelRef::Role(Role::Unified), texts }) },
+        &RequestFrame {
+            id: 1,
+            request: Request::Embed(EmbedRequest { model: ModelRef::Role(Role::Unified), texts }),
+        },
     )
     .unwrap();
     let mut buf = Vec::new();
@@ -143,7 +153,11 @@ fn vembed_stop_stops_the_host() {
 #[test]
 fn a_peer_with_another_uid_is_refused() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test drops to another uid and needs root (CI runs as root)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test drops to another uid and needs root (CI runs as root)"
+    );
     let env = Env::new();
     let mut owner = env.client();
     let path = std::ffi::CString::new(env.socket.as_os_str().as_encoded_bytes()).unwrap();
@@ -175,7 +189,8 @@ fn a_peer_with_another_uid_is_refused() {
             let mut buf = [0u8; 256];
             let mut got = 0usize;
             while got < 20 {
-                let n = libc::read(fd, buf.as_mut_ptr().add(got) as *mut libc::c_void, buf.len() - got);
+                let n =
+                    libc::read(fd, buf.as_mut_ptr().add(got) as *mut libc::c_void, buf.len() - got);
                 if n <= 0 {
                     libc::_exit(11);
                 }
@@ -192,7 +207,10 @@ fn a_peer_with_another_uid_is_refused() {
     unsafe { libc::waitpid(pid, &mut status, 0) };
     assert!(libc::WIFEXITED(status), "child died: {status}");
     let code = libc::WEXITSTATUS(status);
-    assert_eq!(code, 0, "child exit {code}: 10 = connect failed, 11 = no reply, 12 = not PermissionDenied");
+    assert_eq!(
+        code, 0,
+        "child exit {code}: 10 = connect failed, 11 = no reply, 12 = not PermissionDenied"
+    );
     // The owner is still served.
     assert_eq!(owner.embed(&["owner still served"]).unwrap()[0].len(), 384);
     assert!(pid_alive(owner.hello().pid));

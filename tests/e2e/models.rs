@@ -10,13 +10,21 @@ const SHA: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d
 fn link_model(dst: &Path, pooling: Option<&str>) {
     let src = model_dir();
     std::fs::create_dir_all(dst.join("1_Pooling")).unwrap();
-    for f in ["config.json", "tokenizer.json", "modules.json", "sentence_bert_config.json", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "tokenizer_config.json",
+    ] {
         if src.join(f).exists() {
             std::fs::copy(src.join(f), dst.join(f)).unwrap();
         }
     }
     symlink(src.join("model.safetensors"), dst.join("model.safetensors")).unwrap();
-    let pool = pooling.map(str::to_string).unwrap_or_else(|| std::fs::read_to_string(src.join("1_Pooling/config.json")).unwrap());
+    let pool = pooling
+        .map(str::to_string)
+        .unwrap_or_else(|| std::fs::read_to_string(src.join("1_Pooling/config.json")).unwrap());
     std::fs::write(dst.join("1_Pooling/config.json"), pool).unwrap();
 }
 
@@ -25,7 +33,8 @@ fn import_from_folder_zip_and_list() {
     let env = Env::new();
     let cache = env.path("cache");
     let run = |args: &[&str]| {
-        let out = env.command("vembed").args(args).env("VEMBED_CACHE_DIR", &cache).output().unwrap();
+        let out =
+            env.command("vembed").args(args).env("VEMBED_CACHE_DIR", &cache).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
@@ -49,19 +58,32 @@ fn import_from_folder_zip_and_list() {
     let out = run(&["model", "import", zip.to_str().unwrap(), "--name", "acme/mini"]);
     assert!(out.contains("acme/mini"), "{out}");
 
-    let listed: serde_json::Value = serde_json::from_str(&run(&["model", "list", "--json"])).unwrap();
-    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(&["model", "list", "--json"])).unwrap();
+    let names: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["acme/mini", "sentence-transformers/all-MiniLM-L6-v2"]);
     let copy = cache.join("models/acme--mini/model.safetensors");
     assert_eq!(vembed_models::sha256_file(&copy).unwrap(), SHA);
 
     // Fetch finds the imported copy without any network.
-    let out = env.command("vembed").args(["model", "fetch", "all-MiniLM-L6-v2"]).env("VEMBED_CACHE_DIR", &cache).output().unwrap();
+    let out = env
+        .command("vembed")
+        .args(["model", "fetch", "all-MiniLM-L6-v2"])
+        .env("VEMBED_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("already available"));
 
     // A bad archive is a clear error.
     std::fs::write(env.path("bad.zip"), b"not a zip").unwrap();
-    let out = env.command("vembed").args(["model", "import"]).arg(env.path("bad.zip")).env("VEMBED_CACHE_DIR", &cache).output().unwrap();
+    let out = env
+        .command("vembed")
+        .args(["model", "import"])
+        .arg(env.path("bad.zip"))
+        .env("VEMBED_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.zip"));
 }
@@ -80,7 +102,12 @@ fn names_resolve_through_the_hugging_face_cache_layout() {
     symlink(format!("../../blobs/{SHA}"), snap.join("model.safetensors")).unwrap();
 
     let empty_cache = env.path("empty-cache");
-    let out = env.command("vembed").args(["model", "list", "--json"]).env("VEMBED_CACHE_DIR", &empty_cache).output().unwrap();
+    let out = env
+        .command("vembed")
+        .args(["model", "list", "--json"])
+        .env("VEMBED_CACHE_DIR", &empty_cache)
+        .output()
+        .unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["source"], "huggingface", "{listed}");
 
@@ -102,7 +129,11 @@ fn default_roles_share_one_instance() {
     let status = c.status().unwrap();
     assert_eq!(status.models.len(), 1, "unified model: one instance for every role");
     let roles = &status.models[0].info.roles;
-    assert!(roles.contains(&Role::Unified) && roles.contains(&Role::Tools) && roles.contains(&Role::Code));
+    assert!(
+        roles.contains(&Role::Unified)
+            && roles.contains(&Role::Tools)
+            && roles.contains(&Role::Code)
+    );
     let a = c.embed_with(&ModelRef::Role(Role::Tools), &["q"]).unwrap();
     let b = c.embed_with(&ModelRef::Role(Role::Code), &["q"]).unwrap();
     assert_eq!(a.data, b.data);
@@ -122,7 +153,12 @@ fn roles_naming_the_same_model_differently_still_share_one_instance() {
 fn separate_models_per_role_load_two_instances() {
     let mut env = Env::new();
     let cls = env.path("cls-model");
-    link_model(&cls, Some(r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#));
+    link_model(
+        &cls,
+        Some(
+            r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+        ),
+    );
     env.host_args.extend(["--embedding-model".into(), cls.display().to_string()]);
     let mut c = env.client();
     let status = c.status().unwrap();

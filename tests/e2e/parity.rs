@@ -57,7 +57,8 @@ fn mixed_short_and_long_texts_in_one_batch_match_alone() {
 fn empty_and_whitespace_texts_are_valid() {
     let env = Env::new();
     let mut client = env.client();
-    let empty = golden().into_iter().find(|i| i.text.is_empty()).expect("golden has the empty string");
+    let empty =
+        golden().into_iter().find(|i| i.text.is_empty()).expect("golden has the empty string");
     let out = client.embed_with(&ModelRef::Role(Role::Unified), &["", " ", "\n\t  \r\n"]).unwrap();
     for (row, &tokens) in out.rows().zip(&out.tokens) {
         assert_eq!(tokens, 2, "only [CLS] and [SEP]");

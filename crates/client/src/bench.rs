@@ -154,7 +154,10 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("model {} in host pid {} ({} threads), load average {:.2}", report.model, report.host_pid, report.threads, report.load_avg_1m);
+    println!(
+        "model {} in host pid {} ({} threads), load average {:.2}",
+        report.model, report.host_pid, report.threads, report.load_avg_1m
+    );
     println!(
         "single query ({} requests): p50 {:.2} ms, p99 {:.2} ms",
         report.single_query_requests, report.single_query_p50_ms, report.single_query_p99_ms
@@ -165,7 +168,12 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
     );
     println!(
         "bulk: {} texts (mean {:.0} tokens) at batch {} in {:.2} s: {:.1} texts/s, {:.0} tokens/s",
-        report.bulk_texts, report.bulk_mean_tokens, report.bulk_batch, report.bulk_seconds, report.bulk_texts_per_s, report.bulk_tokens_per_s
+        report.bulk_texts,
+        report.bulk_mean_tokens,
+        report.bulk_batch,
+        report.bulk_seconds,
+        report.bulk_texts_per_s,
+        report.bulk_tokens_per_s
     );
     println!(
         "host memory: pss {:.1} MiB, rss {:.1} MiB, peak rss {:.1} MiB",
@@ -177,7 +185,8 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -33,7 +33,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("socket", &self.socket).field("host_pid", &self.hello.pid).finish()
+        f.debug_struct("Client")
+            .field("socket", &self.socket)
+            .field("host_pid", &self.hello.pid)
+            .finish()
     }
 }
 
@@ -95,7 +98,8 @@ impl Client {
             texts_per_request: BULK_TEXTS_PER_REQUEST,
         };
         let client_name = format!("vembed-client/{}", env!("CARGO_PKG_VERSION"));
-        let reply = client.call(Request::Hello(Hello { version: PROTOCOL_VERSION, client: client_name }))?;
+        let reply = client
+            .call(Request::Hello(Hello { version: PROTOCOL_VERSION, client: client_name }))?;
         match reply {
             Response::Hello(h) => client.hello = h,
             other => return Err(unexpected(&other)),
@@ -186,7 +190,8 @@ impl Client {
     }
 
     fn receive(&mut self) -> Result<ResponseFrame> {
-        let max = self.hello.limits.max_frame_bytes.max(64 << 20).min(ABSOLUTE_MAX_FRAME_BYTES);
+        // Replies (embeddings) can be larger than requests; trust the host up to the absolute cap.
+        let max = ABSOLUTE_MAX_FRAME_BYTES;
         framing::read_frame(&mut self.reader, max, &mut self.buf)?;
         Ok(framing::decode(&self.buf)?)
     }
@@ -211,7 +216,8 @@ impl Client {
 
     fn embed_pipelined(&mut self, model: &ModelRef, texts: &[&str]) -> Result<Embeddings> {
         let limits = self.hello.limits;
-        let per_request = self.texts_per_request.clamp(1, (limits.max_texts_per_request as usize).max(1));
+        let per_request =
+            self.texts_per_request.clamp(1, (limits.max_texts_per_request as usize).max(1));
         // Keep each frame well inside the host's frame limit.
         let byte_budget = (limits.max_frame_bytes as usize / 2).max(1);
         let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
@@ -235,7 +241,10 @@ impl Client {
         let mut next_chunk = 0;
         let mut first_error: Option<Error> = None;
         while next_chunk < chunks.len() || !in_flight.is_empty() {
-            while first_error.is_none() && next_chunk < chunks.len() && in_flight.len() < PIPELINE_DEPTH {
+            while first_error.is_none()
+                && next_chunk < chunks.len()
+                && in_flight.len() < PIPELINE_DEPTH
+            {
                 let range = chunks[next_chunk].clone();
                 let request = Request::Embed(EmbedRequest {
                     model: model.clone(),
@@ -257,7 +266,9 @@ impl Client {
                 return Err(Error::Protocol(format!("reply for unknown request {}", frame.id)));
             };
             match frame.response {
-                Response::Embeddings(e) if e.len() == chunks[chunk].len() => results[chunk] = Some(e),
+                Response::Embeddings(e) if e.len() == chunks[chunk].len() => {
+                    results[chunk] = Some(e)
+                }
                 Response::Embeddings(e) => {
                     return Err(Error::Protocol(format!(
                         "{} embeddings for {} texts",

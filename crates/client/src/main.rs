@@ -102,7 +102,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("vembed: error: {}", format!("{e:#}").replace('\n', " "));
@@ -190,7 +192,13 @@ struct EmbedLine<'a> {
     tokens: u32,
 }
 
-fn embed(cli: &Cli, model: Option<&str>, jsonl: bool, batch_size: usize, args: &[String]) -> anyhow::Result<()> {
+fn embed(
+    cli: &Cli,
+    model: Option<&str>,
+    jsonl: bool,
+    batch_size: usize,
+    args: &[String],
+) -> anyhow::Result<()> {
     let texts: Vec<String> = if jsonl {
         if !args.is_empty() {
             bail!("--jsonl reads texts from stdin; do not also pass them as arguments");
@@ -247,7 +255,13 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
-    println!("vembed host {} (pid {}), up {:.1}s, socket {}", s.host_version, s.pid, s.uptime_ms as f64 / 1000.0, s.socket);
+    println!(
+        "vembed host {} (pid {}), up {:.1}s, socket {}",
+        s.host_version,
+        s.pid,
+        s.uptime_ms as f64 / 1000.0,
+        s.socket
+    );
     for m in &s.models {
         let roles: Vec<&str> = m.info.roles.iter().map(|r| r.setting()).collect();
         println!(
@@ -259,7 +273,12 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
             if roles.is_empty() { "-".to_string() } else { roles.join(", ") }
         );
         for f in &m.files {
-            println!("    {}: {} of {} in page cache", f.path, human_bytes(f.resident_bytes), human_bytes(f.bytes));
+            println!(
+                "    {}: {} of {} in page cache",
+                f.path,
+                human_bytes(f.resident_bytes),
+                human_bytes(f.bytes)
+            );
         }
     }
     let mem = s.memory;
@@ -275,7 +294,10 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
         "  clients {}, requests {}, texts {}, errors {}, batches {}, queued {}",
         s.clients, s.requests, s.texts, s.errors, s.batches, s.queue_texts
     );
-    println!("  latency in host: p50 {} µs, p99 {} µs; threads {}", s.latency_p50_us, s.latency_p99_us, s.threads);
+    println!(
+        "  latency in host: p50 {} µs, p99 {} µs; threads {}",
+        s.latency_p50_us, s.latency_p99_us, s.threads
+    );
     Ok(())
 }
 
@@ -283,8 +305,12 @@ fn model_command(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
     match command {
         ModelCommand::Fetch { name } => {
             let settings = Settings::load()?;
-            let name = name.clone().or_else(|| cli.unified_embedding_model.clone()).unwrap_or(settings.unified_embedding_model);
-            let (dir, source) = vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;
+            let name = name
+                .clone()
+                .or_else(|| cli.unified_embedding_model.clone())
+                .unwrap_or(settings.unified_embedding_model);
+            let (dir, source) =
+                vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;
             let how = match source {
                 vembed_models::FetchSource::Local => "already available",
                 vembed_models::FetchSource::Hub => "downloaded from the Hugging Face hub",
@@ -295,7 +321,12 @@ fn model_command(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Import { path, name } => {
             let dir = vembed_models::import(path, name.as_deref())?;
-            println!("imported {} into {} (sha256 {})", dir.name, dir.path.display(), dir.sha256()?);
+            println!(
+                "imported {} into {} (sha256 {})",
+                dir.name,
+                dir.path.display(),
+                dir.sha256()?
+            );
             Ok(())
         }
         ModelCommand::List { json } => {
@@ -306,7 +337,13 @@ fn model_command(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
                 println!("no models found locally; run `vembed model fetch`");
             } else {
                 for m in models {
-                    println!("{:<45} {:>10}  {:<22} {}", m.name, human_bytes(m.bytes), m.source, m.path.display());
+                    println!(
+                        "{:<45} {:>10}  {:<22} {}",
+                        m.name,
+                        human_bytes(m.bytes),
+                        m.source,
+                        m.path.display()
+                    );
                 }
             }
             Ok(())
@@ -329,7 +366,8 @@ fn demo(cli: &Cli) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut client = cli.client(None)?;
     println!("connected to host pid {} in {:?}", client.hello().pid, started.elapsed());
-    let queries = ["find the function that validates email addresses", "where is the socket server started"];
+    let queries =
+        ["find the function that validates email addresses", "where is the socket server started"];
     let snippets = [
         "def is_valid_email(addr):\n    return re.match(r\"[^@]+@[^@]+\\.[^@]+\", addr) is not None",
         "let listener = UnixListener::bind(&path)?;\nloop { let (stream, _) = listener.accept()?; }",
@@ -342,8 +380,11 @@ fn demo(cli: &Cli) -> anyhow::Result<()> {
     println!("embedded {} texts in {:?}\n", all.len(), t.elapsed());
     for (qi, q) in queries.iter().enumerate() {
         println!("query: {q}");
-        let mut scored: Vec<(f32, &str)> =
-            snippets.iter().enumerate().map(|(si, s)| (cosine(&vecs[qi], &vecs[queries.len() + si]), *s)).collect();
+        let mut scored: Vec<(f32, &str)> = snippets
+            .iter()
+            .enumerate()
+            .map(|(si, s)| (cosine(&vecs[qi], &vecs[queries.len() + si]), *s))
+            .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (score, s) in scored {
             println!("  {score:.3}  {}", s.lines().next().unwrap_or(""));

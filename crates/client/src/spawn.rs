@@ -66,12 +66,12 @@ fn find_host_bin(opts: &SpawnOptions) -> Result<PathBuf> {
         }
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("vembed-host"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| Error::Spawn {
-            message: "vembed-host not found beside this program, on PATH, or in $VEMBED_HOST_BIN".into(),
-        })
+    std::env::split_paths(&path).map(|d| d.join("vembed-host")).find(|p| p.is_file()).ok_or_else(
+        || Error::Spawn {
+            message: "vembed-host not found beside this program, on PATH, or in $VEMBED_HOST_BIN"
+                .into(),
+        },
+    )
 }
 
 fn log_file() -> Option<std::fs::File> {
@@ -91,8 +91,10 @@ pub fn spawn_host(opts: &SpawnOptions) -> Result<StartupStatus> {
     // Its own process group: a Ctrl-C meant for this client must not stop
     // the host every other client shares.
     cmd.process_group(0);
-    let mut child = cmd.spawn().map_err(|e| Error::Spawn { message: format!("{}: {e}", bin.display()) })?;
-    let stdout = child.stdout.take().ok_or_else(|| Error::Spawn { message: "no stdout pipe".into() })?;
+    let mut child =
+        cmd.spawn().map_err(|e| Error::Spawn { message: format!("{}: {e}", bin.display()) })?;
+    let stdout =
+        child.stdout.take().ok_or_else(|| Error::Spawn { message: "no stdout pipe".into() })?;
 
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -131,7 +131,9 @@ fn detach_stdout() {
     }
 }
 
-fn init_logging(to_stderr: bool) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+fn init_logging(
+    to_stderr: bool,
+) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEMBED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if to_stderr {
@@ -140,7 +142,8 @@ fn init_logging(to_stderr: bool) -> anyhow::Result<Option<tracing_appender::non_
     }
     let dir = vembed_models::paths::state_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (writer, guard) = tracing_appender::non_blocking(tracing_appender::rolling::never(&dir, "host.log"));
+    let (writer, guard) =
+        tracing_appender::non_blocking(tracing_appender::rolling::never(&dir, "host.log"));
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).init();
     Ok(Some(guard))
 }

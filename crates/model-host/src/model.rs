@@ -133,7 +133,9 @@ impl Pipeline {
         let mut normalize = false;
         match read_json::<Vec<ModuleEntry>>(&modules_path)? {
             // No modules.json: sentence-transformers wraps a plain transformer with mean pooling.
-            None => pooling = Some(Pooling { cls: false, max: false, mean: true, mean_sqrt_len: false }),
+            None => {
+                pooling = Some(Pooling { cls: false, max: false, mean: true, mean_sqrt_len: false })
+            }
             Some(modules) => {
                 for (i, m) in modules.iter().enumerate() {
                     let kind = m.kind.rsplit('.').next().unwrap_or(&m.kind);
@@ -176,8 +178,10 @@ impl Pipeline {
 /// Reads a folder's pipeline without loading the model.
 pub fn read_pipeline(dir: &Path) -> Result<Pipeline, ModelError> {
     let config_path = dir.join("config.json");
-    let bert: BertConfig = read_json(&config_path)?
-        .ok_or_else(|| ModelError::Config { path: config_path.clone(), message: "missing".into() })?;
+    let bert: BertConfig = read_json(&config_path)?.ok_or_else(|| ModelError::Config {
+        path: config_path.clone(),
+        message: "missing".into(),
+    })?;
     Pipeline::read(dir, &bert)
 }
 
@@ -191,7 +195,11 @@ fn read_pooling(path: &Path) -> Result<Pooling, ModelError> {
         (c.pooling_mode_lasttoken, "lasttoken pooling"),
     ] {
         if on {
-            return Err(ModelError::Unsupported { path: path.into(), what: "pooling", name: name.into() });
+            return Err(ModelError::Unsupported {
+                path: path.into(),
+                what: "pooling",
+                name: name.into(),
+            });
         }
     }
     let p = Pooling {
@@ -201,7 +209,10 @@ fn read_pooling(path: &Path) -> Result<Pooling, ModelError> {
         mean_sqrt_len: c.pooling_mode_mean_sqrt_len_tokens,
     };
     if p.modes() == 0 {
-        return Err(ModelError::Config { path: path.into(), message: "no pooling mode enabled".into() });
+        return Err(ModelError::Config {
+            path: path.into(),
+            message: "no pooling mode enabled".into(),
+        });
     }
     Ok(p)
 }
@@ -263,8 +274,10 @@ impl Embedder {
 
         let device = Device::Cpu;
         let weights_path = dir.join("model.safetensors");
-        let weights = Weights::open(&weights_path)
-            .map_err(|e| ModelError::Config { path: weights_path.clone(), message: e.to_string() })?;
+        let weights = Weights::open(&weights_path).map_err(|e| ModelError::Config {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        })?;
         weights.will_need();
         let vb = VarBuilder::from_slice_safetensors(weights.bytes(), DType::F32, &device)?;
         let model = BertModel::load(vb, &bert)?;

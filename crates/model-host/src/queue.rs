@@ -98,7 +98,8 @@ pub fn start(
 ) -> (Queue, JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let queued = Arc::new(AtomicUsize::new(0));
-    let queue = Queue { tx, queued: queued.clone(), limit, closed: Arc::new(AtomicBool::new(false)) };
+    let queue =
+        Queue { tx, queued: queued.clone(), limit, closed: Arc::new(AtomicBool::new(false)) };
     let handle = std::thread::Builder::new()
         .name("vembed-batcher".into())
         .spawn(move || Batcher { registry, stats, rx, queued, max_batch_tokens }.run())

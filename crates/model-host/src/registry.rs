@@ -28,7 +28,8 @@ impl Registry {
         let mut models: Vec<Arc<Embedder>> = Vec::new();
         let mut roles = Vec::new();
         for (role, name) in wanted {
-            let dir = vembed_models::resolve(&name).map_err(|e| ModelError::Store(e.to_string()))?;
+            let dir =
+                vembed_models::resolve(&name).map_err(|e| ModelError::Store(e.to_string()))?;
             let sha = dir.sha256().map_err(|e| ModelError::Store(e.to_string()))?;
             // One instance per model folder; two folders with the same weights and
             // the same pipeline (a copy, or an HF snapshot and its import) share one too.

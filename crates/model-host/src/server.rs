@@ -105,7 +105,11 @@ pub fn acquire(socket: &Path) -> Result<Option<HostLock>, HostError> {
     let dir = socket.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let default_dir = vembed_models::paths::runtime_dir();
     if !dir.exists() {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err("creating", dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("creating", dir))?;
     }
     let meta = fs::metadata(dir).map_err(io_err("reading", dir))?;
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -117,7 +121,8 @@ pub fn acquire(socket: &Path) -> Result<Option<HostLock>, HostError> {
         });
     }
     if dir == default_dir && meta.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("chmod", dir))?;
     }
     let lock_path = vembed_models::paths::lock_path_for(socket);
     let file = OpenOptions::new()
@@ -153,7 +158,8 @@ pub fn bind(socket: &Path, _lock: &HostLock) -> Result<UnixListener, HostError> 
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
     let listener = bound.map_err(io_err("binding", socket))?;
-    fs::set_permissions(socket, fs::Permissions::from_mode(0o600)).map_err(io_err("chmod", socket))?;
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o600))
+        .map_err(io_err("chmod", socket))?;
     Ok(listener)
 }
 
@@ -262,7 +268,8 @@ pub fn serve(
             Err(e) => tracing::error!("cannot spawn a connection thread: {e}"),
         }
     }
-    let reason = shared.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(StopReason::Signal);
+    let reason =
+        shared.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(StopReason::Signal);
     tracing::info!("stopping ({reason:?}); finishing requests in flight");
     // New clients now find no socket (or a refused one) and start a new host.
     drop(listener);
@@ -327,7 +334,12 @@ fn read_frame(stream: &mut UnixStream, buf: &mut Vec<u8>, shared: &Shared) -> In
     }
 }
 
-fn read_full(stream: &mut UnixStream, buf: &mut [u8], started: Instant, shared: &Shared) -> Result<(), Incoming> {
+fn read_full(
+    stream: &mut UnixStream,
+    buf: &mut [u8],
+    started: Instant,
+    shared: &Shared,
+) -> Result<(), Incoming> {
     let mut got = 0;
     while got < buf.len() {
         match stream.read(&mut buf[got..]) {
@@ -389,7 +401,8 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
         Ok(cred) if cred.uid() == shared.euid => {}
         Ok(cred) => {
             tracing::warn!("refused a peer with uid {} (pid {})", cred.uid(), cred.pid());
-            let msg = format!("this host serves uid {} only; peer has uid {}", shared.euid, cred.uid());
+            let msg =
+                format!("this host serves uid {} only; peer has uid {}", shared.euid, cred.uid());
             let _ = framing::write_frame(&mut stream, &error(0, ErrorCode::PermissionDenied, msg));
             return;
         }
@@ -434,7 +447,10 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
                 ));
                 // Before the handshake, or beyond any sane size, the stream is
                 // not worth resynchronising: close it.
-                if !greeted || len > ABSOLUTE_MAX_FRAME_BYTES || skip(&mut stream, len, &shared).is_err() {
+                if !greeted
+                    || len > ABSOLUTE_MAX_FRAME_BYTES
+                    || skip(&mut stream, len, &shared).is_err()
+                {
                     break;
                 }
                 shared.stats.record_error();
@@ -496,7 +512,11 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
                 let _ = tx.send(ResponseFrame { id, response: Response::Hello(reply) });
             }
             _ if !greeted => {
-                let _ = tx.send(error(id, ErrorCode::HandshakeRequired, "the first frame must be Hello"));
+                let _ = tx.send(error(
+                    id,
+                    ErrorCode::HandshakeRequired,
+                    "the first frame must be Hello",
+                ));
                 break;
             }
             Request::Embed(req) => {
@@ -543,7 +563,9 @@ fn submit_embed(
             ),
         ));
     }
-    if let Some((i, t)) = req.texts.iter().enumerate().find(|(_, t)| t.len() > limits.max_text_bytes as usize) {
+    if let Some((i, t)) =
+        req.texts.iter().enumerate().find(|(_, t)| t.len() > limits.max_text_bytes as usize)
+    {
         return Err(error(
             id,
             ErrorCode::TextTooLarge,

@@ -56,7 +56,8 @@ pub fn residency(path: &Path) -> io::Result<(u64, u64)> {
     // SAFETY: `map` is a live mapping of `map.len()` bytes starting at a
     // page-aligned address, and `vec` has one byte per page of it, as
     // mincore(2) requires.
-    let rc = unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, map.len(), vec.as_mut_ptr()) };
+    let rc =
+        unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, map.len(), vec.as_mut_ptr()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

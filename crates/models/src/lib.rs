@@ -27,7 +27,9 @@ pub use store::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No local copy of the model was found.
-    #[error("model {name} not found locally (looked in: {searched}); run `vembed model fetch {name}` or `vembed model import PATH`")]
+    #[error(
+        "model {name} not found locally (looked in: {searched}); run `vembed model fetch {name}` or `vembed model import PATH`"
+    )]
     NotFound {
         /// The canonical name asked for.
         name: String,

@@ -74,11 +74,13 @@ pub fn config_path() -> PathBuf {
 /// The Hugging Face hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 /// `~/.cache/huggingface/hub`.
 pub fn hf_hub_cache() -> PathBuf {
-    env_path("HF_HUB_CACHE")
-        .or_else(|| env_path("HF_HOME").map(|p| p.join("hub")))
-        .unwrap_or_else(|| {
-            env_path("XDG_CACHE_HOME").unwrap_or_else(|| home().join(".cache")).join("huggingface/hub")
-        })
+    env_path("HF_HUB_CACHE").or_else(|| env_path("HF_HOME").map(|p| p.join("hub"))).unwrap_or_else(
+        || {
+            env_path("XDG_CACHE_HOME")
+                .unwrap_or_else(|| home().join(".cache"))
+                .join("huggingface/hub")
+        },
+    )
 }
 
 /// The legacy sentence-transformers cache: `$SENTENCE_TRANSFORMERS_HOME`, else

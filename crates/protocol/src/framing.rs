@@ -169,8 +169,10 @@ mod tests {
     #[test]
     fn hello_layout_is_stable() {
         let mut wire = Vec::new();
-        let hello =
-            RequestFrame { id: 1, request: Request::Hello(Hello { version: 1, client: "py".into() }) };
+        let hello = RequestFrame {
+            id: 1,
+            request: Request::Hello(Hello { version: 1, client: "py".into() }),
+        };
         write_frame(&mut wire, &hello).unwrap();
         let expected: Vec<u8> = [
             &26u32.to_le_bytes()[..], // payload length
