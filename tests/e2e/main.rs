@@ -7,3 +7,4 @@ mod concurrency;
 mod lifecycle;
 mod models;
 mod parity;
+mod python;

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod model;
+pub mod outbox;
 pub mod queue;
 pub mod registry;
 pub mod server;

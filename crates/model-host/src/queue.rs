@@ -15,6 +15,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
+
+use crate::outbox::Outbox;
 use vembed_protocol::{Embeddings, ErrorCode, ErrorReply, Response, ResponseFrame};
 
 use crate::registry::Registry;
@@ -28,8 +30,8 @@ pub struct Job {
     pub ids: Vec<Vec<u32>>,
     /// The request id to answer.
     pub id: u64,
-    /// Where the answer goes (the connection's writer).
-    pub reply: Sender<ResponseFrame>,
+    /// Where the answer goes.
+    pub reply: Arc<Outbox>,
     /// When the request was read.
     pub received: Instant,
 }
@@ -210,7 +212,7 @@ impl Batcher {
                         let a = active.swap_remove(ai);
                         self.queued.fetch_sub(a.job.ids.len(), Ordering::AcqRel);
                         self.stats.record_error();
-                        let _ = a.job.reply.send(ResponseFrame {
+                        a.job.reply.send(&ResponseFrame {
                             id: a.job.id,
                             response: Response::Error(ErrorReply {
                                 code: ErrorCode::Internal,
@@ -255,7 +257,7 @@ impl Batcher {
             host_us: a.job.received.elapsed().as_micros() as u64,
         });
         // The client may have gone; its answer is then dropped.
-        let _ = a.job.reply.send(ResponseFrame { id: a.job.id, response });
+        a.job.reply.send(&ResponseFrame { id: a.job.id, response });
     }
 }
 

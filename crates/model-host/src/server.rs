@@ -2,7 +2,7 @@
 //! thread per connection, handshake, limits, and graceful shutdown.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use nix::fcntl::{Flock, FlockArg};
 use vembed_protocol::framing;
 use vembed_protocol::{
@@ -20,6 +19,7 @@ use vembed_protocol::{
     ModelStatus, PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame,
 };
 
+use crate::outbox::Outbox;
 use crate::queue::{self, Job, Queue, SubmitError};
 use crate::registry::Registry;
 use crate::stats::{self, Stats};
@@ -299,7 +299,7 @@ enum Incoming {
 /// Reads one frame into `buf`. Between frames it waits as long as the client
 /// likes (checking for shutdown); once a frame has started it must arrive
 /// within `frame_timeout`, so a stalled client only loses its own connection.
-fn read_frame(stream: &mut UnixStream, buf: &mut Vec<u8>, shared: &Shared) -> Incoming {
+fn read_frame(stream: &mut impl Read, buf: &mut Vec<u8>, shared: &Shared) -> Incoming {
     let mut header = [0u8; 4];
     let mut got = 0;
     let mut started: Option<Instant> = None;
@@ -335,7 +335,7 @@ fn read_frame(stream: &mut UnixStream, buf: &mut Vec<u8>, shared: &Shared) -> In
 }
 
 fn read_full(
-    stream: &mut UnixStream,
+    stream: &mut impl Read,
     buf: &mut [u8],
     started: Instant,
     shared: &Shared,
@@ -358,7 +358,7 @@ fn read_full(
 }
 
 /// Reads and drops the payload of a frame that was too large.
-fn skip(stream: &mut UnixStream, mut len: u32, shared: &Shared) -> Result<(), Incoming> {
+fn skip(stream: &mut impl Read, mut len: u32, shared: &Shared) -> Result<(), Incoming> {
     let started = Instant::now();
     let mut scratch = vec![0u8; 64 << 10];
     while len > 0 {
@@ -420,19 +420,19 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
         tracing::warn!("set_read_timeout: {e}");
         return;
     }
-    let writer_stream = match stream.try_clone() {
-        Ok(s) => s,
+    let (outbox, write_loop) = match stream.try_clone().and_then(Outbox::new) {
+        Ok(o) => o,
         Err(e) => {
             tracing::warn!("cannot clone the connection: {e}");
             return;
         }
     };
-    let (tx, rx) = crossbeam_channel::unbounded::<ResponseFrame>();
-    let writer = std::thread::Builder::new()
-        .name("vembed-writer".into())
-        .spawn(move || write_loop(writer_stream, rx));
-    let Ok(writer) = writer else { return };
-
+    let Ok(writer) = std::thread::Builder::new().name("vembed-writer".into()).spawn(write_loop)
+    else {
+        return;
+    };
+    let mut stream = BufReader::with_capacity(64 << 10, stream);
+    let tx = &outbox;
     let mut buf = Vec::new();
     let mut greeted = false;
     loop {
@@ -440,7 +440,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
             Incoming::Frame => {}
             Incoming::TooLarge(len) => {
                 let limit = shared.config.limits.max_frame_bytes;
-                let _ = tx.send(error(
+                tx.send(&error(
                     0,
                     ErrorCode::FrameTooLarge,
                     format!("frame of {len} bytes exceeds the limit of {limit} bytes"),
@@ -470,7 +470,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
             match framing::peek_hello_version(&buf) {
                 Some(PROTOCOL_VERSION) => {}
                 Some(v) => {
-                    let _ = tx.send(error(
+                    tx.send(&error(
                         peek_id(&buf),
                         ErrorCode::VersionMismatch,
                         format!("client speaks protocol {v}, this host speaks {PROTOCOL_VERSION}; use a matching vembed"),
@@ -478,7 +478,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
                     break;
                 }
                 None => {
-                    let _ = tx.send(error(
+                    tx.send(&error(
                         peek_id(&buf),
                         ErrorCode::HandshakeRequired,
                         "the first frame must be Hello",
@@ -491,7 +491,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
             Ok(f) => f,
             Err(e) => {
                 shared.stats.record_error();
-                let _ = tx.send(error(peek_id(&buf), ErrorCode::Malformed, e.to_string()));
+                tx.send(&error(peek_id(&buf), ErrorCode::Malformed, e.to_string()));
                 if greeted {
                     continue;
                 }
@@ -509,38 +509,34 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
                     models: shared.registry.infos(),
                     limits: shared.config.limits,
                 };
-                let _ = tx.send(ResponseFrame { id, response: Response::Hello(reply) });
+                tx.send(&ResponseFrame { id, response: Response::Hello(reply) });
             }
             _ if !greeted => {
-                let _ = tx.send(error(
-                    id,
-                    ErrorCode::HandshakeRequired,
-                    "the first frame must be Hello",
-                ));
+                tx.send(&error(id, ErrorCode::HandshakeRequired, "the first frame must be Hello"));
                 break;
             }
             Request::Embed(req) => {
                 if let Err(reply) = submit_embed(id, req, &shared, &queue, &tx) {
                     shared.stats.record_error();
-                    let _ = tx.send(reply);
+                    tx.send(&reply);
                 }
             }
             Request::Status => {
                 let status = status(&shared, &queue);
-                let _ = tx.send(ResponseFrame { id, response: Response::Status(Box::new(status)) });
+                tx.send(&ResponseFrame { id, response: Response::Status(Box::new(status)) });
             }
             Request::Shutdown => {
                 tracing::info!("shutdown requested by a client");
                 shared.request_stop(StopReason::Request);
-                let _ = tx.send(ResponseFrame { id, response: Response::Ok });
+                tx.send(&ResponseFrame { id, response: Response::Ok });
             }
             Request::Ping => {
-                let _ = tx.send(ResponseFrame { id, response: Response::Ok });
+                tx.send(&ResponseFrame { id, response: Response::Ok });
             }
         }
     }
-    // Jobs in the queue hold their own senders: the writer ends after the last answer.
-    drop(tx);
+    // Jobs in the queue hold their own outbox: the writer ends after the last answer.
+    drop(outbox);
     let _ = writer.join();
 }
 
@@ -549,7 +545,7 @@ fn submit_embed(
     req: EmbedRequest,
     shared: &Shared,
     queue: &Queue,
-    tx: &Sender<ResponseFrame>,
+    tx: &Arc<Outbox>,
 ) -> Result<(), ResponseFrame> {
     let limits = shared.config.limits;
     if req.texts.len() > limits.max_texts_per_request as usize {
@@ -593,34 +589,11 @@ fn submit_embed(
     for t in &req.texts {
         ids.push(embedder.tokenize(t).map_err(|e| error(id, ErrorCode::Internal, e.to_string()))?);
     }
-    let job = Job { model, ids, id, reply: tx.clone(), received };
+    let job = Job { model, ids, id, reply: Arc::clone(tx), received };
     queue.submit(job).map_err(|e| match e {
         SubmitError::Overloaded { .. } => error(id, ErrorCode::Overloaded, e.to_string()),
         SubmitError::ShuttingDown => error(id, ErrorCode::ShuttingDown, e.to_string()),
     })
-}
-
-fn write_loop(mut stream: UnixStream, rx: Receiver<ResponseFrame>) {
-    let mut out = Vec::new();
-    let mut broken = false;
-    while let Ok(first) = rx.recv() {
-        if broken {
-            continue;
-        }
-        out.clear();
-        let mut frames = vec![first];
-        frames.extend(rx.try_iter().take(64));
-        for f in &frames {
-            if let Err(e) = framing::encode_frame(f, &mut out) {
-                tracing::error!("cannot encode a reply: {e}");
-            }
-        }
-        if let Err(e) = stream.write_all(&out) {
-            tracing::debug!("client went away: {e}");
-            broken = true;
-        }
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 fn status(shared: &Shared, queue: &Queue) -> HostStatus {

@@ -38,7 +38,7 @@ impl Default for Settings {
             embedding_model: None,
             codebase_embedding_model: None,
             idle_timeout_secs: 600,
-            max_batch_tokens: 8192,
+            max_batch_tokens: 1024,
             max_queue_texts: 65_536,
             threads: 0,
         }
