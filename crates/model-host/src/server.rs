@@ -432,7 +432,6 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
         return;
     };
     let mut stream = BufReader::with_capacity(64 << 10, stream);
-    let tx = &outbox;
     let mut buf = Vec::new();
     let mut greeted = false;
     loop {
@@ -440,7 +439,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
             Incoming::Frame => {}
             Incoming::TooLarge(len) => {
                 let limit = shared.config.limits.max_frame_bytes;
-                tx.send(&error(
+                outbox.send(&error(
                     0,
                     ErrorCode::FrameTooLarge,
                     format!("frame of {len} bytes exceeds the limit of {limit} bytes"),
@@ -470,7 +469,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
             match framing::peek_hello_version(&buf) {
                 Some(PROTOCOL_VERSION) => {}
                 Some(v) => {
-                    tx.send(&error(
+                    outbox.send(&error(
                         peek_id(&buf),
                         ErrorCode::VersionMismatch,
                         format!("client speaks protocol {v}, this host speaks {PROTOCOL_VERSION}; use a matching vembed"),
@@ -478,7 +477,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
                     break;
                 }
                 None => {
-                    tx.send(&error(
+                    outbox.send(&error(
                         peek_id(&buf),
                         ErrorCode::HandshakeRequired,
                         "the first frame must be Hello",
@@ -491,7 +490,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
             Ok(f) => f,
             Err(e) => {
                 shared.stats.record_error();
-                tx.send(&error(peek_id(&buf), ErrorCode::Malformed, e.to_string()));
+                outbox.send(&error(peek_id(&buf), ErrorCode::Malformed, e.to_string()));
                 if greeted {
                     continue;
                 }
@@ -509,29 +508,33 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
                     models: shared.registry.infos(),
                     limits: shared.config.limits,
                 };
-                tx.send(&ResponseFrame { id, response: Response::Hello(reply) });
+                outbox.send(&ResponseFrame { id, response: Response::Hello(reply) });
             }
             _ if !greeted => {
-                tx.send(&error(id, ErrorCode::HandshakeRequired, "the first frame must be Hello"));
+                outbox.send(&error(
+                    id,
+                    ErrorCode::HandshakeRequired,
+                    "the first frame must be Hello",
+                ));
                 break;
             }
             Request::Embed(req) => {
-                if let Err(reply) = submit_embed(id, req, &shared, &queue, &tx) {
+                if let Err(reply) = submit_embed(id, req, &shared, &queue, &outbox) {
                     shared.stats.record_error();
-                    tx.send(&reply);
+                    outbox.send(&reply);
                 }
             }
             Request::Status => {
                 let status = status(&shared, &queue);
-                tx.send(&ResponseFrame { id, response: Response::Status(Box::new(status)) });
+                outbox.send(&ResponseFrame { id, response: Response::Status(Box::new(status)) });
             }
             Request::Shutdown => {
                 tracing::info!("shutdown requested by a client");
                 shared.request_stop(StopReason::Request);
-                tx.send(&ResponseFrame { id, response: Response::Ok });
+                outbox.send(&ResponseFrame { id, response: Response::Ok });
             }
             Request::Ping => {
-                tx.send(&ResponseFrame { id, response: Response::Ok });
+                outbox.send(&ResponseFrame { id, response: Response::Ok });
             }
         }
     }
@@ -545,7 +548,7 @@ fn submit_embed(
     req: EmbedRequest,
     shared: &Shared,
     queue: &Queue,
-    tx: &Arc<Outbox>,
+    outbox: &Arc<Outbox>,
 ) -> Result<(), ResponseFrame> {
     let limits = shared.config.limits;
     if req.texts.len() > limits.max_texts_per_request as usize {
@@ -589,7 +592,7 @@ fn submit_embed(
     for t in &req.texts {
         ids.push(embedder.tokenize(t).map_err(|e| error(id, ErrorCode::Internal, e.to_string()))?);
     }
-    let job = Job { model, ids, id, reply: Arc::clone(tx), received };
+    let job = Job { model, ids, id, reply: Arc::clone(outbox), received };
     queue.submit(job).map_err(|e| match e {
         SubmitError::Overloaded { .. } => error(id, ErrorCode::Overloaded, e.to_string()),
         SubmitError::ShuttingDown => error(id, ErrorCode::ShuttingDown, e.to_string()),
