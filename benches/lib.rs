@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// The real model folder (as fetched by `scripts/setup`); panics when missing.
+/// The real model folder (as fetched by `vembed model fetch`, which `scripts/test` runs); panics when missing.
 pub fn model_dir() -> PathBuf {
     let dir = std::env::var_os("VEMBED_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
         vembed_models::paths::cache_dir().join("models/sentence-transformers--all-MiniLM-L6-v2")

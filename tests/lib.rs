@@ -1,6 +1,6 @@
 //! Test harness: a private environment per test (socket, state and config in
 //! a temp dir), the real `vembed-host` and `vembed` binaries, and the real
-//! all-MiniLM-L6-v2 model fetched by `scripts/setup-model`.
+//! all-MiniLM-L6-v2 model fetched by `vembed model fetch` (which `scripts/test` runs first).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -16,7 +16,6 @@ pub fn golden_path() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let candidates = [
         std::env::var_os("VEMBED_GOLDEN").map(PathBuf::from),
-        Some(here.join("../../shared/golden/all-MiniLM-L6-v2.json")),
         Some(here.join("golden/all-MiniLM-L6-v2.json")),
     ];
     candidates
@@ -57,7 +56,7 @@ pub fn model_dir() -> PathBuf {
     });
     if let Err(e) = vembed_models::validate_dir(&dir) {
         panic!(
-            "the real model is missing ({e}). Run `scripts/setup-model` (or `vembed model fetch`) first, \
+            "the real model is missing ({e}). Run `scripts/test` (it fetches the model) or `vembed model fetch` first, \
              or point VEMBED_TEST_MODEL at an all-MiniLM-L6-v2 folder"
         );
     }

@@ -49,6 +49,7 @@ struct Report {
     single_query_p50_ms: f64,
     single_query_p99_ms: f64,
     ping_p50_us: f64,
+    ping_after_idle_p50_us: f64,
     ipc_overhead_p50_us: f64,
     ipc_overhead_p99_us: f64,
     bulk_texts: usize,
@@ -118,6 +119,17 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         ping_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
 
+    // The same ping after the client sat idle as long as a forward pass takes:
+    // the wake-up cost every blocking round trip pays on this machine.
+    let mut idle_ping_us = Vec::new();
+    let nap = Duration::from_secs_f64(percentile(&mut rtt_ms.clone(), 0.5) / 1e3);
+    for _ in 0..args.requests.min(200) {
+        std::thread::sleep(nap);
+        let t = Instant::now();
+        client.ping()?;
+        idle_ping_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+
     // Bulk.
     client.set_texts_per_request(args.batch);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -136,6 +148,7 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         single_query_p50_ms: percentile(&mut rtt_ms.clone(), 0.5),
         single_query_p99_ms: percentile(&mut rtt_ms, 0.99),
         ping_p50_us: percentile(&mut ping_us, 0.5),
+        ping_after_idle_p50_us: percentile(&mut idle_ping_us, 0.5),
         ipc_overhead_p50_us: percentile(&mut overhead_us.clone(), 0.5),
         ipc_overhead_p99_us: percentile(&mut overhead_us, 0.99),
         bulk_texts: texts.len(),
@@ -163,8 +176,14 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         report.single_query_requests, report.single_query_p50_ms, report.single_query_p99_ms
     );
     println!(
-        "ipc overhead (round trip minus host time): p50 {:.1} µs, p99 {:.1} µs; ping p50 {:.1} µs",
-        report.ipc_overhead_p50_us, report.ipc_overhead_p99_us, report.ping_p50_us
+        "ipc overhead (round trip minus host time): p50 {:.1} µs, p99 {:.1} µs",
+        report.ipc_overhead_p50_us, report.ipc_overhead_p99_us
+    );
+    println!(
+        "ping round trip: p50 {:.1} µs back to back, {:.1} µs after {:.1} ms idle",
+        report.ping_p50_us,
+        report.ping_after_idle_p50_us,
+        nap.as_secs_f64() * 1e3
     );
     println!(
         "bulk: {} texts (mean {:.0} tokens) at batch {} in {:.2} s: {:.1} texts/s, {:.0} tokens/s",
