@@ -50,6 +50,7 @@ struct Report {
     single_query_p99_ms: f64,
     ping_p50_us: f64,
     ping_after_idle_p50_us: f64,
+    empty_embed_p50_us: f64,
     ipc_overhead_p50_us: f64,
     ipc_overhead_p99_us: f64,
     bulk_texts: usize,
@@ -130,6 +131,14 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         idle_ping_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
 
+    // An embed request with no texts: socket, queue and batcher, no forward pass.
+    let mut empty_us = Vec::new();
+    for _ in 0..args.requests {
+        let t = Instant::now();
+        client.embed_with(&unified, &[])?;
+        empty_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+
     // Bulk.
     client.set_texts_per_request(args.batch);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -149,6 +158,7 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         single_query_p99_ms: percentile(&mut rtt_ms, 0.99),
         ping_p50_us: percentile(&mut ping_us, 0.5),
         ping_after_idle_p50_us: percentile(&mut idle_ping_us, 0.5),
+        empty_embed_p50_us: percentile(&mut empty_us, 0.5),
         ipc_overhead_p50_us: percentile(&mut overhead_us.clone(), 0.5),
         ipc_overhead_p99_us: percentile(&mut overhead_us, 0.99),
         bulk_texts: texts.len(),
@@ -180,10 +190,11 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         report.ipc_overhead_p50_us, report.ipc_overhead_p99_us
     );
     println!(
-        "ping round trip: p50 {:.1} µs back to back, {:.1} µs after {:.1} ms idle",
+        "ping round trip: p50 {:.1} µs back to back, {:.1} µs after {:.1} ms idle; embed of no texts (through the queue) {:.1} µs",
         report.ping_p50_us,
         report.ping_after_idle_p50_us,
-        nap.as_secs_f64() * 1e3
+        nap.as_secs_f64() * 1e3,
+        report.empty_embed_p50_us
     );
     println!(
         "bulk: {} texts (mean {:.0} tokens) at batch {} in {:.2} s: {:.1} texts/s, {:.0} tokens/s",

@@ -11,7 +11,6 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -90,23 +89,40 @@ impl Queue {
     }
 }
 
-/// Starts the inference thread. It exits once every [`Queue`] clone is
+/// Waits for the inference loop to end.
+pub struct BatcherHandle(std::sync::mpsc::Receiver<()>);
+
+impl BatcherHandle {
+    /// Blocks until the loop has answered every queued job and exited.
+    pub fn join(self) {
+        let _ = self.0.recv();
+    }
+}
+
+/// Starts the inference loop. It exits once every [`Queue`] clone is
 /// dropped and the jobs already queued are answered.
+///
+/// The loop runs *on* one of the threads of rayon's global pool, the pool
+/// candle's kernels use, rather than beside it: with N threads configured,
+/// exactly N threads compute, and after a forward pass one fewer pool thread
+/// spins looking for work, which leaves a core free for the reply to reach
+/// its client.
 pub fn start(
     registry: Arc<Registry>,
     stats: Arc<Stats>,
     max_batch_tokens: usize,
     limit: usize,
-) -> (Queue, JoinHandle<()>) {
+) -> (Queue, BatcherHandle) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let queued = Arc::new(AtomicUsize::new(0));
     let queue =
         Queue { tx, queued: queued.clone(), limit, closed: Arc::new(AtomicBool::new(false)) };
-    let handle = std::thread::Builder::new()
-        .name("vembed-batcher".into())
-        .spawn(move || Batcher { registry, stats, rx, queued, max_batch_tokens }.run())
-        .expect("spawning the batcher thread");
-    (queue, handle)
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    rayon::spawn(move || {
+        Batcher { registry, stats, rx, queued, max_batch_tokens }.run();
+        let _ = done_tx.send(());
+    });
+    (queue, BatcherHandle(done_rx))
 }
 
 struct Active {
