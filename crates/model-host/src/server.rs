@@ -281,7 +281,7 @@ pub fn serve(
     for h in connections {
         let _ = h.join();
     }
-    let _ = batcher.join();
+    batcher.join();
     tracing::info!("stopped");
     reason
 }
