@@ -195,7 +195,7 @@ impl Batcher {
             }
             let ids: Vec<Vec<u32>> =
                 picks.iter().map(|&(ai, t)| active[ai].job.ids[t].clone()).collect();
-            big_batch_since_trim |= picks.len() * longest >= 2048;
+            big_batch_since_trim |= picks.len() * longest >= 256;
             let embedder = &self.registry.models[model];
             let started = Instant::now();
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
