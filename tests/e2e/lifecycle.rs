@@ -215,3 +215,25 @@ fn a_peer_with_another_uid_is_refused() {
     assert_eq!(owner.embed(&["owner still served"]).unwrap()[0].len(), 384);
     assert!(pid_alive(owner.hello().pid));
 }
+
+/// With one inference thread, the batcher and candle's kernels share that
+/// one pool thread: bulk work and a query at once must both finish.
+#[test]
+fn a_single_thread_host_serves_bulk_and_queries_together() {
+    let mut env = Env::new();
+    env.host_args.extend(["--threads".into(), "1".into()]);
+    let mut a = env.client();
+    assert_eq!(a.status().unwrap().threads, 1);
+    let texts: Vec<String> = (0..40).map(|i| format!("{i} {}", "bulk work ".repeat(60))).collect();
+    std::thread::scope(|s| {
+        let bulk = s.spawn(|| {
+            let mut c = env.client();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            c.embed_with(&ModelRef::Role(Role::Code), &refs).unwrap().len()
+        });
+        for i in 0..5 {
+            assert_eq!(a.embed(&[&format!("query {i}")]).unwrap()[0].len(), 384);
+        }
+        assert_eq!(bulk.join().unwrap(), 40);
+    });
+}

@@ -163,6 +163,9 @@ pub fn bind(socket: &Path, _lock: &HostLock) -> Result<UnixListener, HostError> 
     Ok(listener)
 }
 
+/// How long a stopping host waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
 /// Why the host stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -206,7 +209,7 @@ pub fn serve(
 ) -> StopReason {
     let registry = Arc::new(registry);
     let stats = Arc::new(Stats::default());
-    let (queue, batcher) = queue::start(
+    let queue = queue::start(
         registry.clone(),
         stats.clone(),
         config.limits.max_batch_tokens as usize,
@@ -277,11 +280,17 @@ pub fn serve(
         tracing::warn!("removing {}: {e}", shared.config.socket.display());
     }
     queue.close();
-    drop(queue);
+    // Should a request never finish (a bug), exit anyway rather than hold
+    // the lock forever: clients would then wait on a host that never comes.
+    std::thread::spawn(|| {
+        std::thread::sleep(SHUTDOWN_GRACE);
+        tracing::error!("requests in flight did not finish within {SHUTDOWN_GRACE:?}; exiting");
+        std::process::exit(1);
+    });
     for h in connections {
         let _ = h.join();
     }
-    batcher.join();
+    queue.wait_idle();
     tracing::info!("stopped");
     reason
 }
