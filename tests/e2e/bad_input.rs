@@ -237,3 +237,38 @@ fn a_full_queue_answers_overloaded_at_once_and_loses_nothing() {
     assert!(overloaded >= 1, "a full queue refuses at once ({overloaded})");
     ping_ok(&mut s);
 }
+
+/// Thousands of random payloads (with plausible ids and request tags, so the
+/// decoder gets past the first bytes) never take the host down: each gets a
+/// typed answer and the connection stays in sync.
+#[test]
+fn random_payloads_never_break_the_host() {
+    let env = Env::new();
+    let mut s = raw(&env);
+    hello(&mut s);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..3000u64 {
+        let len = (next() % 200) as usize;
+        let mut payload = round.to_le_bytes().to_vec();
+        // Hello, Embed, Status, Ping or nonsense; never Shutdown (tag 3).
+        let tag = [0u32, 1, 1, 1, 2, 4, 5, 0xffff_ffff][(next() % 8) as usize];
+        payload.extend_from_slice(&tag.to_le_bytes());
+        payload.extend((0..len).map(|_| next() as u8));
+        // Sometimes a huge length prefix for the first vector or string.
+        if len >= 12 && next() % 4 == 0 {
+            payload[12..20].copy_from_slice(&(next() | (1 << 40)).to_le_bytes());
+        }
+        s.write_all(&(payload.len() as u32).to_le_bytes()).unwrap();
+        s.write_all(&payload).unwrap();
+        let reply = recv(&mut s).unwrap_or_else(|e| panic!("round {round}: no reply ({e})"));
+        assert!(reply.id == round || reply.id == 0, "round {round}: reply id {}", reply.id);
+    }
+    ping_ok(&mut s);
+    still_serves(&env);
+}

@@ -99,8 +99,15 @@ pub fn skip<R: Read>(r: &mut R, len: u32) -> Result<(), FrameError> {
 }
 
 /// Decodes a payload; the whole payload must be consumed.
+///
+/// Lengths inside the payload are checked against [`crate::ABSOLUTE_MAX_FRAME_BYTES`]
+/// before anything is allocated: without a limit bincode would allocate
+/// whatever a string or vector length claims, and a few random bytes could
+/// claim exabytes.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (value, used) = bincode::serde::decode_from_slice(payload, CONFIG)
+    const LIMIT: usize = crate::ABSOLUTE_MAX_FRAME_BYTES as usize;
+    let config = CONFIG.with_limit::<LIMIT>();
+    let (value, used) = bincode::serde::decode_from_slice(payload, config)
         .map_err(|e| FrameError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(FrameError::Decode(format!(
@@ -221,6 +228,13 @@ mod tests {
         }
         assert!(matches!(read_frame(&mut &[][..], 100, &mut buf), Err(FrameError::Closed)));
         assert!(matches!(read_frame(&mut &[1, 0][..], 100, &mut buf), Err(FrameError::Io(_))));
+        // A string claiming 2^60 bytes must fail cleanly, not allocate.
+        let mut bad_hello = 1u64.to_le_bytes().to_vec();
+        bad_hello.extend_from_slice(&0u32.to_le_bytes());
+        bad_hello.extend_from_slice(&1u32.to_le_bytes());
+        bad_hello.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        bad_hello.extend_from_slice(b"abc");
+        assert!(matches!(decode::<RequestFrame>(&bad_hello), Err(FrameError::Decode(_))));
         // A vector claiming 2^60 elements must fail cleanly, not allocate.
         let mut bad = 1u64.to_le_bytes().to_vec();
         bad.extend_from_slice(&1u32.to_le_bytes());
