@@ -599,7 +599,14 @@ fn submit_embed(
     let embedder = &shared.registry.models[model];
     let mut ids = Vec::with_capacity(req.texts.len());
     for t in &req.texts {
-        ids.push(embedder.tokenize(t).map_err(|e| error(id, ErrorCode::Internal, e.to_string()))?);
+        // The tokenizer is third-party code fed untrusted text: a panic in it
+        // becomes this request's error, not a dead connection.
+        let tokenized =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embedder.tokenize(t)))
+                .unwrap_or_else(|_| {
+                    Err(crate::model::ModelError::Tokenizer("tokenizer panicked".into()))
+                });
+        ids.push(tokenized.map_err(|e| error(id, ErrorCode::Internal, e.to_string()))?);
     }
     let job = Job { model, ids, id, reply: Arc::clone(outbox), received };
     queue.submit(job).map_err(|e| match e {
