@@ -178,3 +178,46 @@ fn a_missing_model_is_a_clear_error() {
     let err = Client::connect_or_spawn_with(env.spawn_options()).unwrap_err().to_string();
     assert!(err.contains("nobody/no-such-model") && err.contains("vembed model fetch"), "{err}");
 }
+
+/// `vembed model fetch` downloads through the real hub client (hf-hub) into
+/// the Hugging Face cache layout. The hub cannot be reached from CI, so a
+/// local server plays its file endpoint (`HF_ENDPOINT`).
+#[test]
+fn fetch_downloads_from_a_hub_endpoint_into_the_hf_cache() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/local_hub.py");
+    let mut hub = std::process::Command::new("python3")
+        .arg(script)
+        .arg("acme/tiny-hub-model")
+        .arg(model_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(hub.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    let out = env
+        .command("vembed")
+        .args(["model", "fetch", "acme/tiny-hub-model"])
+        .env_remove("HF_HUB_OFFLINE")
+        .env("HF_ENDPOINT", format!("http://127.0.0.1:{}", port.trim()))
+        .env("VEMBED_CACHE_DIR", env.path("empty-cache"))
+        .output()
+        .unwrap();
+    let _ = hub.kill();
+    let _ = hub.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("downloaded from the Hugging Face hub"));
+    let repo = env.path("hf/models--acme--tiny-hub-model");
+    let weights = repo.join("snapshots/0123456789abcdef0123456789abcdef01234567/model.safetensors");
+    assert_eq!(vembed_models::sha256_file(&weights).unwrap(), SHA);
+    assert!(repo.join("blobs").join(SHA).is_file(), "blobs are named by their sha256");
+    assert!(
+        std::fs::read_link(&weights).is_ok(),
+        "snapshot files link to blobs, as huggingface_hub lays them out"
+    );
+    assert!(
+        repo.join("snapshots/0123456789abcdef0123456789abcdef01234567/1_Pooling/config.json")
+            .is_file()
+    );
+}
