@@ -218,7 +218,6 @@ impl Batcher {
                 picks.iter().map(|&(ai, t)| active[ai].job.ids[t].clone()).collect();
             big_batch |= picks.len() * longest >= 256;
             let embedder = &self.registry.models[model];
-            let started = Instant::now();
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
                 .unwrap_or_else(|p| {
                     let msg = p
@@ -228,7 +227,7 @@ impl Batcher {
                         .unwrap_or_else(|| "unknown panic".into());
                     Err(crate::model::ModelError::Candle(format!("panic in forward pass: {msg}")))
                 });
-            self.stats.record_batch(ids.len(), started.elapsed());
+            self.stats.record_batch();
             let dim = embedder.dim();
             match result {
                 Ok(vectors) => {

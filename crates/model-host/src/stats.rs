@@ -44,7 +44,7 @@ impl Stats {
     }
 
     /// One forward pass.
-    pub fn record_batch(&self, _texts: usize, _took: Duration) {
+    pub fn record_batch(&self) {
         self.batches.fetch_add(1, Ordering::Relaxed);
     }
 
