@@ -221,3 +221,31 @@ fn fetch_downloads_from_a_hub_endpoint_into_the_hf_cache() {
             .is_file()
     );
 }
+
+/// A running host loads a model a request names, if it is on disk, and
+/// keeps it: `vembed embed --model M` works without restarting the host.
+#[test]
+fn a_running_host_loads_a_named_model_on_first_use() {
+    let env = Env::new();
+    let mut c = env.client();
+    assert_eq!(c.status().unwrap().models.len(), 1);
+    let cls = env.path("cls-model");
+    link_model(
+        &cls,
+        Some(
+            r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+        ),
+    );
+    let name = cls.display().to_string();
+    let out = env.vembed(&["embed", "--model", &name, "same text"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = vembed_tests::parse_embed_lines(&out.stdout);
+    let unified = c.embed(&["same text"]).unwrap();
+    assert!(cosine(&rows[0].0, &unified[0]) < 0.99, "the named model, not the unified one");
+    let status = c.status().unwrap();
+    assert_eq!(status.models.len(), 2);
+    assert_eq!(status.pid, c.hello().pid, "same host");
+    // Named again, it is not loaded twice.
+    c.embed_with(&ModelRef::Name(name), &["again"]).unwrap();
+    assert_eq!(c.status().unwrap().models.len(), 2);
+}

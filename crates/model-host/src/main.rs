@@ -104,7 +104,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let listener = server::bind(&socket, &lock)?;
     tracing::info!(
         "serving {} on {} (pid {}, {threads} threads, ready in {:?})",
-        registry.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+        registry.all().iter().map(|m| m.name.clone()).collect::<Vec<_>>().join(", "),
         socket.display(),
         std::process::id(),
         started.elapsed()

@@ -217,7 +217,7 @@ impl Batcher {
             let ids: Vec<Vec<u32>> =
                 picks.iter().map(|&(ai, t)| active[ai].job.ids[t].clone()).collect();
             big_batch |= picks.len() * longest >= 256;
-            let embedder = &self.registry.models[model];
+            let embedder = self.registry.get(model);
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
                 .unwrap_or_else(|p| {
                     let msg = p
@@ -275,7 +275,7 @@ impl Batcher {
         let mut order: Vec<usize> = (0..job.ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(job.ids[i].len()));
         let remaining_tokens = job.ids.iter().map(Vec::len).sum();
-        let dim = self.registry.models[job.model].dim();
+        let dim = self.registry.get(job.model).dim();
         let out = vec![0f32; job.ids.len() * dim];
         Active { job, order, next: 0, remaining_tokens, out, done: 0 }
     }
@@ -283,7 +283,7 @@ impl Batcher {
     fn finish(&self, a: Active) {
         let n = a.job.ids.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        let embedder = &self.registry.models[a.job.model];
+        let embedder = self.registry.get(a.job.model);
         self.stats.record_request(n, a.job.received.elapsed());
         let response = Response::Embeddings(Embeddings {
             model: embedder.name.clone(),

@@ -1,72 +1,69 @@
 //! The loaded models: one instance per distinct model, shared by every role
-//! that names it.
+//! that names it. A request may name a model the host did not start with; it
+//! is then loaded on the spot (if it is on disk) and kept.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use vembed_models::Settings;
 use vembed_protocol::{ModelInfo, ModelRef, Role};
 
-use crate::model::{Embedder, ModelError};
+use crate::model::{Embedder, ModelError, read_pipeline};
+
+/// Most models one host keeps loaded (each is ~100 MB or more).
+pub const MAX_MODELS: usize = 8;
 
 /// The models a host serves.
 pub struct Registry {
-    /// One entry per loaded instance.
-    pub models: Vec<Arc<Embedder>>,
+    models: RwLock<Vec<Arc<Embedder>>>,
     roles: Vec<(Role, usize)>,
+    /// Serializes loads, so two requests for a new model load it once.
+    loading: Mutex<()>,
 }
 
 impl Registry {
     /// Loads the models the settings name for each role, plus `extra` names.
     /// Names that resolve to the same model load once.
     pub fn load(settings: &Settings, extra: &[String]) -> Result<Registry, ModelError> {
-        let mut wanted: Vec<(Option<Role>, String)> = vec![
-            (Some(Role::Unified), settings.unified_embedding_model.clone()),
-            (Some(Role::Tools), settings.tools_model().to_string()),
-            (Some(Role::Code), settings.code_model().to_string()),
-        ];
-        wanted.extend(extra.iter().map(|n| (None, n.clone())));
-        let mut models: Vec<Arc<Embedder>> = Vec::new();
+        let registry = Registry {
+            models: RwLock::new(Vec::new()),
+            roles: Vec::new(),
+            loading: Mutex::new(()),
+        };
         let mut roles = Vec::new();
-        for (role, name) in wanted {
-            let dir =
-                vembed_models::resolve(&name).map_err(|e| ModelError::Store(e.to_string()))?;
-            let sha = dir.sha256().map_err(|e| ModelError::Store(e.to_string()))?;
-            // One instance per model folder; two folders with the same weights and
-            // the same pipeline (a copy, or an HF snapshot and its import) share one too.
-            let pipeline = || crate::model::read_pipeline(&dir.path).ok();
-            let index = match models.iter().position(|m| {
-                m.path == dir.path || (m.sha256 == sha && Some(m.pipeline()) == pipeline().as_ref())
-            }) {
-                Some(i) => i,
-                None => {
-                    let started = std::time::Instant::now();
-                    let e = Embedder::load(&dir.name, &dir.path, sha)?;
-                    tracing::info!(
-                        "loaded {} from {} in {:?} (dim {}, max_seq_length {})",
-                        e.name,
-                        e.path.display(),
-                        started.elapsed(),
-                        e.dim(),
-                        e.max_seq_length()
-                    );
-                    models.push(Arc::new(e));
-                    models.len() - 1
-                }
-            };
-            if let Some(role) = role {
-                roles.push((role, index));
-            }
+        for (role, name) in [
+            (Role::Unified, settings.unified_embedding_model.as_str()),
+            (Role::Tools, settings.tools_model()),
+            (Role::Code, settings.code_model()),
+        ] {
+            roles.push((role, registry.load_named(name)?));
         }
-        Ok(Registry { models, roles })
+        for name in extra {
+            registry.load_named(name)?;
+        }
+        Ok(Registry { roles, ..registry })
     }
 
-    /// The model index a request refers to.
+    /// The model at `index`.
+    pub fn get(&self, index: usize) -> Arc<Embedder> {
+        self.read()[index].clone()
+    }
+
+    /// Every loaded model.
+    pub fn all(&self) -> Vec<Arc<Embedder>> {
+        self.read().clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Embedder>>> {
+        self.models.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index of a loaded model a request refers to.
     pub fn lookup(&self, model: &ModelRef) -> Option<usize> {
         match model {
             ModelRef::Role(role) => self.roles.iter().find(|(r, _)| r == role).map(|&(_, i)| i),
             ModelRef::Name(name) => {
                 let canonical = vembed_models::canonical_name(name);
-                self.models.iter().position(|m| {
+                self.read().iter().position(|m| {
                     m.name == *name
                         || m.name == canonical
                         || m.path.to_str() == Some(name.trim_end_matches('/'))
@@ -76,9 +73,55 @@ impl Registry {
         }
     }
 
+    /// The index of the model a request refers to, loading it from disk if
+    /// it is not loaded yet.
+    pub fn lookup_or_load(&self, model: &ModelRef) -> Result<usize, ModelError> {
+        if let Some(i) = self.lookup(model) {
+            return Ok(i);
+        }
+        match model {
+            ModelRef::Name(name) => self.load_named(name),
+            ModelRef::Role(role) => {
+                Err(ModelError::Store(format!("no model is configured for {}", role.setting())))
+            }
+        }
+    }
+
+    /// Loads a model by name or path, unless the same model (the same
+    /// folder, or the same weights with the same pipeline) is loaded.
+    fn load_named(&self, name: &str) -> Result<usize, ModelError> {
+        let _one_at_a_time = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = vembed_models::resolve(name).map_err(|e| ModelError::Store(e.to_string()))?;
+        let sha = dir.sha256().map_err(|e| ModelError::Store(e.to_string()))?;
+        let pipeline = read_pipeline(&dir.path).ok();
+        if let Some(i) = self.read().iter().position(|m| {
+            m.path == dir.path || (m.sha256 == sha && Some(m.pipeline()) == pipeline.as_ref())
+        }) {
+            return Ok(i);
+        }
+        if self.read().len() >= MAX_MODELS {
+            return Err(ModelError::Store(format!(
+                "{MAX_MODELS} models are loaded already; run `vembed stop` to start afresh"
+            )));
+        }
+        let started = std::time::Instant::now();
+        let e = Embedder::load(&dir.name, &dir.path, sha)?;
+        tracing::info!(
+            "loaded {} from {} in {:?} (dim {}, max_seq_length {})",
+            e.name,
+            e.path.display(),
+            started.elapsed(),
+            e.dim(),
+            e.max_seq_length()
+        );
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        models.push(Arc::new(e));
+        Ok(models.len() - 1)
+    }
+
     /// What the handshake and status report for each instance.
     pub fn infos(&self) -> Vec<ModelInfo> {
-        self.models
+        self.read()
             .iter()
             .enumerate()
             .map(|(i, m)| ModelInfo {

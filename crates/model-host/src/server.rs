@@ -580,23 +580,24 @@ fn submit_embed(
             format!("text {i} is {} bytes; the limit is {} bytes", t.len(), limits.max_text_bytes),
         ));
     }
-    let Some(model) = shared.registry.lookup(&req.model) else {
-        let served: Vec<String> = shared.registry.models.iter().map(|m| m.name.clone()).collect();
-        return Err(error(
-            id,
-            ErrorCode::UnknownModel,
-            format!(
-                "model {:?} is not loaded by this host (serving: {}); set it in the config or run `vembed stop` and retry with --model",
-                req.model,
-                served.join(", ")
-            ),
-        ));
+    // A model the host was not started with is loaded now, if it is on disk.
+    let model = match shared.registry.lookup_or_load(&req.model) {
+        Ok(m) => m,
+        Err(e) => {
+            let served: Vec<String> =
+                shared.registry.all().iter().map(|m| m.name.clone()).collect();
+            return Err(error(
+                id,
+                ErrorCode::UnknownModel,
+                format!("cannot serve model {:?}: {e} (serving: {})", req.model, served.join(", ")),
+            ));
+        }
     };
     if shared.stop.load(Ordering::Acquire) {
         return Err(error(id, ErrorCode::ShuttingDown, "the host is shutting down"));
     }
     let received = Instant::now();
-    let embedder = &shared.registry.models[model];
+    let embedder = shared.registry.get(model);
     let mut ids = Vec::with_capacity(req.texts.len());
     for t in &req.texts {
         // The tokenizer is third-party code fed untrusted text: a panic in it
@@ -621,7 +622,7 @@ fn status(shared: &Shared, queue: &Queue) -> HostStatus {
         .registry
         .infos()
         .into_iter()
-        .zip(shared.registry.models.iter())
+        .zip(shared.registry.all())
         .map(|(info, m)| ModelStatus {
             info,
             files: m

@@ -49,7 +49,8 @@ pub struct Hello {
 pub enum ModelRef {
     /// The model configured for a role.
     Role(Role),
-    /// A model by name (as listed in [`ModelInfo::name`]) or by an alias of it.
+    /// A model by name, alias, folder path or weights sha256. A model the
+    /// host has not loaded is loaded on first use when it is on disk.
     Name(String),
 }
 
@@ -205,7 +206,7 @@ pub enum ErrorCode {
     TextTooLarge,
     /// The queue is full; retry later.
     Overloaded,
-    /// The model asked for is not loaded in this host.
+    /// The model asked for is not loaded and cannot be loaded (not on disk).
     UnknownModel,
     /// The peer runs as another user. The host closes the connection.
     PermissionDenied,
