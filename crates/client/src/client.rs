@@ -29,6 +29,9 @@ pub struct Client {
     buf: Vec<u8>,
     spawn: Option<SpawnOptions>,
     texts_per_request: usize,
+    /// False while a request is unanswered or after the stream lost track of
+    /// which reply is which; the next request then reconnects.
+    in_sync: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -96,6 +99,7 @@ impl Client {
             buf: Vec::new(),
             spawn: None,
             texts_per_request: BULK_TEXTS_PER_REQUEST,
+            in_sync: true,
         };
         let client_name = format!("vembed-client/{}", env!("CARGO_PKG_VERSION"));
         let reply = client
@@ -198,16 +202,22 @@ impl Client {
 
     /// One request, one answer; host errors become [`Error::Host`].
     fn call(&mut self, request: Request) -> Result<Response> {
+        if !self.in_sync {
+            return Err(Error::Disconnected);
+        }
+        self.in_sync = false;
         let id = self.send(request)?;
         self.flush()?;
         let frame = self.receive()?;
         if frame.id != id {
             // A reply to an unreadable frame carries id 0; anything else is a bug.
+            // Either way this connection can no longer pair replies with requests.
             if let Response::Error(e) = frame.response {
                 return Err(host_error(e));
             }
             return Err(Error::Protocol(format!("reply id {} for request {id}", frame.id)));
         }
+        self.in_sync = true;
         match frame.response {
             Response::Error(e) => Err(host_error(e)),
             other => Ok(other),
@@ -237,6 +247,12 @@ impl Client {
         }
 
         let mut results: Vec<Option<Embeddings>> = vec![None; chunks.len()];
+        if !self.in_sync {
+            return Err(Error::Disconnected);
+        }
+        // Any early return below leaves replies unread: the connection is then
+        // out of sync until every request sent has been answered.
+        self.in_sync = false;
         let mut in_flight: HashMap<u64, usize> = HashMap::new();
         let mut next_chunk = 0;
         let mut first_error: Option<Error> = None;
@@ -283,6 +299,7 @@ impl Client {
                 other => return Err(unexpected(&other)),
             }
         }
+        self.in_sync = true;
         if let Some(e) = first_error {
             return Err(e);
         }

@@ -151,7 +151,10 @@ struct Batcher {
 impl Batcher {
     /// Makes sure a drain task runs.
     fn wake(self: &Arc<Self>) {
-        if !self.running.swap(true, Ordering::AcqRel) {
+        // Pairs with the fence in `drain`: either this sees `running` false
+        // and spawns, or the drain task sees this job in the channel.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !self.running.swap(true, Ordering::SeqCst) {
             let me = self.clone();
             rayon::spawn(move || me.drain());
         }
@@ -160,10 +163,13 @@ impl Batcher {
     fn drain(self: Arc<Self>) {
         loop {
             self.run_until_empty();
-            self.running.store(false, Ordering::Release);
+            self.running.store(false, Ordering::SeqCst);
+            // The store must be visible before the channel is looked at again
+            // (a store-load pair: only a SeqCst fence orders it).
+            std::sync::atomic::fence(Ordering::SeqCst);
             // A job sent after the last look found `running` still set and
             // spawned nothing: take it on, unless another drain already did.
-            if self.rx.is_empty() || self.running.swap(true, Ordering::AcqRel) {
+            if self.rx.is_empty() || self.running.swap(true, Ordering::SeqCst) {
                 return;
             }
         }
