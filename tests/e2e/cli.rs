@@ -95,3 +95,32 @@ fn errors_are_one_line_on_stderr_with_a_nonzero_exit() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("embed"));
 }
+
+#[test]
+fn bench_reports_latency_throughput_ipc_and_memory() {
+    let env = Env::new();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let corpus = corpus.to_str().unwrap();
+    let args = ["bench", "--json", "--bulk-texts", "6", "--requests", "5", "--corpus", corpus];
+    let out = env.vembed(&args, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "single_query_p50_ms",
+        "single_query_p99_ms",
+        "bulk_chunks_per_s",
+        "bulk_tokens_per_s",
+        "ipc_overhead_p50_us",
+        "ping_p50_us",
+        "peak_rss_bytes",
+        "host_pss_bytes",
+    ] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
+    }
+    assert_eq!(v["bulk_texts"], 6);
+    // A baseline interpreter that fails is a clear error, not a crash.
+    let mut with_baseline = args.to_vec();
+    with_baseline.extend(["--baseline-python", "/bin/false"]);
+    let err = stderr_line(&env.vembed(&with_baseline, ""));
+    assert!(err.contains("baseline failed"), "{err}");
+}

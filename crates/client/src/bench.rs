@@ -37,7 +37,15 @@ pub struct BenchArgs {
     /// Write the bulk texts as JSON lines here (to feed the same set to a baseline).
     #[arg(long)]
     dump_texts: Option<PathBuf>,
+    /// Also run sentence-transformers in process with this Python (one that has
+    /// sentence-transformers installed) on the same model and texts, and show
+    /// both side by side with ratios.
+    #[arg(long)]
+    baseline_python: Option<PathBuf>,
 }
+
+/// The in-process sentence-transformers baseline, run by `--baseline-python`.
+const ST_BASELINE: &str = include_str!("../../../benches/python/st_baseline.py");
 
 #[derive(Serialize)]
 struct Report {
@@ -172,8 +180,29 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         host_pss_bytes: status.memory.pss,
         host_rss_bytes: status.memory.rss,
     };
+    let baseline = match &args.baseline_python {
+        Some(python) => {
+            let model_dir = client
+                .hello()
+                .models
+                .iter()
+                .find(|m| m.roles.contains(&Role::Unified))
+                .map(|m| m.path.clone())
+                .context("the host reports no unified model")?;
+            Some(run_baseline(python, &model_dir, &texts, args, status.threads)?)
+        }
+        None => None,
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let out = match &baseline {
+            Some(st) => serde_json::json!({
+                "vembed": report,
+                "sentence_transformers": st,
+                "ratios": ratios(&report, st),
+            }),
+            None => serde_json::to_value(&report)?,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -211,7 +240,101 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         mib(report.host_rss_bytes),
         mib(report.peak_rss_bytes)
     );
+    if let Some(st) = &baseline {
+        let r = ratios(&report, st);
+        println!();
+        println!("{:<28} {:>14} {:>22} {:>8}", "", "vembed", "sentence-transformers", "ratio");
+        let row = |name: &str, ours: f64, theirs: f64, ratio: f64| {
+            println!("{name:<28} {ours:>14.2} {theirs:>22.2} {ratio:>7.2}x");
+        };
+        row(
+            "single query p50 (ms)",
+            report.single_query_p50_ms,
+            num(st, "single_query_p50_ms"),
+            num(&r, "single_query_p50"),
+        );
+        row(
+            "single query p99 (ms)",
+            report.single_query_p99_ms,
+            num(st, "single_query_p99_ms"),
+            num(&r, "single_query_p99"),
+        );
+        row(
+            "bulk (chunks/s)",
+            report.bulk_chunks_per_s,
+            num(st, "bulk_texts_per_s"),
+            num(&r, "bulk_chunks_per_s"),
+        );
+        row(
+            "memory PSS (MiB)",
+            mib(report.host_pss_bytes),
+            num(st, "pss_bytes") / 1048576.0,
+            num(&r, "memory_pss"),
+        );
+        println!(
+            "sentence-transformers: {} ({} threads), import {:.1} s, load {:.2} s, load average {:.2}",
+            st.get("impl").and_then(|v| v.as_str()).unwrap_or("?"),
+            num(st, "threads"),
+            num(st, "import_seconds"),
+            num(st, "load_seconds"),
+            num(st, "load_avg_1m")
+        );
+    }
     Ok(())
+}
+
+fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
+}
+
+/// vembed over sentence-transformers: above 1 means vembed is better for
+/// throughput, below 1 means vembed is better for latency and memory.
+fn ratios(report: &Report, st: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "single_query_p50": report.single_query_p50_ms / num(st, "single_query_p50_ms"),
+        "single_query_p99": report.single_query_p99_ms / num(st, "single_query_p99_ms"),
+        "bulk_chunks_per_s": report.bulk_chunks_per_s / num(st, "bulk_texts_per_s"),
+        "memory_pss": report.host_pss_bytes as f64 / num(st, "pss_bytes"),
+    })
+}
+
+/// Runs `benches/python/st_baseline.py` (compiled in) on the same texts.
+fn run_baseline(
+    python: &Path,
+    model_dir: &str,
+    texts: &[String],
+    args: &BenchArgs,
+    threads: u32,
+) -> anyhow::Result<serde_json::Value> {
+    let dir = std::env::temp_dir().join(format!("vembed-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("st_baseline.py");
+    std::fs::write(&script, ST_BASELINE)?;
+    let data = dir.join("texts.jsonl");
+    let mut lines = String::new();
+    for t in texts {
+        lines.push_str(&serde_json::to_string(t)?);
+        lines.push('\n');
+    }
+    std::fs::write(&data, lines)?;
+    if !args.json {
+        eprintln!("running sentence-transformers with {} ...", python.display());
+    }
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(["--model", model_dir, "--texts"])
+        .arg(&data)
+        .args(["--requests", &args.requests.to_string(), "--batch", &args.batch.to_string()])
+        .args(["--threads", &threads.to_string(), "--query", &args.query])
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+        bail!("the sentence-transformers baseline failed: {last}");
+    }
+    serde_json::from_slice(&out.stdout).context("reading the baseline's JSON")
 }
 
 fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
