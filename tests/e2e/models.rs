@@ -28,13 +28,17 @@ fn link_model(dst: &Path, pooling: Option<&str>) {
     std::fs::write(dst.join("1_Pooling/config.json"), pool).unwrap();
 }
 
+/// Runs `vembed ARGS` in `env` with vembed's own cache moved to `cache`.
+fn vembed_with_cache(env: &Env, cache: &Path, args: &[&str]) -> std::process::Output {
+    env.command("vembed").args(args).env("VEMBED_CACHE_DIR", cache).output().unwrap()
+}
+
 #[test]
 fn import_from_folder_zip_and_list() {
     let env = Env::new();
     let cache = env.path("cache");
     let run = |args: &[&str]| {
-        let out =
-            env.command("vembed").args(args).env("VEMBED_CACHE_DIR", &cache).output().unwrap();
+        let out = vembed_with_cache(&env, &cache, args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
@@ -67,23 +71,13 @@ fn import_from_folder_zip_and_list() {
     assert_eq!(vembed_models::sha256_file(&copy).unwrap(), SHA);
 
     // Fetch finds the imported copy without any network.
-    let out = env
-        .command("vembed")
-        .args(["model", "fetch", "all-MiniLM-L6-v2"])
-        .env("VEMBED_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
+    let out = vembed_with_cache(&env, &cache, &["model", "fetch", "all-MiniLM-L6-v2"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("already available"));
 
     // A bad archive is a clear error.
     std::fs::write(env.path("bad.zip"), b"not a zip").unwrap();
-    let out = env
-        .command("vembed")
-        .args(["model", "import"])
-        .arg(env.path("bad.zip"))
-        .env("VEMBED_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
+    let bad = env.path("bad.zip");
+    let out = vembed_with_cache(&env, &cache, &["model", "import", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.zip"));
 }
@@ -102,12 +96,7 @@ fn names_resolve_through_the_hugging_face_cache_layout() {
     symlink(format!("../../blobs/{SHA}"), snap.join("model.safetensors")).unwrap();
 
     let empty_cache = env.path("empty-cache");
-    let out = env
-        .command("vembed")
-        .args(["model", "list", "--json"])
-        .env("VEMBED_CACHE_DIR", &empty_cache)
-        .output()
-        .unwrap();
+    let out = vembed_with_cache(&env, &empty_cache, &["model", "list", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["source"], "huggingface", "{listed}");
 

@@ -99,12 +99,7 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         bail!("no texts for the bulk run (use --texts FILE or --corpus DIR)");
     }
     if let Some(p) = &args.dump_texts {
-        let mut out = String::new();
-        for t in &texts {
-            out.push_str(&serde_json::to_string(t)?);
-            out.push('\n');
-        }
-        std::fs::write(p, out).with_context(|| format!("writing {}", p.display()))?;
+        write_jsonl(p, &texts)?;
     }
     let unified = ModelRef::Role(Role::Unified);
 
@@ -311,12 +306,7 @@ fn run_baseline(
     let script = dir.join("st_baseline.py");
     std::fs::write(&script, ST_BASELINE)?;
     let data = dir.join("texts.jsonl");
-    let mut lines = String::new();
-    for t in texts {
-        lines.push_str(&serde_json::to_string(t)?);
-        lines.push('\n');
-    }
-    std::fs::write(&data, lines)?;
+    write_jsonl(&data, texts)?;
     if !args.json {
         eprintln!("running sentence-transformers with {} ...", python.display());
     }
@@ -335,6 +325,16 @@ fn run_baseline(
         bail!("the sentence-transformers baseline failed: {last}");
     }
     serde_json::from_slice(&out.stdout).context("reading the baseline's JSON")
+}
+
+/// Writes texts as JSON lines, the format `--texts` and the baseline read.
+fn write_jsonl(path: &Path, texts: &[String]) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for t in texts {
+        out.push_str(&serde_json::to_string(t)?);
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
 fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {

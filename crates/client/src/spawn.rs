@@ -56,14 +56,12 @@ fn find_host_bin(opts: &SpawnOptions) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("VEMBED_HOST_BIN").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    if let Ok(exe) = std::env::current_exe() {
-        // Beside us, or one level up when we are a test binary in target/*/deps.
-        for dir in exe.ancestors().skip(1).take(2) {
-            let candidate = dir.join("vembed-host");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
+    if let Some(candidate) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("vembed-host")))
+        .filter(|p| p.is_file())
+    {
+        return Ok(candidate);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).map(|d| d.join("vembed-host")).find(|p| p.is_file()).ok_or_else(

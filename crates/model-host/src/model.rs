@@ -326,15 +326,15 @@ impl Embedder {
 
     /// Embeds texts given as token ids in one padded forward pass.
     /// Returns `ids.len() * dim()` floats.
-    pub fn embed_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
+    pub fn embed_ids<T: AsRef<[u32]>>(&self, ids: &[T]) -> Result<Vec<f32>, ModelError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let batch = ids.len();
-        let seq = ids.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let seq = ids.iter().map(|r| r.as_ref().len()).max().unwrap_or(0).max(1);
         let mut flat = vec![0u32; batch * seq];
         let mut mask = vec![0u32; batch * seq];
-        for (b, row) in ids.iter().enumerate() {
+        for (b, row) in ids.iter().map(AsRef::as_ref).enumerate() {
             flat[b * seq..b * seq + row.len()].copy_from_slice(row);
             mask[b * seq..b * seq + row.len()].fill(1);
         }

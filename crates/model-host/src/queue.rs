@@ -220,8 +220,8 @@ impl Batcher {
                     k += 1;
                 }
             }
-            let ids: Vec<Vec<u32>> =
-                picks.iter().map(|&(ai, t)| active[ai].job.ids[t].clone()).collect();
+            let ids: Vec<&[u32]> =
+                picks.iter().map(|&(ai, t)| active[ai].job.ids[t].as_slice()).collect();
             big_batch |= picks.len() * longest >= 256;
             let embedder = self.registry.get(model);
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
