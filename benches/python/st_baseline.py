@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""sentence-transformers in process: the baseline vembed is measured against.
+"""The in-process baselines vembed is measured against: sentence-transformers
+(PyTorch), or ONNX Runtime running the same model exported to ONNX.
 
-Run it from a throwaway venv (`pip install sentence-transformers`), outside
-this repository, on the same texts as `vembed bench --dump-texts FILE`:
+Run it from a throwaway venv outside this repository
+(`pip install sentence-transformers`, plus `onnxruntime onnx onnxscript` for
+`--engine onnx`), on the same texts as `vembed bench --dump-texts FILE`:
 
-    python st_baseline.py --model DIR --texts FILE [--requests 300] [--batch 32] [--threads 2]
+    python st_baseline.py --model DIR --texts FILE [--engine torch|onnx]
+        [--requests 300] [--batch 32] [--threads 2]
 
+Both engines tokenize with the model's own tokenizer, truncate at
+max_seq_length, sort a bulk job by length and pad per batch of `--batch`
+(as sentence-transformers' encode does), mean-pool and normalize.
 Prints JSON with the same keys as `vembed bench --json`.
 """
 import argparse
@@ -43,30 +49,38 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--query", default="find the function that validates email addresses")
+    ap.add_argument("--engine", choices=["torch", "onnx"], default="torch")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t = time.perf_counter()
     model = SentenceTransformer(a.model, device="cpu")
+    if a.engine == "onnx":
+        encode, impl = onnx_encoder(model, a.threads)
+    else:
+        impl = f"sentence-transformers (torch {torch.__version__})"
+
+        def encode(texts, batch):
+            return model.encode(texts, batch_size=batch, normalize_embeddings=True)
     load_s = time.perf_counter() - t
     texts = [json.loads(l) for l in open(a.texts) if l.strip()]
     texts = [x if isinstance(x, str) else x["text"] for x in texts]
 
     for _ in range(10):
-        model.encode([a.query], normalize_embeddings=True)
+        encode([a.query], 1)
     lat = []
     for _ in range(a.requests):
         t = time.perf_counter()
-        model.encode([a.query], normalize_embeddings=True)
+        encode([a.query], 1)
         lat.append((time.perf_counter() - t) * 1e3)
 
     tokens = sum(min(len(model.tokenizer(x)["input_ids"]), model.max_seq_length) for x in texts)
     t = time.perf_counter()
-    model.encode(texts, batch_size=a.batch, normalize_embeddings=True)
+    encode(texts, a.batch)
     bulk = time.perf_counter() - t
     with open("/proc/loadavg") as f:
         load = float(f.read().split()[0])
     print(json.dumps({
-        "impl": f"sentence-transformers (torch {torch.__version__})",
+        "impl": impl,
         "threads": a.threads,
         "load_avg_1m": load,
         "import_seconds": import_s,
@@ -82,6 +96,68 @@ def main():
         "pss_bytes": kib("/proc/self/smaps_rollup", "Pss:"),
         "rss_bytes": kib("/proc/self/status", "VmRSS:"),
     }, indent=2))
+
+
+def onnx_encoder(model, threads):
+    """Exports the model's transformer to ONNX (in a temp dir) and returns an
+    encode function running it on ONNX Runtime with mean pooling and
+    normalization, plus a description."""
+    import tempfile
+
+    import numpy as np
+    import onnxruntime as ort
+
+    hf = model[0].auto_model.eval()
+    tok = model.tokenizer
+    max_len = model.max_seq_length
+    path = os.path.join(tempfile.mkdtemp(prefix="vembed-onnx-"), "model.onnx")
+    dummy = tok(["hello world"], return_tensors="pt")
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, hf):
+            super().__init__()
+            self.hf = hf
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.hf(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+
+    with torch.no_grad():
+        torch.onnx.export(
+            Encoder(hf),
+            (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]),
+            path,
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "seq"} for n in
+                          ["input_ids", "attention_mask", "token_type_ids", "last_hidden_state"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+    def run(batch):
+        enc = tok(batch, padding=True, truncation=True, max_length=max_len, return_tensors="np")
+        feed = {k: enc[k].astype(np.int64) for k in ["input_ids", "attention_mask", "token_type_ids"]}
+        hidden = sess.run(None, feed)[0]
+        mask = feed["attention_mask"][..., None].astype(np.float32)
+        pooled = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+    def encode(texts, batch):
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = [None] * len(texts)
+        for s in range(0, len(order), batch):
+            idx = order[s:s + batch]
+            for i, v in zip(idx, run([texts[i] for i in idx])):
+                out[i] = v
+        return np.stack(out)
+
+    return encode, f"ONNX Runtime {ort.__version__} (exported with torch {torch.__version__})"
 
 
 if __name__ == "__main__":

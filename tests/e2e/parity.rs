@@ -3,7 +3,7 @@ use vembed_tests::{Env, cosine, golden, model_dir};
 
 #[test]
 fn tokenization_matches_golden_input_ids() {
-    let e = vembed_host::model::Embedder::load_named(model_dir().to_str().unwrap()).unwrap();
+    let e = vembed_host::model::Embedder::load_named(model_dir().to_str().unwrap(), Default::default()).unwrap();
     assert_eq!(e.max_seq_length(), 256, "max_seq_length comes from sentence_bert_config.json");
     assert_eq!(e.dim(), 384);
     for item in golden() {

@@ -37,14 +37,43 @@ pub struct BenchArgs {
     /// Write the bulk texts as JSON lines here (to feed the same set to a baseline).
     #[arg(long)]
     dump_texts: Option<PathBuf>,
-    /// Also run sentence-transformers in process with this Python (one that has
-    /// sentence-transformers installed) on the same model and texts, and show
-    /// both side by side with ratios.
+    /// Also run in-process baselines with this Python (one that has
+    /// sentence-transformers installed, and onnxruntime, onnx and onnxscript
+    /// for the onnx baseline) on the same model and texts, and show them side
+    /// by side with ratios.
     #[arg(long)]
     baseline_python: Option<PathBuf>,
+    /// Which baselines --baseline-python runs: torch (sentence-transformers),
+    /// onnx (ONNX Runtime on the same model exported to ONNX).
+    #[arg(long, value_delimiter = ',', default_value = "torch")]
+    baselines: Vec<Baseline>,
 }
 
-/// The in-process sentence-transformers baseline, run by `--baseline-python`.
+/// An in-process Python baseline.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// sentence-transformers on PyTorch.
+    Torch,
+    /// ONNX Runtime.
+    Onnx,
+}
+
+impl Baseline {
+    fn key(self) -> &'static str {
+        match self {
+            Baseline::Torch => "sentence_transformers",
+            Baseline::Onnx => "onnx_runtime",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Baseline::Torch => "sentence-transformers",
+            Baseline::Onnx => "ONNX Runtime",
+        }
+    }
+}
+
+/// The in-process baselines, run by `--baseline-python`.
 const ST_BASELINE: &str = include_str!("../../../benches/python/st_baseline.py");
 
 #[derive(Serialize)]
@@ -175,27 +204,33 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         host_pss_bytes: status.memory.pss,
         host_rss_bytes: status.memory.rss,
     };
-    let baseline = match &args.baseline_python {
-        Some(python) => {
-            let model_dir = client
-                .hello()
-                .models
-                .iter()
-                .find(|m| m.roles.contains(&Role::Unified))
-                .map(|m| m.path.clone())
-                .context("the host reports no unified model")?;
-            Some(run_baseline(python, &model_dir, &texts, args, status.threads)?)
+    let mut baselines: Vec<(Baseline, serde_json::Value)> = Vec::new();
+    if let Some(python) = &args.baseline_python {
+        let model_dir = client
+            .hello()
+            .models
+            .iter()
+            .find(|m| m.roles.contains(&Role::Unified))
+            .map(|m| m.path.clone())
+            .context("the host reports no unified model")?;
+        for &b in &args.baselines {
+            baselines.push((b, run_baseline(python, b, &model_dir, &texts, args, status.threads)?));
         }
-        None => None,
-    };
+    }
     if args.json {
-        let out = match &baseline {
-            Some(st) => serde_json::json!({
-                "vembed": report,
-                "sentence_transformers": st,
-                "ratios": ratios(&report, st),
-            }),
-            None => serde_json::to_value(&report)?,
+        let out = if baselines.is_empty() {
+            serde_json::to_value(&report)?
+        } else {
+            let mut out = serde_json::json!({ "vembed": report });
+            for (b, v) in &baselines {
+                out[b.key()] = v.clone();
+                let key = match b {
+                    Baseline::Torch => "ratios".to_string(),
+                    other => format!("ratios_{}", other.key()),
+                };
+                out[key] = ratios(&report, v);
+            }
+            out
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -235,44 +270,40 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
         mib(report.host_rss_bytes),
         mib(report.peak_rss_bytes)
     );
-    if let Some(st) = &baseline {
-        let r = ratios(&report, st);
+    if baselines.is_empty() {
+        return Ok(());
+    }
+    println!();
+    print!("{:<24} {:>10}", "", "vembed");
+    for (b, _) in &baselines {
+        print!(" {:>22} {:>7}", b.label(), "ratio");
+    }
+    println!();
+    let rows: [(&str, f64, &str, f64); 6] = [
+        ("single query p50 (ms)", report.single_query_p50_ms, "single_query_p50_ms", 1.0),
+        ("single query p99 (ms)", report.single_query_p99_ms, "single_query_p99_ms", 1.0),
+        ("bulk (chunks/s)", report.bulk_chunks_per_s, "bulk_texts_per_s", 1.0),
+        ("bulk (tokens/s)", report.bulk_tokens_per_s, "bulk_tokens_per_s", 1.0),
+        ("peak RSS (MiB)", mib(report.peak_rss_bytes), "peak_rss_bytes", 1048576.0),
+        ("PSS (MiB)", mib(report.host_pss_bytes), "pss_bytes", 1048576.0),
+    ];
+    for (name, ours, key, scale) in rows {
+        print!("{name:<24} {ours:>10.2}");
+        for (_, v) in &baselines {
+            let theirs = num(v, key) / scale;
+            print!(" {theirs:>22.2} {:>6.2}x", ours / theirs);
+        }
         println!();
-        println!("{:<28} {:>14} {:>22} {:>8}", "", "vembed", "sentence-transformers", "ratio");
-        let row = |name: &str, ours: f64, theirs: f64, ratio: f64| {
-            println!("{name:<28} {ours:>14.2} {theirs:>22.2} {ratio:>7.2}x");
-        };
-        row(
-            "single query p50 (ms)",
-            report.single_query_p50_ms,
-            num(st, "single_query_p50_ms"),
-            num(&r, "single_query_p50"),
-        );
-        row(
-            "single query p99 (ms)",
-            report.single_query_p99_ms,
-            num(st, "single_query_p99_ms"),
-            num(&r, "single_query_p99"),
-        );
-        row(
-            "bulk (chunks/s)",
-            report.bulk_chunks_per_s,
-            num(st, "bulk_texts_per_s"),
-            num(&r, "bulk_chunks_per_s"),
-        );
-        row(
-            "memory PSS (MiB)",
-            mib(report.host_pss_bytes),
-            num(st, "pss_bytes") / 1048576.0,
-            num(&r, "memory_pss"),
-        );
+    }
+    for (b, v) in &baselines {
         println!(
-            "sentence-transformers: {} ({} threads), import {:.1} s, load {:.2} s, load average {:.2}",
-            st.get("impl").and_then(|v| v.as_str()).unwrap_or("?"),
-            num(st, "threads"),
-            num(st, "import_seconds"),
-            num(st, "load_seconds"),
-            num(st, "load_avg_1m")
+            "{}: {} ({} threads), import {:.1} s, load {:.2} s, load average {:.2}",
+            b.label(),
+            v.get("impl").and_then(|v| v.as_str()).unwrap_or("?"),
+            num(v, "threads"),
+            num(v, "import_seconds"),
+            num(v, "load_seconds"),
+            num(v, "load_avg_1m")
         );
     }
     Ok(())
@@ -282,13 +313,15 @@ fn num(v: &serde_json::Value, key: &str) -> f64 {
     v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
 }
 
-/// vembed over sentence-transformers: above 1 means vembed is better for
-/// throughput, below 1 means vembed is better for latency and memory.
+/// vembed over a baseline: above 1 means vembed is better for throughput,
+/// below 1 means vembed is better for latency and memory.
 fn ratios(report: &Report, st: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({
         "single_query_p50": report.single_query_p50_ms / num(st, "single_query_p50_ms"),
         "single_query_p99": report.single_query_p99_ms / num(st, "single_query_p99_ms"),
         "bulk_chunks_per_s": report.bulk_chunks_per_s / num(st, "bulk_texts_per_s"),
+        "bulk_tokens_per_s": report.bulk_tokens_per_s / num(st, "bulk_tokens_per_s"),
+        "peak_rss": report.peak_rss_bytes as f64 / num(st, "peak_rss_bytes"),
         "memory_pss": report.host_pss_bytes as f64 / num(st, "pss_bytes"),
     })
 }
@@ -296,6 +329,7 @@ fn ratios(report: &Report, st: &serde_json::Value) -> serde_json::Value {
 /// Runs `benches/python/st_baseline.py` (compiled in) on the same texts.
 fn run_baseline(
     python: &Path,
+    which: Baseline,
     model_dir: &str,
     texts: &[String],
     args: &BenchArgs,
@@ -308,7 +342,7 @@ fn run_baseline(
     let data = dir.join("texts.jsonl");
     write_jsonl(&data, texts)?;
     if !args.json {
-        eprintln!("running sentence-transformers with {} ...", python.display());
+        eprintln!("running the {} baseline with {} ...", which.label(), python.display());
     }
     let out = std::process::Command::new(python)
         .arg(&script)
@@ -316,13 +350,14 @@ fn run_baseline(
         .arg(&data)
         .args(["--requests", &args.requests.to_string(), "--batch", &args.batch.to_string()])
         .args(["--threads", &threads.to_string(), "--query", &args.query])
+        .args(["--engine", if which == Baseline::Onnx { "onnx" } else { "torch" }])
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     let _ = std::fs::remove_dir_all(&dir);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-        bail!("the sentence-transformers baseline failed: {last}");
+        bail!("the {} baseline failed: {last}", which.label());
     }
     serde_json::from_slice(&out.stdout).context("reading the baseline's JSON")
 }

@@ -8,6 +8,7 @@
 //! tests and the forward-pass benchmark do.
 #![warn(missing_docs)]
 
+pub mod bert;
 pub mod model;
 pub mod outbox;
 pub mod queue;

@@ -39,7 +39,7 @@ struct Args {
     /// Exit after this many seconds without clients (0 = never).
     #[arg(long)]
     idle_timeout_secs: Option<u64>,
-    /// Padded tokens per forward pass.
+    /// Tokens per forward pass (padded tokens with --engine candle).
     #[arg(long)]
     max_batch_tokens: Option<u32>,
     /// Texts queued before requests are refused with Overloaded.
@@ -48,6 +48,9 @@ struct Args {
     /// Inference threads (0 = one per core).
     #[arg(long)]
     threads: Option<u32>,
+    /// Encoder implementation: native or candle.
+    #[arg(long)]
+    engine: Option<String>,
     /// Log to stderr instead of the log file in the state dir.
     #[arg(long)]
     log_stderr: bool,
@@ -76,6 +79,7 @@ fn run() -> anyhow::Result<ExitCode> {
         ("max_batch_tokens", args.max_batch_tokens.map(|v| v.to_string())),
         ("max_queue_texts", args.max_queue_texts.map(|v| v.to_string())),
         ("threads", args.threads.map(|v| v.to_string())),
+        ("engine", args.engine.clone()),
     ] {
         if let Some(v) = value {
             settings.set(key, &v).map_err(anyhow::Error::msg)?;

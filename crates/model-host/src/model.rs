@@ -9,6 +9,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::bert::{self, Bert, Scratch};
 use crate::weights::Weights;
 
 /// Errors loading or running a model.
@@ -41,6 +42,36 @@ pub enum ModelError {
     /// Model lookup failed.
     #[error("{0}")]
     Store(String),
+    /// The native encoder failed.
+    #[error("{0}")]
+    Native(#[from] bert::BertError),
+}
+
+/// Which implementation runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// vembed's own forward pass ([`crate::bert`]): unpadded, fused, AVX-512.
+    /// Models it does not implement fall back to candle.
+    #[default]
+    Native,
+    /// candle-transformers' stock `BertModel`, batches padded.
+    Candle,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "native" => Ok(Engine::Native),
+            "candle" => Ok(Engine::Candle),
+            other => Err(format!("engine must be \"native\" or \"candle\", got {other:?}")),
+        }
+    }
+}
+
+enum Encoder {
+    Native { bert: Bert, scratch: std::sync::Mutex<Scratch> },
+    Candle { model: BertModel, device: Device },
 }
 
 impl From<candle_core::Error> for ModelError {
@@ -229,9 +260,8 @@ pub struct Embedder {
     pub files: Vec<PathBuf>,
     pipeline: Pipeline,
     tokenizer: Tokenizer,
-    model: BertModel,
+    encoder: Encoder,
     hidden: usize,
-    device: Device,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -242,15 +272,20 @@ impl std::fmt::Debug for Embedder {
 
 impl Embedder {
     /// Resolves a model name (or path) and loads it.
-    pub fn load_named(name: &str) -> Result<Embedder, ModelError> {
+    pub fn load_named(name: &str, engine: Engine) -> Result<Embedder, ModelError> {
         let dir = vembed_models::resolve(name).map_err(|e| ModelError::Store(e.to_string()))?;
         let sha = dir.sha256().map_err(|e| ModelError::Store(e.to_string()))?;
-        Embedder::load(&dir.name, &dir.path, sha)
+        Embedder::load(&dir.name, &dir.path, sha, engine)
     }
 
-    /// Loads the model in `dir`: the weights are memory-mapped, pre-faulted,
-    /// and copied into candle tensors.
-    pub fn load(name: &str, dir: &Path, sha256: String) -> Result<Embedder, ModelError> {
+    /// Loads the model in `dir`. The native engine reads f32 weights in
+    /// place from the memory-mapped file; candle copies them into tensors.
+    pub fn load(
+        name: &str,
+        dir: &Path,
+        sha256: String,
+        engine: Engine,
+    ) -> Result<Embedder, ModelError> {
         let config_path = dir.join("config.json");
         let bert: BertConfig = read_json(&config_path)?.ok_or_else(|| ModelError::Config {
             path: config_path.clone(),
@@ -272,16 +307,37 @@ impl Embedder {
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
 
-        let device = Device::Cpu;
-        let weights_path = dir.join("model.safetensors");
-        let weights = Weights::open(&weights_path).map_err(|e| ModelError::Config {
-            path: weights_path.clone(),
-            message: e.to_string(),
-        })?;
-        weights.will_need();
-        let vb = VarBuilder::from_slice_safetensors(weights.bytes(), DType::F32, &device)?;
-        let model = BertModel::load(vb, &bert)?;
-        drop(weights);
+        let native = match engine {
+            Engine::Native => {
+                let config: bert::Config = read_json(&config_path)?.ok_or_else(|| {
+                    ModelError::Config { path: config_path.clone(), message: "missing".into() }
+                })?;
+                match Bert::load(dir, &config) {
+                    Ok(bert) => Some(bert),
+                    Err(e @ bert::BertError::Unsupported(_)) => {
+                        tracing::warn!("{}: {e}; using candle", dir.display());
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Engine::Candle => None,
+        };
+        let encoder = match native {
+            Some(bert) => Encoder::Native { bert, scratch: Default::default() },
+            None => {
+                let device = Device::Cpu;
+                let weights_path = dir.join("model.safetensors");
+                let weights = Weights::open(&weights_path).map_err(|e| ModelError::Config {
+                    path: weights_path.clone(),
+                    message: e.to_string(),
+                })?;
+                weights.will_need();
+                let vb = VarBuilder::from_slice_safetensors(weights.bytes(), DType::F32, &device)?;
+                let model = BertModel::load(vb, &bert)?;
+                Encoder::Candle { model, device }
+            }
+        };
 
         let files = ["model.safetensors", "tokenizer.json"].iter().map(|f| dir.join(f)).collect();
         let embedder = Embedder {
@@ -291,9 +347,8 @@ impl Embedder {
             files,
             pipeline,
             tokenizer,
-            model,
+            encoder,
             hidden: bert.hidden_size,
-            device,
         };
         // Warm start: one real forward pass so the first request pays no first-touch costs.
         embedder.embed_ids(&[embedder.tokenize("warm up")?])?;
@@ -324,43 +379,82 @@ impl Embedder {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Embeds texts given as token ids in one padded forward pass.
+    /// Which engine runs this model.
+    pub fn engine(&self) -> Engine {
+        match self.encoder {
+            Encoder::Native { .. } => Engine::Native,
+            Encoder::Candle { .. } => Engine::Candle,
+        }
+    }
+
+    /// Whether a batch costs its padded size (`texts × longest`) rather
+    /// than its real token count.
+    pub fn pads_batches(&self) -> bool {
+        matches!(self.encoder, Encoder::Candle { .. })
+    }
+
+    /// Frees buffers a large batch left behind.
+    pub fn release_buffers(&self) {
+        if let Encoder::Native { scratch, .. } = &self.encoder {
+            scratch.lock().unwrap_or_else(|p| p.into_inner()).release();
+        }
+    }
+
+    /// Embeds texts given as token ids in one forward pass.
     /// Returns `ids.len() * dim()` floats.
     pub fn embed_ids<T: AsRef<[u32]>>(&self, ids: &[T]) -> Result<Vec<f32>, ModelError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = ids.len();
-        let seq = ids.iter().map(|r| r.as_ref().len()).max().unwrap_or(0).max(1);
-        let mut flat = vec![0u32; batch * seq];
-        let mut mask = vec![0u32; batch * seq];
-        for (b, row) in ids.iter().map(AsRef::as_ref).enumerate() {
-            flat[b * seq..b * seq + row.len()].copy_from_slice(row);
-            mask[b * seq..b * seq + row.len()].fill(1);
-        }
-        let input = Tensor::from_vec(flat, (batch, seq), &self.device)?;
-        let types = input.zeros_like()?;
-        let mask_t = Tensor::from_vec(mask.clone(), (batch, seq), &self.device)?;
-        let hidden = self.model.forward(&input, &types, Some(&mask_t))?;
-        let hidden: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
         let h = self.hidden;
         let dim = self.dim();
-        let mut out = vec![0f32; batch * dim];
-        for b in 0..batch {
-            let tokens = &hidden[b * seq * h..(b + 1) * seq * h];
-            let m = &mask[b * seq..(b + 1) * seq];
-            pool(tokens, m, h, self.pipeline.pooling, &mut out[b * dim..(b + 1) * dim]);
+        let mut out = vec![0f32; ids.len() * dim];
+        let mut finish = |b: usize, tokens: &[f32]| {
+            let o = &mut out[b * dim..(b + 1) * dim];
+            pool(tokens, h, self.pipeline.pooling, o);
             if self.pipeline.normalize {
-                normalize(&mut out[b * dim..(b + 1) * dim]);
+                normalize(o);
+            }
+        };
+        match &self.encoder {
+            Encoder::Native { bert, scratch } => {
+                let mut scratch = scratch.lock().unwrap_or_else(|p| p.into_inner());
+                let hidden = bert.forward(ids, &mut scratch)?;
+                let mut at = 0;
+                for (b, row) in ids.iter().enumerate() {
+                    let n = row.as_ref().len();
+                    finish(b, &hidden[at * h..(at + n) * h]);
+                    at += n;
+                }
+            }
+            Encoder::Candle { model, device } => {
+                let batch = ids.len();
+                let seq = ids.iter().map(|r| r.as_ref().len()).max().unwrap_or(0).max(1);
+                let mut flat = vec![0u32; batch * seq];
+                let mut mask = vec![0u32; batch * seq];
+                for (b, row) in ids.iter().map(AsRef::as_ref).enumerate() {
+                    flat[b * seq..b * seq + row.len()].copy_from_slice(row);
+                    mask[b * seq..b * seq + row.len()].fill(1);
+                }
+                let input = Tensor::from_vec(flat, (batch, seq), device)?;
+                let types = input.zeros_like()?;
+                let mask_t = Tensor::from_vec(mask, (batch, seq), device)?;
+                let hidden = model.forward(&input, &types, Some(&mask_t))?;
+                let hidden: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+                for (b, row) in ids.iter().enumerate() {
+                    // Padding is on the right: a text's real tokens come first.
+                    let n = row.as_ref().len();
+                    finish(b, &hidden[b * seq * h..(b * seq + n) * h]);
+                }
             }
         }
         Ok(out)
     }
 }
 
-/// Pools one sequence's token embeddings (`seq × h`, row-major) under its mask.
-fn pool(tokens: &[f32], mask: &[u32], h: usize, p: Pooling, out: &mut [f32]) {
-    let n = mask.iter().filter(|&&m| m != 0).count() as f32;
+/// Pools one text's token embeddings (`n × h`, row-major, real tokens only).
+fn pool(tokens: &[f32], h: usize, p: Pooling, out: &mut [f32]) {
+    let n = (tokens.len() / h) as f32;
     let mut at = 0;
     if p.cls {
         out[..h].copy_from_slice(&tokens[..h]);
@@ -370,7 +464,7 @@ fn pool(tokens: &[f32], mask: &[u32], h: usize, p: Pooling, out: &mut [f32]) {
         let o = &mut out[at..at + h];
         // sentence-transformers sets padded positions to -1e9 before the max.
         o.fill(-1e9);
-        for (row, _) in tokens.chunks_exact(h).zip(mask).filter(|(_, m)| **m != 0) {
+        for row in tokens.chunks_exact(h) {
             for (a, &x) in o.iter_mut().zip(row) {
                 *a = a.max(x);
             }
@@ -379,7 +473,7 @@ fn pool(tokens: &[f32], mask: &[u32], h: usize, p: Pooling, out: &mut [f32]) {
     }
     if p.mean || p.mean_sqrt_len {
         let mut sum = vec![0f64; h];
-        for (row, _) in tokens.chunks_exact(h).zip(mask).filter(|(_, m)| **m != 0) {
+        for row in tokens.chunks_exact(h) {
             for (a, &x) in sum.iter_mut().zip(row) {
                 *a += f64::from(x);
             }
@@ -414,12 +508,11 @@ mod tests {
 
     #[test]
     fn pooling_modes() {
-        // Two real tokens and one pad, h = 2.
-        let tokens = [1.0, -2.0, 3.0, 4.0, 100.0, 100.0];
-        let mask = [1, 1, 0];
+        // Two tokens, h = 2.
+        let tokens = [1.0, -2.0, 3.0, 4.0];
         let all = Pooling { cls: true, max: true, mean: true, mean_sqrt_len: true };
         let mut out = [0f32; 8];
-        pool(&tokens, &mask, 2, all, &mut out);
+        pool(&tokens, 2, all, &mut out);
         let s = 2f32.sqrt();
         assert_eq!(out, [1.0, -2.0, 3.0, 4.0, 2.0, 1.0, 4.0 / s, 2.0 / s]);
         let mut v = [3.0, 4.0];

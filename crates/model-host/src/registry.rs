@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use vembed_models::Settings;
 use vembed_protocol::{ModelInfo, ModelRef, Role};
 
-use crate::model::{Embedder, ModelError, read_pipeline};
+use crate::model::{Embedder, Engine, ModelError, read_pipeline};
 
 /// Most models one host keeps loaded (each is ~100 MB or more).
 pub const MAX_MODELS: usize = 8;
@@ -18,6 +18,7 @@ pub struct Registry {
     roles: Vec<(Role, usize)>,
     /// Serializes loads, so two requests for a new model load it once.
     loading: Mutex<()>,
+    engine: Engine,
 }
 
 impl Registry {
@@ -28,6 +29,7 @@ impl Registry {
             models: RwLock::new(Vec::new()),
             roles: Vec::new(),
             loading: Mutex::new(()),
+            engine: settings.engine.parse().map_err(ModelError::Store)?,
         };
         let mut roles = Vec::new();
         for (role, name) in [
@@ -105,12 +107,13 @@ impl Registry {
             )));
         }
         let started = std::time::Instant::now();
-        let e = Embedder::load(&dir.name, &dir.path, sha)?;
+        let e = Embedder::load(&dir.name, &dir.path, sha, self.engine)?;
         tracing::info!(
-            "loaded {} from {} in {:?} (dim {}, max_seq_length {})",
+            "loaded {} from {} in {:?} ({:?} engine, dim {}, max_seq_length {})",
             e.name,
             e.path.display(),
             started.elapsed(),
+            e.engine(),
             e.dim(),
             e.max_seq_length()
         );

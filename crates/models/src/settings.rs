@@ -23,12 +23,16 @@ pub struct Settings {
     pub codebase_embedding_model: Option<String>,
     /// Seconds with no client connected before the host exits; 0 = never.
     pub idle_timeout_secs: u64,
-    /// Padded tokens (batch × longest sequence) per forward pass.
+    /// Tokens per forward pass (the candle engine counts padding:
+    /// batch × longest text).
     pub max_batch_tokens: u32,
     /// Texts waiting in the queue before new requests get `Overloaded`.
     pub max_queue_texts: u32,
     /// Inference threads; 0 = one per core.
     pub threads: u32,
+    /// The encoder implementation: `"native"` (vembed's own forward pass,
+    /// the default) or `"candle"` (candle-transformers' `BertModel`).
+    pub engine: String,
 }
 
 impl Default for Settings {
@@ -41,6 +45,7 @@ impl Default for Settings {
             max_batch_tokens: 1024,
             max_queue_texts: 65_536,
             threads: 0,
+            engine: "native".to_string(),
         }
     }
 }
@@ -54,6 +59,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("max_batch_tokens", "VEMBED_MAX_BATCH_TOKENS"),
     ("max_queue_texts", "VEMBED_MAX_QUEUE_TEXTS"),
     ("threads", "VEMBED_THREADS"),
+    ("engine", "VEMBED_ENGINE"),
 ];
 
 impl Settings {
@@ -102,6 +108,10 @@ impl Settings {
             "max_batch_tokens" => self.max_batch_tokens = num(key, value)?,
             "max_queue_texts" => self.max_queue_texts = num(key, value)?,
             "threads" => self.threads = num(key, value)?,
+            "engine" => match value {
+                "native" | "candle" => self.engine = value.to_string(),
+                other => return Err(format!("engine must be native or candle, got {other:?}")),
+            },
             _ => return Err(format!("unknown setting {key:?}")),
         }
         Ok(())

@@ -1,0 +1,473 @@
+//! Element-wise kernels of the forward pass, written as plain loops over
+//! fixed-width lanes that LLVM vectorizes, and compiled three times: for
+//! AVX-512, for AVX2+FMA, and for the baseline target. [`level`] picks one
+//! at run time, once.
+//!
+//! Every kernel is branch-free per element, so the vectorized and scalar
+//! forms compute the same values.
+
+use std::sync::OnceLock;
+
+/// Lanes per accumulator: one AVX-512 register of f32.
+pub const LANES: usize = 16;
+
+/// Which compiled form of the kernels this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// x86-64-v4: AVX-512F/VL with FMA.
+    V4,
+    /// x86-64-v3: AVX2 with FMA.
+    V3,
+    /// The target's baseline.
+    Scalar,
+}
+
+/// The widest form this CPU supports (detected once).
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("fma")
+            {
+                return Level::V4;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Level::V3;
+            }
+        }
+        Level::Scalar
+    })
+}
+
+/// Defines a function whose body is compiled once per [`Level`] and
+/// dispatched at run time.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                fn v4($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                match $crate::bert::simd::level() {
+                    // SAFETY: `level` returned V4 only after detecting these features.
+                    $crate::bert::simd::Level::V4 => unsafe { v4($($arg),*) },
+                    // SAFETY: `level` returned V3 only after detecting these features.
+                    $crate::bert::simd::Level::V3 => unsafe { v3($($arg),*) },
+                    $crate::bert::simd::Level::Scalar => body($($arg),*),
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                body($($arg),*)
+            }
+        }
+    };
+}
+
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// 1.5 × 2²³: adding it rounds an f32 in ±2²² to an integer (to nearest even).
+const ROUND: f32 = 12_582_912.0;
+
+/// `e^x` for f32, branch-free (Cephes `expf`: range reduction by ln 2 and a
+/// degree-5 polynomial; relative error about 1 ulp). Inputs below -87.3 give
+/// a tiny value rather than 0, inputs above 88.3 are clamped.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    let t = x.mul_add(LOG2E, ROUND);
+    let n = t - ROUND;
+    let r = n.mul_add(-LN2_HI, x);
+    let r = n.mul_add(-LN2_LO, r);
+    let mut p = 1.987_569_1e-4f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let e = (r * r).mul_add(p, r) + 1.0;
+    // The low bits of `t` hold n (two's complement, as t = ROUND + n).
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    f32::from_bits(e.to_bits().wrapping_add(n_bits << 23))
+}
+
+/// `erf(x)` (Abramowitz & Stegun 7.1.26 refined: absolute error below
+/// 1.5e-7, which is f32 rounding for the values GELU sees).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / 0.327_591_1f32.mul_add(a, 1.0);
+    let mut p = 1.061_405_4f32;
+    p = p.mul_add(t, -1.453_152_1);
+    p = p.mul_add(t, 1.421_413_8);
+    p = p.mul_add(t, -0.284_496_74);
+    p = p.mul_add(t, 0.254_829_6);
+    let y = 1.0 - p * t * exp(-a * a);
+    y.copysign(x)
+}
+
+multiversion! {
+    /// GELU as BERT's `"gelu"` defines it: `x/2 · (1 + erf(x/√2))`, in place.
+    pub fn gelu_erf(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            let v = *x;
+            *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+multiversion! {
+    /// GELU's tanh form (`"gelu_new"`, `"gelu_pytorch_tanh"`), in place.
+    pub fn gelu_tanh(xs: &mut [f32]) {
+        const C: f32 = 0.797_884_6; // sqrt(2/pi)
+        for x in xs.iter_mut() {
+            let v = *x;
+            let u = C * 0.044_715f32.mul_add(v * v * v, v);
+            // tanh(u) = 1 - 2 / (e^{2u} + 1)
+            let th = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+            *x = 0.5 * v * (1.0 + th);
+        }
+    }
+}
+
+multiversion! {
+    /// ReLU, in place.
+    pub fn relu(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            *x = x.max(0.0);
+        }
+    }
+}
+
+multiversion! {
+    /// Softmax of each row of `rows` (row length `n`), in place.
+    pub fn softmax_rows(rows: &mut [f32], n: usize) {
+        for row in rows.chunks_exact_mut(n) {
+            let mut m = [f32::NEG_INFINITY; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for i in 0..LANES {
+                    m[i] = m[i].max(c[i]);
+                }
+            }
+            let mut max = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for &v in chunks.remainder() {
+                max = max.max(v);
+            }
+            let mut s = [0f32; LANES];
+            let mut chunks = row.chunks_exact_mut(LANES);
+            for c in &mut chunks {
+                for i in 0..LANES {
+                    let e = exp(c[i] - max);
+                    c[i] = e;
+                    s[i] += e;
+                }
+            }
+            let mut sum: f32 = s.iter().sum();
+            for v in chunks.into_remainder() {
+                *v = exp(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// LayerNorm of each row of `rows` (row length `gamma.len()`), in place:
+    /// `(x - mean) / sqrt(var + eps) * gamma + beta`, with the variance
+    /// computed in two passes as PyTorch does.
+    pub fn layer_norm_rows(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let n = gamma.len();
+        for row in rows.chunks_exact_mut(n) {
+            let mean = sum(row) / n as f32;
+            let mut s = [0f32; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for i in 0..LANES {
+                    let d = c[i] - mean;
+                    s[i] = d.mul_add(d, s[i]);
+                }
+            }
+            let mut var: f32 = s.iter().sum();
+            for &v in chunks.remainder() {
+                var += (v - mean) * (v - mean);
+            }
+            let inv = 1.0 / (var / n as f32 + eps).sqrt();
+            for ((x, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+                *x = ((*x - mean) * inv).mul_add(g, b);
+            }
+        }
+    }
+}
+
+/// Sum of a slice, in lanes.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut s = [0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            s[i] += c[i];
+        }
+    }
+    s.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+multiversion! {
+    /// `out[r] = bias` for every row `r` of `out` (row length `bias.len()`).
+    pub fn fill_rows(out: &mut [f32], bias: &[f32]) {
+        for row in out.chunks_exact_mut(bias.len()) {
+            row.copy_from_slice(bias);
+        }
+    }
+}
+
+multiversion! {
+    /// `out[r] = x[r] + bias` for every row `r` (row length `bias.len()`).
+    pub fn add_rows(out: &mut [f32], x: &[f32], bias: &[f32]) {
+        let n = bias.len();
+        for (o, xr) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+            for ((o, &a), &b) in o.iter_mut().zip(xr).zip(bias) {
+                *o = a + b;
+            }
+        }
+    }
+}
+
+/// Output columns per packed weight panel: two AVX-512 registers.
+pub const NR: usize = 32;
+
+/// Packs a linear layer's weight (`n × k`, as stored) into panels of
+/// [`NR`] output columns, each `k × NR` and contiguous, so the small-batch
+/// kernel streams it front to back. Columns past `n` are zero.
+pub fn pack_panels(w: &[f32], k: usize) -> Vec<f32> {
+    let n = w.len() / k;
+    let panels = n.div_ceil(NR);
+    let mut out = vec![0f32; panels * k * NR];
+    for (o, row) in w.chunks_exact(k).enumerate() {
+        let (p, j) = (o / NR, o % NR);
+        let panel = &mut out[p * k * NR..(p + 1) * k * NR];
+        for (kk, &v) in row.iter().enumerate() {
+            panel[kk * NR + j] = v;
+        }
+    }
+    out
+}
+
+/// `y[r][c] += Σ_k x[r][k] · w[c][k]` for the columns of some packed
+/// panels (see [`pack_panels`]): a matrix product for the few-row batches of
+/// a single query, where packing the weights on every call, as a general
+/// gemm does, costs more than the product. `x` is `m × k`, `y` is `m × ld`,
+/// and `panels` covers columns `col..col + cols`.
+pub fn panel_matmul_acc(
+    y: &mut [f32],
+    ld: usize,
+    col: usize,
+    cols: usize,
+    x: &[f32],
+    k: usize,
+    panels: &[f32],
+) {
+    let m = x.len() / k;
+    assert!(panels.len() >= cols.div_ceil(NR) * k * NR, "panels cover the columns");
+    assert!(m == 0 || y.len() >= (m - 1) * ld + col + cols, "y holds m rows of ld");
+    for (p, panel) in panels.chunks_exact(k * NR).take(cols.div_ceil(NR)).enumerate() {
+        let c = col + p * NR;
+        let width = NR.min(col + cols - c);
+        let mut r = 0;
+        while r < m {
+            let rows = (m - r).min(8);
+            let mut acc = [[0f32; NR]; 8];
+            let xr = &x[r * k..(r + rows) * k];
+            match level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `level` returned V4 only after detecting AVX-512F;
+                // xr holds `rows` rows of k floats and panel k × NR floats.
+                Level::V4 => unsafe { x86::tile_v4(&mut acc, rows, xr, k, panel) },
+                _ => tile_generic(&mut acc, rows, xr, k, panel),
+            }
+            for (i, a) in acc.iter().take(rows).enumerate() {
+                let row = &mut y[(r + i) * ld + c..(r + i) * ld + c + width];
+                for (o, &v) in row.iter_mut().zip(a) {
+                    *o += v;
+                }
+            }
+            r += rows;
+        }
+    }
+}
+
+/// One block of up to 8 rows × [`NR`] columns, accumulated over all of `k`.
+fn tile_generic(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[f32]) {
+    for (i, a) in acc.iter_mut().take(rows).enumerate() {
+        let xi = &x[i * k..(i + 1) * k];
+        for (w, &xv) in panel.chunks_exact(NR).zip(xi) {
+            for j in 0..NR {
+                a[j] = xv.mul_add(w[j], a[j]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::NR;
+    use std::arch::x86_64::*;
+
+    /// [`super::tile_generic`] with the accumulators held in AVX-512
+    /// registers (two per row, 16 for 8 rows).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `x` must hold `rows` rows of `k`
+    /// floats and `panel` `k × NR` floats.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile_v4(
+        acc: &mut [[f32; NR]; 8],
+        rows: usize,
+        x: &[f32],
+        k: usize,
+        panel: &[f32],
+    ) {
+        debug_assert!(x.len() >= rows * k && panel.len() >= k * NR);
+        // SAFETY: the caller guarantees the lengths the pointer reads rely on.
+        unsafe {
+            match rows {
+                8 => block::<8>(acc, x.as_ptr(), k, panel.as_ptr()),
+                7 => block::<7>(acc, x.as_ptr(), k, panel.as_ptr()),
+                6 => block::<6>(acc, x.as_ptr(), k, panel.as_ptr()),
+                5 => block::<5>(acc, x.as_ptr(), k, panel.as_ptr()),
+                4 => block::<4>(acc, x.as_ptr(), k, panel.as_ptr()),
+                3 => block::<3>(acc, x.as_ptr(), k, panel.as_ptr()),
+                2 => block::<2>(acc, x.as_ptr(), k, panel.as_ptr()),
+                _ => block::<1>(acc, x.as_ptr(), k, panel.as_ptr()),
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block<const MR: usize>(
+        acc: &mut [[f32; NR]; 8],
+        x: *const f32,
+        k: usize,
+        panel: *const f32,
+    ) {
+        let mut a0 = [_mm512_setzero_ps(); MR];
+        let mut a1 = [_mm512_setzero_ps(); MR];
+        for kk in 0..k {
+            // SAFETY: kk < k, so both loads are inside the panel's k × NR
+            // floats and each x read inside row i's k floats.
+            unsafe {
+                let w0 = _mm512_loadu_ps(panel.add(kk * NR));
+                let w1 = _mm512_loadu_ps(panel.add(kk * NR + 16));
+                for i in 0..MR {
+                    let xv = _mm512_set1_ps(*x.add(i * k + kk));
+                    a0[i] = _mm512_fmadd_ps(xv, w0, a0[i]);
+                    a1[i] = _mm512_fmadd_ps(xv, w1, a1[i]);
+                }
+            }
+        }
+        for i in 0..MR {
+            // SAFETY: acc[i] holds NR = 32 floats.
+            unsafe {
+                _mm512_storeu_ps(acc[i].as_mut_ptr(), a0[i]);
+                _mm512_storeu_ps(acc[i].as_mut_ptr().add(16), a1[i]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_std() {
+        let mut worst = 0f32;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let rel = ((exp(x) - x.exp()) / x.exp()).abs();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 4e-7, "worst relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn erf_matches_reference() {
+        // erf from a high-precision reference (mpmath) at a few points.
+        for (x, want) in [
+            (0.0f64, 0.0f64),
+            (0.1, 0.112_462_916_018_284_9),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (-1.5, -0.966_105_146_475_310_7),
+            (2.5, 0.999_593_047_982_555),
+            (4.0, 0.999_999_984_582_742_1),
+        ] {
+            let got = f64::from(erf(x as f32));
+            assert!((got - want).abs() < 3e-7, "erf({x}) = {got}, want {want}");
+        }
+    }
+
+    #[test]
+    fn softmax_and_layer_norm() {
+        let mut rows: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin() * 5.0).collect();
+        let orig = rows.clone();
+        softmax_rows(&mut rows, 20);
+        for (r, o) in rows.chunks(20).zip(orig.chunks(20)) {
+            let max = o.iter().copied().fold(f32::MIN, f32::max);
+            let z: f64 = o.iter().map(|&v| f64::from(v - max).exp()).sum();
+            for (&p, &v) in r.iter().zip(o) {
+                let want = f64::from(v - max).exp() / z;
+                assert!((f64::from(p) - want).abs() < 1e-6);
+            }
+        }
+        let mut x: Vec<f32> = (0..34).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let g = vec![2.0; 17];
+        let b = vec![1.0; 17];
+        let orig = x.clone();
+        layer_norm_rows(&mut x, &g, &b, 1e-12);
+        for (r, o) in x.chunks(17).zip(orig.chunks(17)) {
+            let mean = o.iter().sum::<f32>() / 17.0;
+            let var = o.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 17.0;
+            for (&y, &v) in r.iter().zip(o) {
+                assert!((y - ((v - mean) / var.sqrt() * 2.0 + 1.0)).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn panel_matmul_matches_naive() {
+        let (m, n, k) = (15, 70, 37);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.2).collect();
+        let mut y = vec![1.0f32; m * n];
+        let packed = pack_panels(&w, k);
+        // Two calls over disjoint panel ranges, as the threads split them.
+        panel_matmul_acc(&mut y, n, 0, NR, &x, k, &packed[..k * NR]);
+        panel_matmul_acc(&mut y, n, NR, n - NR, &x, k, &packed[k * NR..]);
+        for r in 0..m {
+            for o in 0..n {
+                let want: f32 = 1.0 + (0..k).map(|j| x[r * k + j] * w[o * k + j]).sum::<f32>();
+                assert!((y[r * n + o] - want).abs() < 1e-4);
+            }
+        }
+    }
+}
