@@ -21,8 +21,8 @@ fn embedder(engine: Engine) -> &'static Embedder {
     cell.get_or_init(|| {
         let n = vembed_host::thread_count(0);
         vembed_host::init_thread_pool(n);
-        let e = Embedder::load_named(vembed_benches::model_dir().to_str().unwrap(), engine)
-            .unwrap();
+        let e =
+            Embedder::load_named(vembed_benches::model_dir().to_str().unwrap(), engine).unwrap();
         assert_eq!(e.engine(), engine);
         e
     })

@@ -5,9 +5,15 @@ fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
     let threads: u32 = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     vembed_host::init_thread_pool(vembed_host::thread_count(threads));
-    let e = Embedder::load_named(vembed_benches::model_dir().to_str().unwrap(), Engine::Native).unwrap();
-    let ids = vec![e.tokenize("find the function that validates email addresses").unwrap()];
-    println!("{} tokens", ids[0].len());
+    let e = Embedder::load_named(vembed_benches::model_dir().to_str().unwrap(), Engine::Native)
+        .unwrap();
+    let batch: usize = std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ids: Vec<Vec<u32>> = if batch == 0 {
+        vec![e.tokenize("find the function that validates email addresses").unwrap()]
+    } else {
+        vembed_benches::code_chunks(batch).iter().map(|t| e.tokenize(t).unwrap()).collect()
+    };
+    println!("{} texts, {} tokens", ids.len(), ids.iter().map(Vec::len).sum::<usize>());
     let mut v = Vec::new();
     for _ in 0..n {
         let t = Instant::now();

@@ -4,7 +4,8 @@
 //! owns the models' forward passes. It takes whatever is waiting (it never
 //! waits on purpose to fill a batch), serves the job with the fewest tokens
 //! left first (so one query is not stuck behind a bulk job), packs texts
-//! sorted by length under a padded-token budget, and answers each job when its
+//! sorted by length under a token budget (padded tokens for the candle
+//! engine, real ones for the native engine), and answers each job when its
 //! last text is done. The queue is bounded in texts: a submit that would pass
 //! the bound fails at once with [`SubmitError::Overloaded`].
 
@@ -185,6 +186,9 @@ impl Batcher {
             if active.is_empty() {
                 if big_batch {
                     // After large batches, hand their activations' memory back.
+                    for m in self.registry.all() {
+                        m.release_buffers();
+                    }
                     trim_heap();
                 }
                 return;
@@ -205,25 +209,30 @@ impl Batcher {
             // Fewest tokens left first; stable, so arrival order breaks ties.
             active.sort_by_key(|a| a.remaining_tokens);
             let model = active[0].job.model;
+            let embedder = self.registry.get(model);
+            // The candle engine pads to the longest text; the native one does not.
+            let padded = embedder.pads_batches();
             let mut picks: Vec<(usize, usize)> = Vec::new();
             let mut longest = 0usize;
+            let mut total = 0usize;
             'fill: for (ai, a) in active.iter().enumerate().filter(|(_, a)| a.job.model == model) {
                 let mut k = a.next;
                 while k < a.order.len() {
                     let len = a.job.ids[a.order[k]].len().max(1);
-                    let cost = (picks.len() + 1) * longest.max(len);
+                    let cost =
+                        if padded { (picks.len() + 1) * longest.max(len) } else { total + len };
                     if !picks.is_empty() && cost > self.max_batch_tokens {
                         break 'fill;
                     }
                     picks.push((ai, a.order[k]));
                     longest = longest.max(len);
+                    total += len;
                     k += 1;
                 }
             }
             let ids: Vec<&[u32]> =
                 picks.iter().map(|&(ai, t)| active[ai].job.ids[t].as_slice()).collect();
             big_batch |= picks.len() * longest >= 256;
-            let embedder = self.registry.get(model);
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
                 .unwrap_or_else(|p| {
                     let msg = p

@@ -189,7 +189,7 @@ impl Bert {
             other => return Err(BertError::Unsupported(format!("hidden_act {other}"))),
         };
         let h = config.hidden_size;
-        if config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0 || !h.is_multiple_of(config.num_attention_heads) {
             return Err(BertError::Unsupported(format!(
                 "hidden_size {h} is not a multiple of {} heads",
                 config.num_attention_heads
@@ -208,8 +208,9 @@ impl Bert {
                 if st.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
             let get = |name: &str, shape: &[usize]| -> Result<Param, BertError> {
                 let full = format!("{prefix}{name}");
-                let t =
-                    st.tensor(&full).map_err(|_| BertError::Weights(format!("no tensor {full}")))?;
+                let t = st
+                    .tensor(&full)
+                    .map_err(|_| BertError::Weights(format!("no tensor {full}")))?;
                 if t.shape() != shape {
                     return Err(BertError::Weights(format!(
                         "{full} has shape {:?}, config says {shape:?}",
@@ -406,11 +407,25 @@ impl Bert {
             // `qkv` (row stride 3h), and `scores` holds len × len floats.
             unsafe {
                 gemm::gemm(
-                    len, len, d,
-                    scores.as_mut_ptr(), 1, len as isize, false,
-                    q, 1, row,
-                    k, row, 1,
-                    0.0, scale, false, false, false, gemm::Parallelism::None,
+                    len,
+                    len,
+                    d,
+                    scores.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    q,
+                    1,
+                    row,
+                    k,
+                    row,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
                 );
             }
             simd::softmax_rows(scores, len);
@@ -419,11 +434,25 @@ impl Bert {
             // job, and ctx outlives the loop that runs the jobs.
             unsafe {
                 gemm::gemm(
-                    len, d, len,
-                    ctx_ptr.get().add(start * h + head * d), 1, h as isize, false,
-                    scores.as_ptr(), 1, len as isize,
-                    v, 1, row,
-                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                    len,
+                    d,
+                    len,
+                    ctx_ptr.get().add(start * h + head * d),
+                    1,
+                    h as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    len as isize,
+                    v,
+                    1,
+                    row,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
                 );
             }
         };
@@ -574,11 +603,25 @@ impl Bert {
         // three slices are exactly that long.
         unsafe {
             gemm::gemm(
-                m, n, k,
-                y.as_mut_ptr(), 1, n as isize, true,
-                x.as_ptr(), 1, k as isize,
-                w.as_ptr(), k as isize, 1,
-                1.0, 1.0, false, false, false, par,
+                m,
+                n,
+                k,
+                y.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                k as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
             );
         }
     }

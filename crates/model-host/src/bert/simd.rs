@@ -72,7 +72,6 @@ macro_rules! multiversion {
     };
 }
 
-
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
