@@ -136,3 +136,41 @@ fn native_small_and_large_batches_agree() {
         assert!(c >= 0.99999, "text {i}: small batch vs large batch cosine {c}");
     }
 }
+
+/// The kernels' AVX2 and baseline forms (chosen with `VEMBED_SIMD`, as on a
+/// CPU without AVX-512) match sentence-transformers too, through the host.
+#[test]
+fn narrower_simd_forms_match_golden() {
+    use std::io::BufRead;
+    let items = golden();
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    for simd in ["avx2", "scalar"] {
+        let env = Env::new();
+        let mut host = env
+            .command("vembed-host")
+            .env("VEMBED_SIMD", simd)
+            .arg("--socket")
+            .arg(&env.socket)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawning vembed-host");
+        let mut line = String::new();
+        std::io::BufReader::new(host.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("vembed-host ready"), "{simd}: {line}");
+        let mut client = vembed::Client::connect(&env.socket).unwrap();
+        let batch = client.embed_with(&ModelRef::Role(Role::Unified), &texts).unwrap();
+        for (item, row) in items.iter().zip(batch.rows()) {
+            let c = cosine(row, &item.embedding);
+            assert!(c >= 0.9999, "{simd} batch: cosine {c} for {:?}", item.text);
+        }
+        for item in items.iter().take(6) {
+            let alone = client.embed(&[item.text.as_str()]).unwrap();
+            let c = cosine(&alone[0], &item.embedding);
+            assert!(c >= 0.9999, "{simd} alone: cosine {c} for {:?}", item.text);
+        }
+        client.shutdown().unwrap();
+        host.wait().unwrap();
+    }
+}

@@ -22,13 +22,19 @@ pub enum Level {
     Scalar,
 }
 
-/// The widest form this CPU supports (detected once).
+/// The widest form this CPU supports (detected once). `VEMBED_SIMD=avx2` or
+/// `VEMBED_SIMD=scalar` caps it, to compare or test the narrower forms.
 pub fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
+        let cap = std::env::var("VEMBED_SIMD").unwrap_or_default();
+        if cap == "scalar" {
+            return Level::Scalar;
+        }
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx512f")
+            if cap != "avx2"
+                && std::is_x86_feature_detected!("avx512f")
                 && std::is_x86_feature_detected!("avx512vl")
                 && std::is_x86_feature_detected!("fma")
             {
@@ -48,28 +54,38 @@ macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            // FMA: whether `madd` may use a fused multiply-add instruction
+            // (without one, `f32::mul_add` is a slow library call).
             #[inline(always)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
+            fn body<const FMA: bool>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                fn v4($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                fn v4($($arg: $ty),*) $(-> $ret)? { body::<true>($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                fn v3($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                fn v3($($arg: $ty),*) $(-> $ret)? { body::<true>($($arg),*) }
                 match $crate::bert::simd::level() {
                     // SAFETY: `level` returned V4 only after detecting these features.
                     $crate::bert::simd::Level::V4 => unsafe { v4($($arg),*) },
                     // SAFETY: `level` returned V3 only after detecting these features.
                     $crate::bert::simd::Level::V3 => unsafe { v3($($arg),*) },
-                    $crate::bert::simd::Level::Scalar => body($($arg),*),
+                    $crate::bert::simd::Level::Scalar => {
+                        body::<{ cfg!(target_feature = "fma") }>($($arg),*)
+                    }
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
             {
-                body($($arg),*)
+                body::<{ cfg!(target_feature = "fma") || cfg!(target_arch = "aarch64") }>($($arg),*)
             }
         }
     };
+}
+
+/// `a · b + c`, fused into one instruction when `FMA` (the CPU has one).
+#[inline(always)]
+pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -82,19 +98,19 @@ const ROUND: f32 = 12_582_912.0;
 /// degree-5 polynomial; relative error about 1 ulp). Inputs below -87.3 give
 /// a tiny value rather than 0, inputs above 88.3 are clamped.
 #[inline(always)]
-pub fn exp(x: f32) -> f32 {
+pub fn exp<const FMA: bool>(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
-    let t = x.mul_add(LOG2E, ROUND);
+    let t = madd::<FMA>(x, LOG2E, ROUND);
     let n = t - ROUND;
-    let r = n.mul_add(-LN2_HI, x);
-    let r = n.mul_add(-LN2_LO, r);
+    let r = madd::<FMA>(n, -LN2_HI, x);
+    let r = madd::<FMA>(n, -LN2_LO, r);
     let mut p = 1.987_569_1e-4f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
-    let e = (r * r).mul_add(p, r) + 1.0;
+    p = madd::<FMA>(p, r, 1.398_199_9e-3);
+    p = madd::<FMA>(p, r, 8.333_452e-3);
+    p = madd::<FMA>(p, r, 4.166_579_6e-2);
+    p = madd::<FMA>(p, r, 1.666_666_5e-1);
+    p = madd::<FMA>(p, r, 0.5);
+    let e = madd::<FMA>(r * r, p, r) + 1.0;
     // The low bits of `t` hold n (two's complement, as t = ROUND + n).
     let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     f32::from_bits(e.to_bits().wrapping_add(n_bits << 23))
@@ -103,15 +119,15 @@ pub fn exp(x: f32) -> f32 {
 /// `erf(x)` (Abramowitz & Stegun 7.1.26 refined: absolute error below
 /// 1.5e-7, which is f32 rounding for the values GELU sees).
 #[inline(always)]
-pub fn erf(x: f32) -> f32 {
+pub fn erf<const FMA: bool>(x: f32) -> f32 {
     let a = x.abs();
-    let t = 1.0 / 0.327_591_1f32.mul_add(a, 1.0);
+    let t = 1.0 / madd::<FMA>(0.327_591_1f32, a, 1.0);
     let mut p = 1.061_405_4f32;
-    p = p.mul_add(t, -1.453_152_1);
-    p = p.mul_add(t, 1.421_413_8);
-    p = p.mul_add(t, -0.284_496_74);
-    p = p.mul_add(t, 0.254_829_6);
-    let y = 1.0 - p * t * exp(-a * a);
+    p = madd::<FMA>(p, t, -1.453_152_1);
+    p = madd::<FMA>(p, t, 1.421_413_8);
+    p = madd::<FMA>(p, t, -0.284_496_74);
+    p = madd::<FMA>(p, t, 0.254_829_6);
+    let y = 1.0 - p * t * exp::<FMA>(-a * a);
     y.copysign(x)
 }
 
@@ -120,7 +136,7 @@ multiversion! {
     pub fn gelu_erf(xs: &mut [f32]) {
         for x in xs.iter_mut() {
             let v = *x;
-            *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+            *x = 0.5 * v * (1.0 + erf::<FMA>(v * std::f32::consts::FRAC_1_SQRT_2));
         }
     }
 }
@@ -131,9 +147,9 @@ multiversion! {
         const C: f32 = 0.797_884_6; // sqrt(2/pi)
         for x in xs.iter_mut() {
             let v = *x;
-            let u = C * 0.044_715f32.mul_add(v * v * v, v);
+            let u = C * madd::<FMA>(0.044_715f32, v * v * v, v);
             // tanh(u) = 1 - 2 / (e^{2u} + 1)
-            let th = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+            let th = 1.0 - 2.0 / (exp::<FMA>(2.0 * u) + 1.0);
             *x = 0.5 * v * (1.0 + th);
         }
     }
@@ -167,14 +183,14 @@ multiversion! {
             let mut chunks = row.chunks_exact_mut(LANES);
             for c in &mut chunks {
                 for i in 0..LANES {
-                    let e = exp(c[i] - max);
+                    let e = exp::<FMA>(c[i] - max);
                     c[i] = e;
                     s[i] += e;
                 }
             }
             let mut sum: f32 = s.iter().sum();
             for v in chunks.into_remainder() {
-                *v = exp(*v - max);
+                *v = exp::<FMA>(*v - max);
                 sum += *v;
             }
             let inv = 1.0 / sum;
@@ -198,7 +214,7 @@ multiversion! {
             for c in &mut chunks {
                 for i in 0..LANES {
                     let d = c[i] - mean;
-                    s[i] = d.mul_add(d, s[i]);
+                    s[i] = madd::<FMA>(d, d, s[i]);
                 }
             }
             let mut var: f32 = s.iter().sum();
@@ -207,7 +223,7 @@ multiversion! {
             }
             let inv = 1.0 / (var / n as f32 + eps).sqrt();
             for ((x, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
-                *x = ((*x - mean) * inv).mul_add(g, b);
+                *x = madd::<FMA>((*x - mean) * inv, g, b);
             }
         }
     }
@@ -310,13 +326,16 @@ pub fn panel_matmul_acc(
     }
 }
 
-/// One block of up to 8 rows × [`NR`] columns, accumulated over all of `k`.
-fn tile_generic(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[f32]) {
-    for (i, a) in acc.iter_mut().take(rows).enumerate() {
-        let xi = &x[i * k..(i + 1) * k];
-        for (w, &xv) in panel.chunks_exact(NR).zip(xi) {
-            for j in 0..NR {
-                a[j] = xv.mul_add(w[j], a[j]);
+multiversion! {
+    /// One block of up to 8 rows × [`NR`] columns, accumulated over all of
+    /// `k` (the form for CPUs without AVX-512).
+    fn tile_generic(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[f32]) {
+        for (i, a) in acc.iter_mut().take(rows).enumerate() {
+            let xi = &x[i * k..(i + 1) * k];
+            for (w, &xv) in panel.chunks_exact(NR).zip(xi) {
+                for j in 0..NR {
+                    a[j] = madd::<FMA>(xv, w[j], a[j]);
+                }
             }
         }
     }
@@ -399,13 +418,15 @@ mod tests {
         let mut worst = 0f32;
         let mut x = -87.0f32;
         while x < 88.0 {
-            let rel = ((exp(x) - x.exp()) / x.exp()).abs();
+            let rel = ((exp::<true>(x) - x.exp()) / x.exp()).abs();
+            let plain = ((exp::<false>(x) - x.exp()) / x.exp()).abs();
+            worst = worst.max(plain);
             worst = worst.max(rel);
             x += 0.0137;
         }
         assert!(worst < 4e-7, "worst relative error {worst}");
-        assert_eq!(exp(0.0), 1.0);
-        assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
+        assert_eq!(exp::<true>(0.0), 1.0);
+        assert!(exp::<true>(-1000.0) >= 0.0 && exp::<true>(-1000.0) < 1e-37);
     }
 
     #[test]
@@ -420,7 +441,9 @@ mod tests {
             (2.5, 0.999_593_047_982_555),
             (4.0, 0.999_999_984_582_742_1),
         ] {
-            let got = f64::from(erf(x as f32));
+            let got = f64::from(erf::<true>(x as f32));
+            let plain = f64::from(erf::<false>(x as f32));
+            assert!((plain - want).abs() < 3e-7, "erf({x}) = {plain} unfused, want {want}");
             assert!((got - want).abs() < 3e-7, "erf({x}) = {got}, want {want}");
         }
     }
