@@ -94,6 +94,8 @@ pub struct Env {
     pub socket: PathBuf,
     /// Extra host arguments for hosts started from this environment.
     pub host_args: Vec<String>,
+    /// `VEMBED_CACHE_DIR` of this environment's processes.
+    cache_dir: PathBuf,
 }
 
 impl Default for Env {
@@ -111,6 +113,7 @@ impl Env {
         let env = Env {
             dir,
             socket,
+            cache_dir: vembed_models::paths::cache_dir(),
             host_args: vec![
                 "--unified-embedding-model".into(),
                 model.display().to_string(),
@@ -120,6 +123,20 @@ impl Env {
         };
         std::fs::create_dir_all(env.path("run")).unwrap();
         env
+    }
+
+    /// Gives this environment a cache dir of its own (so the host's
+    /// embedding cache starts empty), with the shared weights-hash cache
+    /// copied in so hosts start without re-hashing the weights.
+    pub fn with_private_cache(mut self) -> Env {
+        let dir = self.path("cache");
+        std::fs::create_dir_all(&dir).unwrap();
+        let hashes = vembed_models::paths::cache_dir().join("sha256-cache.json");
+        if hashes.exists() {
+            std::fs::copy(&hashes, dir.join("sha256-cache.json")).unwrap();
+        }
+        self.cache_dir = dir;
+        self
     }
 
     /// A path inside the environment's temp dir.
@@ -138,7 +155,7 @@ impl Env {
             v("HF_HUB_CACHE", self.path("hf")),
             v("SENTENCE_TRANSFORMERS_HOME", self.path("st")),
             // The shared cache keeps the weights' hash, so hosts start without re-hashing.
-            v("VEMBED_CACHE_DIR", vembed_models::paths::cache_dir()),
+            v("VEMBED_CACHE_DIR", self.cache_dir.clone()),
             (OsString::from("HF_HUB_OFFLINE"), OsString::from("1")),
         ]
     }

@@ -8,3 +8,4 @@ mod lifecycle;
 mod models;
 mod parity;
 mod python;
+mod tools;

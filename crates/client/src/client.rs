@@ -138,10 +138,27 @@ impl Client {
     /// If the host died, one new host is started (when this client may spawn)
     /// and the texts are embedded again.
     pub fn embed_with(&mut self, model: &ModelRef, texts: &[&str]) -> Result<Embeddings> {
-        match self.embed_pipelined(model, texts) {
+        self.embed_retrying(model, texts, false)
+    }
+
+    /// Like [`Client::embed_with`], for texts that recur across processes
+    /// (tool descriptions): the host answers the texts it has embedded with
+    /// this model before from its cache (memory, then disk) and embeds only
+    /// the others.
+    pub fn embed_cached(&mut self, model: &ModelRef, texts: &[&str]) -> Result<Embeddings> {
+        self.embed_retrying(model, texts, true)
+    }
+
+    fn embed_retrying(
+        &mut self,
+        model: &ModelRef,
+        texts: &[&str],
+        cached: bool,
+    ) -> Result<Embeddings> {
+        match self.embed_pipelined(model, texts, cached) {
             Err(Error::Disconnected) if self.spawn.is_some() => {
                 self.reconnect()?;
-                self.embed_pipelined(model, texts)
+                self.embed_pipelined(model, texts, cached)
             }
             other => other,
         }
@@ -224,7 +241,12 @@ impl Client {
         }
     }
 
-    fn embed_pipelined(&mut self, model: &ModelRef, texts: &[&str]) -> Result<Embeddings> {
+    fn embed_pipelined(
+        &mut self,
+        model: &ModelRef,
+        texts: &[&str],
+        cached: bool,
+    ) -> Result<Embeddings> {
         let limits = self.hello.limits;
         let per_request =
             self.texts_per_request.clamp(1, (limits.max_texts_per_request as usize).max(1));
@@ -262,10 +284,11 @@ impl Client {
                 && in_flight.len() < PIPELINE_DEPTH
             {
                 let range = chunks[next_chunk].clone();
-                let request = Request::Embed(EmbedRequest {
+                let req = EmbedRequest {
                     model: model.clone(),
                     texts: texts[range].iter().map(|s| s.to_string()).collect(),
-                });
+                };
+                let request = if cached { Request::EmbedCached(req) } else { Request::Embed(req) };
                 let id = self.send(request)?;
                 in_flight.insert(id, next_chunk);
                 next_chunk += 1;

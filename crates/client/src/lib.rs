@@ -15,6 +15,7 @@
 
 mod client;
 mod spawn;
+pub mod tools;
 
 pub use client::Client;
 pub use spawn::{SpawnOptions, StartupStatus};

@@ -13,6 +13,7 @@ use vembed::{Client, ModelRef, Role, SpawnOptions};
 use vembed_models::Settings;
 
 mod bench;
+mod tools_cli;
 
 /// vembed: one shared embedding host for every process of this user.
 ///
@@ -67,6 +68,11 @@ enum Command {
     Model {
         #[command(subcommand)]
         command: ModelCommand,
+    },
+    /// Select tools for a request by meaning (tool selection).
+    Tools {
+        #[command(subcommand)]
+        command: tools_cli::ToolsCommand,
     },
     /// Measure latency, throughput and IPC overhead through the host.
     Bench(bench::BenchArgs),
@@ -169,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Model { command } => model_command(&cli, command),
+        Command::Tools { command } => tools_cli::run(&mut cli.client(None)?, command),
         Command::Bench(args) => bench::run(&mut cli.client(None)?, args),
         Command::Demo => demo(&cli),
     }

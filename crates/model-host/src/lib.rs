@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod bert;
+pub mod cache;
 pub mod model;
 pub mod outbox;
 pub mod queue;

@@ -258,6 +258,9 @@ pub struct Embedder {
     pub path: PathBuf,
     /// Files worth reporting page-cache residency for.
     pub files: Vec<PathBuf>,
+    /// What makes two instances give the same vectors: the weights' sha256
+    /// and the pipeline, hashed (32 hex digits). Keys the embedding cache.
+    pub identity: String,
     pipeline: Pipeline,
     tokenizer: Tokenizer,
     encoder: Encoder,
@@ -340,11 +343,18 @@ impl Embedder {
         };
 
         let files = ["model.safetensors", "tokenizer.json"].iter().map(|f| dir.join(f)).collect();
+        let identity = {
+            use sha2::Digest;
+            let key = format!("{sha256}|{pipeline:?}");
+            let digest = sha2::Sha256::digest(key.as_bytes());
+            digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        };
         let embedder = Embedder {
             name: name.to_string(),
             sha256,
             path: dir.to_path_buf(),
             files,
+            identity,
             pipeline,
             tokenizer,
             encoder,

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::outbox::Outbox;
 use vembed_protocol::{Embeddings, ErrorCode, ErrorReply, Response, ResponseFrame};
 
+use crate::cache::{EmbedCache, Entry, TextHash};
 use crate::registry::Registry;
 use crate::stats::Stats;
 
@@ -34,6 +35,19 @@ pub struct Job {
     pub reply: Arc<Outbox>,
     /// When the request was read.
     pub received: Instant,
+    /// For `EmbedCached`: the texts answered from the cache; `ids` are the rest.
+    pub cached: Option<CachedJob>,
+}
+
+/// The cached part of an `EmbedCached` job.
+pub struct CachedJob {
+    /// The model's identity in the cache.
+    pub identity: String,
+    /// One per text of the request: its cached embedding, or `None` when it
+    /// is among the job's `ids` (in order).
+    pub hits: Vec<Option<Entry>>,
+    /// The cache keys of the texts in `ids`.
+    pub miss_hashes: Vec<TextHash>,
 }
 
 /// Why a job was not queued.
@@ -113,6 +127,7 @@ impl Queue {
 pub fn start(
     registry: Arc<Registry>,
     stats: Arc<Stats>,
+    cache: Arc<EmbedCache>,
     max_batch_tokens: usize,
     limit: usize,
 ) -> Queue {
@@ -121,6 +136,7 @@ pub fn start(
     let batcher = Arc::new(Batcher {
         registry,
         stats,
+        cache,
         rx,
         queued: queued.clone(),
         max_batch_tokens,
@@ -142,6 +158,7 @@ struct Active {
 struct Batcher {
     registry: Arc<Registry>,
     stats: Arc<Stats>,
+    cache: Arc<EmbedCache>,
     rx: Receiver<Job>,
     queued: Arc<AtomicUsize>,
     max_batch_tokens: usize,
@@ -193,7 +210,7 @@ impl Batcher {
                 }
                 return;
             }
-            // Jobs with no texts are answered at once.
+            // Jobs with no texts to embed (none, or all cached) are answered at once.
             let mut i = 0;
             while i < active.len() {
                 if active[i].job.ids.is_empty() {
@@ -299,12 +316,40 @@ impl Batcher {
         let n = a.job.ids.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
         let embedder = self.registry.get(a.job.model);
+        let dim = embedder.dim();
+        let mut tokens: Vec<u32> = a.job.ids.iter().map(|t| t.len() as u32).collect();
+        let mut data = a.out;
+        if let Some(c) = a.job.cached {
+            // Cache the new vectors, then merge them with the cached ones in
+            // request order.
+            let fresh: Vec<(TextHash, Entry)> = c
+                .miss_hashes
+                .iter()
+                .zip(data.chunks_exact(dim))
+                .zip(&tokens)
+                .map(|((h, v), &t)| (*h, Entry { tokens: t, vector: Arc::from(v) }))
+                .collect();
+            self.cache.put(&c.identity, dim, &fresh);
+            let mut merged = Vec::with_capacity(c.hits.len() * dim);
+            let mut merged_tokens = Vec::with_capacity(c.hits.len());
+            let mut next = fresh.iter();
+            for hit in &c.hits {
+                let e = match hit {
+                    Some(e) => e,
+                    None => &next.next().expect("one fresh vector per miss").1,
+                };
+                merged.extend_from_slice(&e.vector);
+                merged_tokens.push(e.tokens);
+            }
+            data = merged;
+            tokens = merged_tokens;
+        }
         self.stats.record_request(n, a.job.received.elapsed());
         let response = Response::Embeddings(Embeddings {
             model: embedder.name.clone(),
-            dim: embedder.dim() as u32,
-            tokens: a.job.ids.iter().map(|t| t.len() as u32).collect(),
-            data: a.out,
+            dim: dim as u32,
+            tokens,
+            data,
             host_us: a.job.received.elapsed().as_micros() as u64,
         });
         // The client may have gone; its answer is then dropped.

@@ -19,7 +19,9 @@ use vembed_protocol::{
     ModelStatus, PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame,
 };
 
+use crate::cache::{self, EmbedCache, TextHash};
 use crate::outbox::Outbox;
+use crate::queue::CachedJob;
 use crate::queue::{self, Job, Queue, SubmitError};
 use crate::registry::Registry;
 use crate::stats::{self, Stats};
@@ -70,6 +72,8 @@ pub struct HostConfig {
     pub frame_timeout: Duration,
     /// Connections served at once; more are refused with `Overloaded`.
     pub max_connections: usize,
+    /// Where `EmbedCached` keeps its files (`None`: memory only).
+    pub embed_cache_dir: Option<PathBuf>,
 }
 
 impl HostConfig {
@@ -87,6 +91,7 @@ impl HostConfig {
             settings,
             extra_models: Vec::new(),
             limits,
+            embed_cache_dir: Some(vembed_models::paths::cache_dir().join("embeddings")),
             frame_timeout: Duration::from_secs(10),
             max_connections: 1024,
         }
@@ -182,6 +187,7 @@ struct Shared {
     config: HostConfig,
     registry: Arc<Registry>,
     stats: Arc<Stats>,
+    cache: Arc<EmbedCache>,
     started: Instant,
     stop: Arc<AtomicBool>,
     stop_reason: Mutex<Option<StopReason>>,
@@ -209,9 +215,11 @@ pub fn serve(
 ) -> StopReason {
     let registry = Arc::new(registry);
     let stats = Arc::new(Stats::default());
+    let cache = Arc::new(EmbedCache::new(config.embed_cache_dir.clone()));
     let queue = queue::start(
         registry.clone(),
         stats.clone(),
+        cache.clone(),
         config.limits.max_batch_tokens as usize,
         config.limits.max_queue_texts as usize,
     );
@@ -219,6 +227,7 @@ pub fn serve(
         config,
         registry,
         stats,
+        cache,
         started: Instant::now(),
         stop,
         stop_reason: Mutex::new(None),
@@ -528,7 +537,13 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
                 break;
             }
             Request::Embed(req) => {
-                if let Err(reply) = submit_embed(id, req, &shared, &queue, &outbox) {
+                if let Err(reply) = submit_embed(id, req, false, &shared, &queue, &outbox) {
+                    shared.stats.record_error();
+                    outbox.send(&reply);
+                }
+            }
+            Request::EmbedCached(req) => {
+                if let Err(reply) = submit_embed(id, req, true, &shared, &queue, &outbox) {
                     shared.stats.record_error();
                     outbox.send(&reply);
                 }
@@ -555,6 +570,7 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
 fn submit_embed(
     id: u64,
     req: EmbedRequest,
+    cached: bool,
     shared: &Shared,
     queue: &Queue,
     outbox: &Arc<Outbox>,
@@ -598,8 +614,24 @@ fn submit_embed(
     }
     let received = Instant::now();
     let embedder = shared.registry.get(model);
-    let mut ids = Vec::with_capacity(req.texts.len());
-    for t in &req.texts {
+    // Cached texts are answered from the cache; only the others are embedded.
+    let (texts, cached) = if cached {
+        let hashes: Vec<TextHash> = req.texts.iter().map(|t| cache::text_hash(t)).collect();
+        let hits = shared.cache.get(&embedder.identity, embedder.dim(), &hashes);
+        let mut misses = Vec::new();
+        let mut miss_hashes = Vec::new();
+        for ((t, h), hit) in req.texts.iter().zip(&hashes).zip(&hits) {
+            if hit.is_none() {
+                misses.push(t.as_str());
+                miss_hashes.push(*h);
+            }
+        }
+        (misses, Some(CachedJob { identity: embedder.identity.clone(), hits, miss_hashes }))
+    } else {
+        (req.texts.iter().map(String::as_str).collect(), None)
+    };
+    let mut ids = Vec::with_capacity(texts.len());
+    for t in texts {
         // The tokenizer is third-party code fed untrusted text: a panic in it
         // becomes this request's error, not a dead connection.
         let tokenized =
@@ -609,7 +641,7 @@ fn submit_embed(
                 });
         ids.push(tokenized.map_err(|e| error(id, ErrorCode::Internal, e.to_string()))?);
     }
-    let job = Job { model, ids, id, reply: Arc::clone(outbox), received };
+    let job = Job { model, ids, id, reply: Arc::clone(outbox), received, cached };
     queue.submit(job).map_err(|e| match e {
         SubmitError::Overloaded { .. } => error(id, ErrorCode::Overloaded, e.to_string()),
         SubmitError::ShuttingDown => error(id, ErrorCode::ShuttingDown, e.to_string()),
@@ -658,5 +690,6 @@ fn status(shared: &Shared, queue: &Queue) -> HostStatus {
         threads: crate::threads() as u32,
         idle_timeout_secs: shared.config.settings.idle_timeout_secs,
         limits: shared.config.limits,
+        cache: shared.cache.status(),
     }
 }

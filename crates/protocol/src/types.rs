@@ -33,6 +33,11 @@ pub enum Request {
     Shutdown,
     /// Liveness check; answered with [`Response::Ok`] (tag 4).
     Ping,
+    /// Like `Embed`, but texts the host has embedded with this model before
+    /// are answered from its cache (memory, then disk) and only the others
+    /// run through the model; the new ones are cached. For texts that recur
+    /// across processes and restarts, such as tool descriptions (tag 5).
+    EmbedCached(EmbedRequest),
 }
 
 /// The handshake a client opens with.
@@ -263,6 +268,21 @@ pub struct HostStatus {
     pub idle_timeout_secs: u64,
     /// The limits in force.
     pub limits: Limits,
+    /// The embedding cache (`EmbedCached`).
+    pub cache: CacheStatus,
+}
+
+/// Counters of the host's embedding cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStatus {
+    /// Texts answered from memory.
+    pub hits: u64,
+    /// Texts answered from the cache file on disk (then kept in memory).
+    pub disk_hits: u64,
+    /// Texts that had to be embedded.
+    pub misses: u64,
+    /// Entries in memory now, all models.
+    pub entries: u64,
 }
 
 /// A loaded model and its files.

@@ -1,0 +1,255 @@
+//! `vembed tools`: semantic tool selection from the command line.
+
+use std::io::{self, BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use vembed::tools::{Fallback, Method, SelectOptions, Selection, Selector, ToolSet};
+use vembed::{Client, ModelRef, Role};
+
+/// `vembed tools ...`
+#[derive(clap::Subcommand, Debug)]
+pub enum ToolsCommand {
+    /// Rank the tools of a tool set against a request: [{"name", "score"}].
+    Select {
+        #[command(flatten)]
+        set: SetArgs,
+        /// Most tools returned.
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        /// Least score kept.
+        #[arg(long, default_value_t = 0.15)]
+        threshold: f32,
+        /// What to return when no tool reaches the threshold.
+        #[arg(long, value_enum, default_value_t = Fallback::All)]
+        fallback: Fallback,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Read requests as JSON lines from stdin (a string or {"query": ...});
+        /// write one JSON line of selections per request, in order.
+        #[arg(long)]
+        jsonl: bool,
+        /// The request.
+        query: Option<String>,
+    },
+    /// Embed a tool set into the host's cache, so later selections cost one
+    /// query embedding.
+    Embed {
+        #[command(flatten)]
+        set: SetArgs,
+    },
+    /// Measure top-1 and top-5 accuracy of every scoring method on labelled
+    /// requests (JSON lines: {"query", "tools": [acceptable names], "split"}).
+    Eval {
+        #[command(flatten)]
+        set: SetArgs,
+        /// The labelled requests.
+        #[arg(long)]
+        cases: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The tool set and how to score it.
+#[derive(clap::Args, Debug)]
+pub struct SetArgs {
+    /// The tool set: a JSON list of {"name", "description", "parameters", "use_cases"}.
+    #[arg(long)]
+    tools: PathBuf,
+    /// How tools are scored.
+    #[arg(long, value_enum, default_value_t = Method::Hybrid)]
+    method: Method,
+}
+
+fn load(path: &Path) -> anyhow::Result<ToolSet> {
+    ToolSet::load(path).with_context(|| format!("tool set {}", path.display()))
+}
+
+/// Runs a `vembed tools` command.
+pub fn run(client: &mut Client, command: &ToolsCommand) -> anyhow::Result<()> {
+    match command {
+        ToolsCommand::Select { set, k, threshold, fallback, json, jsonl, query } => {
+            let opts = SelectOptions { k: *k, threshold: *threshold, fallback: *fallback };
+            let selector = Selector::new(client, &load(&set.tools)?, set.method)?;
+            if *jsonl {
+                if query.is_some() {
+                    bail!("--jsonl reads requests from stdin; do not also pass one");
+                }
+                return select_jsonl(client, &selector, &opts);
+            }
+            let Some(query) = query else { bail!("no request given (or use --jsonl)") };
+            let picks = selector.select(client, query, &opts)?;
+            if *json {
+                println!("{}", serde_json::to_string(&picks)?);
+            } else {
+                for p in picks {
+                    println!("{:.4}  {}", p.score, p.name);
+                }
+            }
+            Ok(())
+        }
+        ToolsCommand::Embed { set } => {
+            let tools = load(&set.tools)?;
+            let before = client.status()?.cache;
+            let t = Instant::now();
+            Selector::new(client, &tools, set.method)?;
+            let after = client.status()?.cache;
+            println!(
+                "{} tools ready in {:.1} ms: {} embedding(s) computed, {} from the host's cache",
+                tools.tools.len(),
+                t.elapsed().as_secs_f64() * 1e3,
+                after.misses - before.misses,
+                (after.hits + after.disk_hits) - (before.hits + before.disk_hits),
+            );
+            Ok(())
+        }
+        ToolsCommand::Eval { set, cases, json } => eval(client, &load(&set.tools)?, cases, *json),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QueryLine {
+    Text(String),
+    Object { query: String },
+}
+
+fn select_jsonl(
+    client: &mut Client,
+    selector: &Selector,
+    opts: &SelectOptions,
+) -> anyhow::Result<()> {
+    let mut queries = Vec::new();
+    for (i, line) in io::stdin().lock().lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let q: QueryLine = serde_json::from_str(&line).with_context(|| {
+            format!("line {}: expected a JSON string or {{\"query\": ...}}", i + 1)
+        })?;
+        queries.push(match q {
+            QueryLine::Text(s) | QueryLine::Object { query: s } => s,
+        });
+    }
+    let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let e = client.embed_with(&ModelRef::Role(Role::Tools), &refs)?;
+    let mut w = BufWriter::new(io::stdout().lock());
+    for (q, v) in queries.iter().zip(e.rows()) {
+        serde_json::to_writer(&mut w, &selector.rank(q, v, opts))?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Case {
+    query: String,
+    tools: Vec<String>,
+    #[serde(default)]
+    split: Option<String>,
+}
+
+#[derive(Serialize, Default, Clone, Copy)]
+struct Score {
+    cases: usize,
+    top1: f64,
+    top5: f64,
+}
+
+#[derive(Serialize)]
+struct MethodReport {
+    method: Method,
+    tune: Score,
+    test: Score,
+    all: Score,
+    /// Mean time to score and rank one request, query already embedded.
+    rank_us: f64,
+}
+
+fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let mut cases = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let c: Case =
+            serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        if let Some(bad) = c.tools.iter().find(|t| !tools.tools.iter().any(|x| &x.name == *t)) {
+            bail!("{}:{}: no tool named {bad:?} in the tool set", path.display(), i + 1);
+        }
+        cases.push(c);
+    }
+    let refs: Vec<&str> = cases.iter().map(|c| c.query.as_str()).collect();
+    let queries = client.embed_with(&ModelRef::Role(Role::Tools), &refs)?;
+    let opts = SelectOptions { k: 5, threshold: f32::NEG_INFINITY, fallback: Fallback::TopK };
+    let mut reports = Vec::new();
+    for method in [Method::Plain, Method::Split, Method::MaxSim, Method::Hybrid] {
+        let selector = Selector::new(client, tools, method)?;
+        let (mut tune, mut test, mut all) = (Score::default(), Score::default(), Score::default());
+        let t = Instant::now();
+        let ranked: Vec<Vec<Selection>> = cases
+            .iter()
+            .zip(queries.rows())
+            .map(|(c, v)| selector.rank(&c.query, v, &opts))
+            .collect();
+        let rank_us = t.elapsed().as_secs_f64() * 1e6 / cases.len().max(1) as f64;
+        for (c, picks) in cases.iter().zip(&ranked) {
+            let ok = |n: usize| picks.iter().take(n).any(|p| c.tools.contains(&p.name));
+            let (h1, h5) = (f64::from(u8::from(ok(1))), f64::from(u8::from(ok(5))));
+            for s in [
+                Some(&mut all),
+                match c.split.as_deref() {
+                    Some("tune") => Some(&mut tune),
+                    Some("test") => Some(&mut test),
+                    _ => None,
+                },
+            ]
+            .into_iter()
+            .flatten()
+            {
+                s.cases += 1;
+                s.top1 += h1;
+                s.top5 += h5;
+            }
+        }
+        for s in [&mut tune, &mut test, &mut all] {
+            if s.cases > 0 {
+                s.top1 /= s.cases as f64;
+                s.top5 /= s.cases as f64;
+            }
+        }
+        reports.push(MethodReport { method, tune, test, all, rank_us });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    println!(
+        "{} tools, {} requests ({} tune, {} test)",
+        tools.tools.len(),
+        cases.len(),
+        reports[0].tune.cases,
+        reports[0].test.cases
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10}",
+        "method", "tune top-1", "tune top-5", "test top-1", "test top-5", "rank µs"
+    );
+    for r in &reports {
+        println!(
+            "{:<8} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>10.1}",
+            format!("{:?}", r.method).to_lowercase(),
+            r.tune.top1,
+            r.tune.top5,
+            r.test.top1,
+            r.test.top5,
+            r.rank_us
+        );
+    }
+    Ok(())
+}
