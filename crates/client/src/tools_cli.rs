@@ -42,7 +42,8 @@ pub enum ToolsCommand {
         set: SetArgs,
     },
     /// Measure top-1 and top-5 accuracy of every scoring method on labelled
-    /// requests (JSON lines: {"query", "tools": [acceptable names], "split"}).
+    /// requests (JSON lines: {"query", "tools": [acceptable names], "split":
+    /// "tune" | "dev" | "holdout"}).
     Eval {
         #[command(flatten)]
         set: SetArgs,
@@ -167,7 +168,8 @@ struct Score {
 struct MethodReport {
     method: Method,
     tune: Score,
-    test: Score,
+    dev: Score,
+    holdout: Score,
     all: Score,
     /// Mean time to score and rank one request, query already embedded.
     rank_us: f64,
@@ -190,7 +192,8 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
     let mut reports = Vec::new();
     for method in [Method::Plain, Method::Split, Method::MaxSim, Method::Hybrid] {
         let selector = Selector::new(client, tools, method)?;
-        let (mut tune, mut test, mut all) = (Score::default(), Score::default(), Score::default());
+        let (mut tune, mut dev, mut holdout, mut all) =
+            (Score::default(), Score::default(), Score::default(), Score::default());
         let t = Instant::now();
         let ranked: Vec<Vec<Selection>> = cases
             .iter()
@@ -205,7 +208,8 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
                 Some(&mut all),
                 match c.split.as_deref() {
                     Some("tune") => Some(&mut tune),
-                    Some("test") => Some(&mut test),
+                    Some("dev") => Some(&mut dev),
+                    Some("holdout") => Some(&mut holdout),
                     _ => None,
                 },
             ]
@@ -217,39 +221,57 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
                 s.top5 += h5;
             }
         }
-        for s in [&mut tune, &mut test, &mut all] {
+        for s in [&mut tune, &mut dev, &mut holdout, &mut all] {
             if s.cases > 0 {
                 s.top1 /= s.cases as f64;
                 s.top5 /= s.cases as f64;
             }
         }
-        reports.push(MethodReport { method, tune, test, all, rank_us });
+        reports.push(MethodReport { method, tune, dev, holdout, all, rank_us });
     }
+    // Latency of a whole selection with the default method: the query's
+    // round trip to the host plus ranking, tools already embedded.
+    let selector = Selector::new(client, tools, Method::Hybrid)?;
+    let mut select_us: Vec<f64> = Vec::new();
+    for c in cases.iter().cycle().take(200) {
+        let t = Instant::now();
+        selector.select(client, &c.query, &SelectOptions::default())?;
+        select_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    select_us.sort_by(f64::total_cmp);
+    let select_p50_us = select_us[select_us.len() / 2];
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        let out = serde_json::json!({ "methods": reports, "select_p50_us": select_p50_us });
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!(
-        "{} tools, {} requests ({} tune, {} test)",
+        "{} tools, {} requests ({} tune, {} dev, {} holdout); top-1/top-5 per split",
         tools.tools.len(),
         cases.len(),
         reports[0].tune.cases,
-        reports[0].test.cases
+        reports[0].dev.cases,
+        reports[0].holdout.cases
     );
     println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10}",
-        "method", "tune top-1", "tune top-5", "test top-1", "test top-5", "rank µs"
+        "{:<8} {:>13} {:>13} {:>13} {:>13} {:>9}",
+        "method", "tune", "dev", "holdout", "all", "rank µs"
     );
+    let pair = |s: &Score| format!("{:.3}/{:.3}", s.top1, s.top5);
     for r in &reports {
         println!(
-            "{:<8} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>10.1}",
+            "{:<8} {:>13} {:>13} {:>13} {:>13} {:>9.1}",
             format!("{:?}", r.method).to_lowercase(),
-            r.tune.top1,
-            r.tune.top5,
-            r.test.top1,
-            r.test.top5,
+            pair(&r.tune),
+            pair(&r.dev),
+            pair(&r.holdout),
+            pair(&r.all),
             r.rank_us
         );
     }
+    println!(
+        "select with the default method (query round trip + ranking): p50 {:.0} µs",
+        select_p50_us
+    );
     Ok(())
 }
