@@ -305,6 +305,10 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
         "  latency in host: p50 {} µs, p99 {} µs; threads {}",
         s.latency_p50_us, s.latency_p99_us, s.threads
     );
+    println!(
+        "  embedding cache: {} entries; {} hits, {} from disk, {} embedded",
+        s.cache.entries, s.cache.hits, s.cache.disk_hits, s.cache.misses
+    );
     Ok(())
 }
 
