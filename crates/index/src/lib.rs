@@ -10,6 +10,8 @@
 //! arroy stays behind this crate's own types, so its successor can replace
 //! it without touching callers.
 
+pub mod chunk;
+
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 

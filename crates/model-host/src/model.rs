@@ -263,6 +263,8 @@ pub struct Embedder {
     pub identity: String,
     pipeline: Pipeline,
     tokenizer: Tokenizer,
+    /// The same tokenizer without truncation, to count a text's full length.
+    counter: Tokenizer,
     encoder: Encoder,
     hidden: usize,
 }
@@ -296,6 +298,10 @@ impl Embedder {
         })?;
         let pipeline = Pipeline::read(dir, &bert)?;
         let tok_path = dir.join("tokenizer.json");
+        let mut counter = Tokenizer::from_file(&tok_path)
+            .map_err(|e| ModelError::Config { path: tok_path.clone(), message: e.to_string() })?;
+        counter.with_padding(None);
+        counter.with_truncation(None).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let mut tokenizer = Tokenizer::from_file(&tok_path)
             .map_err(|e| ModelError::Config { path: tok_path.clone(), message: e.to_string() })?;
         // tokenizer.json may carry its own truncation and fixed padding (all-MiniLM-L6-v2:
@@ -357,6 +363,7 @@ impl Embedder {
             identity,
             pipeline,
             tokenizer,
+            counter,
             encoder,
             hidden: bert.hidden_size,
         };
@@ -378,6 +385,16 @@ impl Embedder {
     /// The pipeline read from the folder.
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
+    }
+
+    /// Word pieces of one text with special tokens, without truncation: what
+    /// the model would see if it had no limit.
+    pub fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
+        let enc = self
+            .counter
+            .encode_fast(text, true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().len())
     }
 
     /// Token ids of one text, with special tokens, truncated to `max_seq_length`.
