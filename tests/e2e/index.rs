@@ -34,3 +34,271 @@ fn no_chunk_exceeds_the_models_token_limit() {
         }
     }
 }
+
+use std::path::Path;
+
+use vembed_tests::Env;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A small repository: a few files per language, each function with a clear job.
+fn fixture(root: &Path) {
+    write(
+        root,
+        "auth/passwords.py",
+        "import hashlib\n\n\ndef hash_password(password, salt):\n    \"\"\"Derive a storage hash from a user's password with PBKDF2.\"\"\"\n    return hashlib.pbkdf2_hmac('sha256', password.encode(), salt, 100_000)\n\n\ndef check_password(password, salt, stored):\n    return hash_password(password, salt) == stored\n",
+    );
+    write(
+        root,
+        "net/retry.rs",
+        "use std::time::Duration;\n\n/// Calls `f` until it succeeds, sleeping twice as long after each failure.\npub fn retry_with_backoff<T, E>(mut f: impl FnMut() -> Result<T, E>, tries: u32) -> Result<T, E> {\n    let mut delay = Duration::from_millis(50);\n    let mut last = f();\n    for _ in 1..tries {\n        if last.is_ok() { break; }\n        std::thread::sleep(delay);\n        delay *= 2;\n        last = f();\n    }\n    last\n}\n",
+    );
+    write(
+        root,
+        "web/cart.js",
+        "export function cartTotal(items) {\n  // Sum price times quantity over the shopping cart, then apply tax.\n  const subtotal = items.reduce((s, i) => s + i.price * i.qty, 0);\n  return subtotal * 1.2;\n}\n\nexport const emptyCart = () => [];\n",
+    );
+    write(
+        root,
+        "cmd/server.go",
+        "package main\n\nimport \"net/http\"\n\n// healthHandler answers the load balancer's liveness probe.\nfunc healthHandler(w http.ResponseWriter, r *http.Request) {\n\tw.WriteHeader(http.StatusOK)\n\tw.Write([]byte(\"ok\"))\n}\n",
+    );
+    write(
+        root,
+        "docs/notes.md",
+        "# Notes\n\nThe billing service sends invoices on the first day of every month.\n",
+    );
+    write(root, ".gitignore", "secrets/\n*.log\n");
+    write(root, "secrets/keys.py", "API_KEY = 'do-not-index-me'\n");
+    write(root, "build.log", "compiler output that must not be indexed\n");
+}
+
+fn index_json(env: &Env, repo: &Path, dir: &Path) -> serde_json::Value {
+    let out = env.vembed(
+        &["index", repo.to_str().unwrap(), "--index-dir", dir.to_str().unwrap(), "--json"],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn search_json(env: &Env, repo: &Path, dir: &Path, query: &str) -> Vec<serde_json::Value> {
+    let out = env.vembed(
+        &[
+            "search",
+            query,
+            "--repo",
+            repo.to_str().unwrap(),
+            "--index-dir",
+            dir.to_str().unwrap(),
+            "-k",
+            "3",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn paths(hits: &[serde_json::Value]) -> Vec<String> {
+    hits.iter().map(|h| h["path"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn index_search_and_update_incrementally() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let dir = env.path("index");
+    fixture(&repo);
+
+    let s = index_json(&env, &repo, &dir);
+    // .gitignore'd files and hidden files (.gitignore itself) are not seen.
+    assert_eq!(s["files_seen"], 5, "{s}");
+    assert_eq!((s["indexed"].as_u64(), s["skipped"].as_u64()), (Some(5), Some(0)), "{s}");
+    let total = s["chunks_added"].as_u64().unwrap();
+
+    // Paraphrases of what a function does find it in the top 3.
+    for (query, want) in [
+        ("derive a hash to store a user's secret login phrase", "auth/passwords.py"),
+        ("try an operation again with exponential waiting between attempts", "net/retry.rs"),
+        ("add up what is in the basket including VAT", "web/cart.js"),
+        ("endpoint the load balancer polls to see if the service is alive", "cmd/server.go"),
+    ] {
+        let hits = search_json(&env, &repo, &dir, query);
+        assert!(paths(&hits).contains(&want.to_string()), "{query:?}: {:?}", paths(&hits));
+        let h = &hits[0];
+        assert!(
+            h["start_line"].as_u64().unwrap() >= 1
+                && h["end_line"].as_u64() >= h["start_line"].as_u64()
+        );
+        assert!(h["score"].as_f64().unwrap() > 0.0 && !h["text"].as_str().unwrap().is_empty());
+    }
+    let all = search_json(&env, &repo, &dir, "API_KEY do-not-index-me compiler output");
+    assert!(paths(&all).iter().all(|p| !p.starts_with("secrets/") && p != "build.log"));
+
+    // Nothing changed: nothing is embedded.
+    let s = index_json(&env, &repo, &dir);
+    assert_eq!((s["indexed"].as_u64(), s["unchanged"].as_u64()), (Some(0), Some(5)), "{s}");
+
+    // One file changes: only its snippets are replaced.
+    let before = status_snippets(&env, &repo, &dir);
+    assert_eq!(before, total);
+    write(&repo, "web/cart.js", "export function cartTotal(items) {\n  return items.length;\n}\n");
+    let s = index_json(&env, &repo, &dir);
+    assert_eq!((s["indexed"].as_u64(), s["unchanged"].as_u64()), (Some(1), Some(4)), "{s}");
+    let (added, removed) =
+        (s["chunks_added"].as_u64().unwrap(), s["chunks_removed"].as_u64().unwrap());
+    assert!(added >= 1 && removed >= 1);
+    assert_eq!(status_snippets(&env, &repo, &dir), before - removed + added);
+
+    // A deleted file's snippets go; an ignored new file is not indexed.
+    std::fs::remove_file(repo.join("cmd/server.go")).unwrap();
+    write(&repo, "secrets/more.py", "TOKEN = 'x'\n");
+    let s = index_json(&env, &repo, &dir);
+    assert_eq!(
+        (s["deleted"].as_u64(), s["indexed"].as_u64(), s["files_seen"].as_u64()),
+        (Some(1), Some(0), Some(4)),
+        "{s}"
+    );
+    let hits = search_json(
+        &env,
+        &repo,
+        &dir,
+        "endpoint the load balancer polls to see if the service is alive",
+    );
+    assert!(!paths(&hits).contains(&"cmd/server.go".to_string()), "{:?}", paths(&hits));
+
+    // Search through the host gives the same first result.
+    let out = env.vembed(
+        &[
+            "search",
+            "--via-host",
+            "try an operation again with exponential waiting",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--index-dir",
+            dir.to_str().unwrap(),
+            "-k",
+            "1",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let via: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(via[0]["path"], "net/retry.rs");
+}
+
+fn status_snippets(env: &Env, repo: &Path, dir: &Path) -> u64 {
+    let out = env.vembed(
+        &[
+            "index",
+            repo.to_str().unwrap(),
+            "--index-dir",
+            dir.to_str().unwrap(),
+            "--status",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["snippets"].as_u64().unwrap()
+}
+
+#[test]
+fn search_jsonl_answers_two_thousand_queries_in_order() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let dir = env.path("index");
+    fixture(&repo);
+    index_json(&env, &repo, &dir);
+    let queries =
+        ["hash a password", "retry with backoff", "shopping cart total", "health check handler"];
+    let mut input = String::new();
+    for i in 0..2000 {
+        let q = queries[i % 4];
+        input.push_str(&if i % 2 == 0 {
+            serde_json::to_string(q).unwrap()
+        } else {
+            serde_json::json!({"query": q}).to_string()
+        });
+        input.push('\n');
+    }
+    let out = env.vembed(
+        &[
+            "search",
+            "--jsonl",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--index-dir",
+            dir.to_str().unwrap(),
+            "-k",
+            "2",
+        ],
+        &input,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Vec<serde_json::Value>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2000);
+    let expect = ["auth/passwords.py", "net/retry.rs", "web/cart.js", "cmd/server.go"];
+    for (i, hits) in lines.iter().enumerate() {
+        assert_eq!(hits[0]["path"], expect[i % 4], "line {i}");
+    }
+}
+
+#[test]
+fn an_index_of_another_model_is_a_clear_error() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let dir = env.path("index");
+    fixture(&repo);
+    index_json(&env, &repo, &dir);
+    // A host whose code model is another model (the same weights with CLS
+    // pooling, under another name).
+    let other = env.path("cls-model");
+    std::fs::create_dir_all(other.join("1_Pooling")).unwrap();
+    for f in std::fs::read_dir(model_dir()).unwrap().flatten() {
+        if f.path().is_file() {
+            std::os::unix::fs::symlink(f.path(), other.join(f.file_name())).unwrap();
+        }
+    }
+    std::fs::write(other.join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true}"#)
+        .unwrap();
+    let mut env2 = Env::new();
+    env2.host_args.extend(["--codebase-embedding-model".into(), other.display().to_string()]);
+    // The second environment's client starts a host with that model.
+    let c = env2.client();
+    assert!(c.hello().models.iter().any(|m| m.path.ends_with("cls-model")));
+    drop(c);
+    let cmd = |args: &[&str]| {
+        let mut cmd = env2.command("vembed");
+        cmd.args(args).arg("--socket").arg(&env2.socket);
+        cmd.output().unwrap()
+    };
+    let out = cmd(&[
+        "search",
+        "anything",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--index-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("was built with") && err.contains("rebuild"),
+        "{err}"
+    );
+    let out = cmd(&["index", repo.to_str().unwrap(), "--index-dir", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("rebuild"), "{err}");
+}

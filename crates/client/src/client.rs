@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use vembed_protocol::framing;
 use vembed_protocol::{
     ABSOLUTE_MAX_FRAME_BYTES, EmbedRequest, Embeddings, ErrorCode, Hello, HelloReply, HostStatus,
-    ModelRef, PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame, Role,
+    IndexProgress, IndexRequest, IndexSummary, ModelRef, PROTOCOL_VERSION, Request, RequestFrame,
+    Response, ResponseFrame, Role, SearchHit, SearchRequest,
 };
 
 use crate::spawn::{self, SpawnOptions, StartupStatus};
@@ -161,6 +162,49 @@ impl Client {
                 self.embed_pipelined(model, texts, cached)
             }
             other => other,
+        }
+    }
+
+    /// Builds or updates the code index of a repository in the host (the one
+    /// writer), calling `progress` as the host reports it. Two clients that
+    /// index the same repository at once share one job.
+    pub fn index(
+        &mut self,
+        req: IndexRequest,
+        mut progress: impl FnMut(&IndexProgress),
+    ) -> Result<IndexSummary> {
+        if !self.in_sync {
+            return Err(Error::Disconnected);
+        }
+        self.in_sync = false;
+        let id = self.send(Request::Index(req))?;
+        self.flush()?;
+        loop {
+            let frame = self.receive()?;
+            if frame.id != id {
+                return Err(Error::Protocol(format!("reply id {} for request {id}", frame.id)));
+            }
+            match frame.response {
+                Response::IndexProgress(p) => progress(&p),
+                Response::IndexDone(summary) => {
+                    self.in_sync = true;
+                    return Ok(summary);
+                }
+                Response::Error(e) => {
+                    self.in_sync = true;
+                    return Err(host_error(e));
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// Searches a repository's index through the host (for programs that do
+    /// not open the index themselves; [`crate::search`] does, and is faster).
+    pub fn search_via_host(&mut self, req: SearchRequest) -> Result<Vec<SearchHit>> {
+        match self.call(Request::Search(req))? {
+            Response::SearchResults(hits) => Ok(hits),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -354,6 +398,9 @@ fn unexpected(r: &Response) -> Error {
         Response::Embeddings(_) => "Embeddings",
         Response::Status(_) => "Status",
         Response::Ok => "Ok",
+        Response::IndexProgress(_) => "IndexProgress",
+        Response::IndexDone(_) => "IndexDone",
+        Response::SearchResults(_) => "SearchResults",
     };
     Error::Protocol(format!("unexpected {name} reply"))
 }

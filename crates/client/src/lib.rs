@@ -14,13 +14,15 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod search;
 mod spawn;
 pub mod tools;
 
 pub use client::Client;
 pub use spawn::{SpawnOptions, StartupStatus};
 pub use vembed_protocol::{
-    Embeddings, ErrorCode, HelloReply, HostStatus, Limits, ModelInfo, ModelRef, Role,
+    Embeddings, ErrorCode, HelloReply, HostStatus, IndexProgress, IndexRequest, IndexSummary,
+    Limits, ModelInfo, ModelRef, Role, SearchHit, SearchRequest,
 };
 
 use std::path::PathBuf;

@@ -13,6 +13,7 @@ use vembed::{Client, ModelRef, Role, SpawnOptions};
 use vembed_models::Settings;
 
 mod bench;
+mod code_cli;
 mod tools_cli;
 
 /// vembed: one shared embedding host for every process of this user.
@@ -69,6 +70,10 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Build or update the code index of a repository (the host writes it).
+    Index(code_cli::IndexArgs),
+    /// Search a repository's code index by meaning.
+    Search(code_cli::SearchArgs),
     /// Select tools for a request by meaning (tool selection).
     Tools {
         #[command(subcommand)]
@@ -175,6 +180,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Model { command } => model_command(&cli, command),
+        Command::Index(args) => code_cli::index(|| cli.client(None), args),
+        Command::Search(args) => code_cli::search(&mut cli.client(None)?, args),
         Command::Tools { command } => tools_cli::run(&mut cli.client(None)?, command),
         Command::Bench(args) => bench::run(&mut cli.client(None)?, args),
         Command::Demo => demo(&cli),

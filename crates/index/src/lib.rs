@@ -98,6 +98,9 @@ pub struct ModelIdentity {
     pub sha256: String,
     /// Embedding dimension.
     pub dim: u32,
+    /// The weights and the pooling pipeline, hashed (what makes vectors
+    /// comparable).
+    pub identity: String,
 }
 
 impl std::fmt::Display for ModelIdentity {
@@ -511,7 +514,12 @@ mod tests {
     use super::*;
 
     fn model(dim: u32) -> ModelIdentity {
-        ModelIdentity { name: "m".into(), sha256: "ab".repeat(32), dim }
+        ModelIdentity {
+            name: "m".into(),
+            sha256: "ab".repeat(32),
+            dim,
+            identity: format!("i{dim}"),
+        }
     }
 
     fn unit(v: &[f32]) -> Vec<f32> {

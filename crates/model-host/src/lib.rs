@@ -10,6 +10,7 @@
 
 pub mod bert;
 pub mod cache;
+pub mod indexer;
 pub mod model;
 pub mod outbox;
 pub mod queue;

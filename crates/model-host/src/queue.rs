@@ -32,11 +32,31 @@ pub struct Job {
     /// The request id to answer.
     pub id: u64,
     /// Where the answer goes.
-    pub reply: Arc<Outbox>,
+    pub reply: Reply,
     /// When the request was read.
     pub received: Instant,
     /// For `EmbedCached`: the texts answered from the cache; `ids` are the rest.
     pub cached: Option<CachedJob>,
+}
+
+/// Where a job's answer goes.
+pub enum Reply {
+    /// A client's connection.
+    Socket(Arc<Outbox>),
+    /// A thread of the host itself (the indexer).
+    Channel(Sender<ResponseFrame>),
+}
+
+impl Reply {
+    /// Sends the answer; a receiver that is gone drops it.
+    pub fn send(&self, frame: &ResponseFrame) {
+        match self {
+            Reply::Socket(o) => o.send(frame),
+            Reply::Channel(tx) => {
+                let _ = tx.send(frame.clone());
+            }
+        }
+    }
 }
 
 /// The cached part of an `EmbedCached` job.

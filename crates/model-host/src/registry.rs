@@ -134,6 +134,7 @@ impl Registry {
                 max_seq_length: m.max_seq_length() as u32,
                 roles: self.roles.iter().filter(|(_, j)| *j == i).map(|(r, _)| *r).collect(),
                 path: m.path.display().to_string(),
+                identity: m.identity.clone(),
             })
             .collect()
     }

@@ -20,9 +20,10 @@ use vembed_protocol::{
 };
 
 use crate::cache::{self, EmbedCache, TextHash};
+use crate::indexer::Indexer;
 use crate::outbox::Outbox;
-use crate::queue::CachedJob;
 use crate::queue::{self, Job, Queue, SubmitError};
+use crate::queue::{CachedJob, Reply};
 use crate::registry::Registry;
 use crate::stats::{self, Stats};
 
@@ -188,6 +189,7 @@ struct Shared {
     registry: Arc<Registry>,
     stats: Arc<Stats>,
     cache: Arc<EmbedCache>,
+    indexer: Arc<Indexer>,
     started: Instant,
     stop: Arc<AtomicBool>,
     stop_reason: Mutex<Option<StopReason>>,
@@ -223,11 +225,13 @@ pub fn serve(
         config.limits.max_batch_tokens as usize,
         config.limits.max_queue_texts as usize,
     );
+    let indexer = Indexer::new(registry.clone(), queue.clone());
     let shared = Arc::new(Shared {
         config,
         registry,
         stats,
         cache,
+        indexer,
         started: Instant::now(),
         stop,
         stop_reason: Mutex::new(None),
@@ -548,6 +552,19 @@ fn handle_connection(mut stream: UnixStream, shared: Arc<Shared>, queue: Queue) 
                     outbox.send(&reply);
                 }
             }
+            Request::Index(req) => {
+                shared.indexer.index(req, Reply::Socket(Arc::clone(&outbox)), id);
+            }
+            Request::Search(req) => {
+                let response = match shared.indexer.search(&req) {
+                    Ok(hits) => Response::SearchResults(hits),
+                    Err(message) => {
+                        shared.stats.record_error();
+                        Response::Error(ErrorReply { code: ErrorCode::Index, message })
+                    }
+                };
+                outbox.send(&ResponseFrame { id, response });
+            }
             Request::Status => {
                 let status = status(&shared, &queue);
                 outbox.send(&ResponseFrame { id, response: Response::Status(Box::new(status)) });
@@ -641,7 +658,7 @@ fn submit_embed(
                 });
         ids.push(tokenized.map_err(|e| error(id, ErrorCode::Internal, e.to_string()))?);
     }
-    let job = Job { model, ids, id, reply: Arc::clone(outbox), received, cached };
+    let job = Job { model, ids, id, reply: Reply::Socket(Arc::clone(outbox)), received, cached };
     queue.submit(job).map_err(|e| match e {
         SubmitError::Overloaded { .. } => error(id, ErrorCode::Overloaded, e.to_string()),
         SubmitError::ShuttingDown => error(id, ErrorCode::ShuttingDown, e.to_string()),

@@ -4,7 +4,7 @@
 //! tests run a private host in a temp dir.
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn env_path(var: &str) -> Option<PathBuf> {
     env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
@@ -93,4 +93,23 @@ pub fn legacy_st_cache() -> PathBuf {
             })
             .join("sentence_transformers")
     })
+}
+
+/// Where the code index of `repo` lives unless `--index-dir` says otherwise:
+/// `<cache>/indexes/<folder name>-<16 hex digits of sha256 of its canonical
+/// path>`. Client and host compute the same place.
+pub fn default_index_dir(repo: &Path) -> PathBuf {
+    use sha2::Digest;
+    let canonical = repo.canonicalize().unwrap_or_else(|_| repo.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    cache_dir().join("indexes").join(format!("{name}-{hex}"))
 }

@@ -38,6 +38,92 @@ pub enum Request {
     /// run through the model; the new ones are cached. For texts that recur
     /// across processes and restarts, such as tool descriptions (tag 5).
     EmbedCached(EmbedRequest),
+    /// Build or update the code index of a repository (tag 6). The host
+    /// answers with zero or more [`Response::IndexProgress`] and then one
+    /// [`Response::IndexDone`] (or an error), all with this request's id.
+    /// Two requests for the same index share one job.
+    Index(IndexRequest),
+    /// Search a repository's code index through the host, for clients that
+    /// cannot open LMDB themselves (tag 7). Answered with
+    /// [`Response::SearchResults`].
+    Search(SearchRequest),
+}
+
+/// Index a repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexRequest {
+    /// The repository root (absolute, or relative to the host's cwd).
+    pub repo: String,
+    /// Where the index lives; `None` is the default under the cache dir.
+    pub index_dir: Option<String>,
+    /// Empty the index first (needed after changing the code model).
+    pub rebuild: bool,
+}
+
+/// Search a repository's index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    /// The repository root.
+    pub repo: String,
+    /// Where the index lives; `None` is the default.
+    pub index_dir: Option<String>,
+    /// The query.
+    pub query: String,
+    /// How many results.
+    pub k: u32,
+}
+
+/// How an indexing job is going.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexProgress {
+    /// Files found (after ignore rules).
+    pub files_seen: u64,
+    /// Files that need embedding (new or changed).
+    pub files_to_index: u64,
+    /// Of those, done and committed.
+    pub files_indexed: u64,
+    /// Snippets embedded and committed so far.
+    pub chunks_added: u64,
+}
+
+/// The end of an indexing job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexSummary {
+    /// The index's directory.
+    pub index_dir: String,
+    /// Files found (after ignore rules).
+    pub files_seen: u64,
+    /// New or changed files, embedded.
+    pub indexed: u64,
+    /// Files whose content hash was unchanged.
+    pub unchanged: u64,
+    /// Files gone from the repository, removed from the index.
+    pub deleted: u64,
+    /// Files skipped: binary or larger than the limit.
+    pub skipped: u64,
+    /// Snippets added.
+    pub chunks_added: u64,
+    /// Snippets removed (of changed and deleted files).
+    pub chunks_removed: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// Path relative to the repository root.
+    pub path: String,
+    /// First line, 1-based.
+    pub start_line: u32,
+    /// Last line, inclusive.
+    pub end_line: u32,
+    /// The enclosing symbol, where known.
+    pub symbol: Option<String>,
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// The snippet.
+    pub text: String,
 }
 
 /// The handshake a client opens with.
@@ -104,6 +190,12 @@ pub enum Response {
     Status(Box<HostStatus>),
     /// Acknowledges `Ping` and `Shutdown` (tag 4).
     Ok,
+    /// Progress of an [`IndexRequest`] (tag 5).
+    IndexProgress(IndexProgress),
+    /// An [`IndexRequest`] is done (tag 6).
+    IndexDone(IndexSummary),
+    /// Results of a [`SearchRequest`], best first (tag 7).
+    SearchResults(Vec<SearchHit>),
 }
 
 /// What the host tells a client after a good handshake.
@@ -136,6 +228,9 @@ pub struct ModelInfo {
     pub roles: Vec<Role>,
     /// The folder it was loaded from.
     pub path: String,
+    /// The weights' sha256 and the pooling pipeline, hashed: two instances
+    /// give comparable embeddings exactly when their identities are equal.
+    pub identity: String,
 }
 
 /// Hard limits of a host. Going over one gets a typed error reply.
@@ -221,6 +316,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The model failed on this input (a bug or a broken model, never bad input).
     Internal,
+    /// A code index cannot be used: built by another model, another schema,
+    /// missing, or an I/O error. The message says how to fix it.
+    Index,
 }
 
 impl std::fmt::Display for ErrorCode {

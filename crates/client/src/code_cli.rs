@@ -1,0 +1,195 @@
+//! `vembed index` and `vembed search`.
+
+use std::io::{self, BufRead, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use vembed::search::{Searcher, index_dir_for};
+use vembed::{Client, IndexRequest, ModelRef, Role, SearchHit, SearchRequest};
+
+/// Options of `vembed index`.
+#[derive(clap::Args, Debug)]
+pub struct IndexArgs {
+    /// The repository to index.
+    #[arg(default_value = ".")]
+    repo: PathBuf,
+    /// Where the index lives [default: under the cache dir, per repository].
+    #[arg(long)]
+    index_dir: Option<PathBuf>,
+    /// Empty the index first (after changing the code model).
+    #[arg(long)]
+    rebuild: bool,
+    /// Show the index's model, counts and last update instead of indexing.
+    #[arg(long)]
+    status: bool,
+    /// Print JSON (and no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `vembed search`.
+#[derive(clap::Args, Debug)]
+pub struct SearchArgs {
+    /// The query (or use --jsonl).
+    query: Option<String>,
+    /// The repository.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Where the index lives [default: under the cache dir, per repository].
+    #[arg(long)]
+    index_dir: Option<PathBuf>,
+    /// Results per query.
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Read queries as JSON lines (a string or {"query": ...}) from stdin;
+    /// write one JSON line of results per query, in order.
+    #[arg(long)]
+    jsonl: bool,
+    /// Search through the host instead of opening the index here.
+    #[arg(long)]
+    via_host: bool,
+}
+
+/// Runs `vembed index`.
+pub fn index(
+    client: impl FnOnce() -> anyhow::Result<Client>,
+    args: &IndexArgs,
+) -> anyhow::Result<()> {
+    if args.status {
+        let dir = index_dir_for(&args.repo, args.index_dir.as_deref())?;
+        let stats = Searcher::open_dir(&dir)?.stats()?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+        } else {
+            println!("index {} for {}", dir.display(), stats.root);
+            println!("  model: {}", stats.model);
+            println!(
+                "  {} files, {} snippets, {:.1} MiB on disk",
+                stats.files,
+                stats.snippets,
+                stats.disk_bytes as f64 / 1048576.0
+            );
+            println!("  last update: {} (unix seconds)", stats.updated_unix);
+        }
+        return Ok(());
+    }
+    let mut client = client()?;
+    let repo =
+        args.repo.canonicalize().with_context(|| format!("repository {}", args.repo.display()))?;
+    let req = IndexRequest {
+        repo: repo.display().to_string(),
+        index_dir: args.index_dir.as_ref().map(|d| d.display().to_string()),
+        rebuild: args.rebuild,
+    };
+    let bar = !args.json && io::stderr().is_terminal();
+    let summary = client.index(req, |p| {
+        if bar && p.files_to_index > 0 {
+            let width = 30;
+            let done = (p.files_indexed * width / p.files_to_index.max(1)) as usize;
+            eprint!(
+                "\r[{}{}] {}/{} files, {} snippets",
+                "#".repeat(done),
+                " ".repeat(width as usize - done),
+                p.files_indexed,
+                p.files_to_index,
+                p.chunks_added
+            );
+        }
+    })?;
+    if bar {
+        eprintln!();
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "{} files seen: {} indexed, {} unchanged, {} deleted, {} skipped; {} snippets added, {} removed; {:.2} s",
+            summary.files_seen,
+            summary.indexed,
+            summary.unchanged,
+            summary.deleted,
+            summary.skipped,
+            summary.chunks_added,
+            summary.chunks_removed,
+            summary.seconds
+        );
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QueryLine {
+    Text(String),
+    Object { query: String },
+}
+
+/// Runs `vembed search`.
+pub fn search(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
+    let queries: Vec<String> = if args.jsonl {
+        if args.query.is_some() {
+            bail!("--jsonl reads queries from stdin; do not also pass one");
+        }
+        let mut out = Vec::new();
+        for (i, line) in io::stdin().lock().lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let q: QueryLine = serde_json::from_str(&line).with_context(|| {
+                format!("line {}: expected a JSON string or {{\"query\": ...}}", i + 1)
+            })?;
+            out.push(match q {
+                QueryLine::Text(s) | QueryLine::Object { query: s } => s,
+            });
+        }
+        out
+    } else {
+        vec![args.query.clone().context("no query given (or use --jsonl)")?]
+    };
+    let results: Vec<Vec<SearchHit>> = if args.via_host {
+        let repo = args
+            .repo
+            .canonicalize()
+            .with_context(|| format!("repository {}", args.repo.display()))?;
+        let mut all = Vec::new();
+        for q in &queries {
+            all.push(client.search_via_host(SearchRequest {
+                repo: repo.display().to_string(),
+                index_dir: args.index_dir.as_ref().map(|d| d.display().to_string()),
+                query: q.clone(),
+                k: args.k as u32,
+            })?);
+        }
+        all
+    } else {
+        let searcher = Searcher::open(client, &args.repo, args.index_dir.as_deref())?;
+        let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+        let vectors = client.embed_with(&ModelRef::Role(Role::Code), &refs)?;
+        vectors.rows().map(|v| searcher.search_vector(v, args.k)).collect::<Result<_, _>>()?
+    };
+    let mut w = BufWriter::new(io::stdout().lock());
+    if args.jsonl {
+        for hits in &results {
+            serde_json::to_writer(&mut w, hits)?;
+            w.write_all(b"\n")?;
+        }
+    } else if args.json {
+        serde_json::to_writer_pretty(&mut w, &results[0])?;
+        w.write_all(b"\n")?;
+    } else {
+        for h in &results[0] {
+            let symbol = h.symbol.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+            writeln!(w, "{:.3}  {}:{}-{}{symbol}", h.score, h.path, h.start_line, h.end_line)?;
+            for line in h.text.lines().take(4) {
+                writeln!(w, "        {line}")?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! The code indexer. The host is the one writer of every code index: it walks
+//! a repository, chunks what changed, embeds the chunks through the shared
+//! queue (so interactive requests, which have fewer tokens left, go first at
+//! every batch), and commits to the index in bounded batches.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+use vembed_index::chunk::chunk_file;
+use vembed_index::{IndexWriter, ModelIdentity, Snippet};
+use vembed_protocol::{
+    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexSummary, ModelRef, Response,
+    ResponseFrame, Role, SearchHit, SearchRequest,
+};
+
+use crate::model::Embedder;
+use crate::queue::{Job, Queue, Reply, SubmitError};
+use crate::registry::Registry;
+
+/// Files larger than this are skipped (generated or data files).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// Chunks embedded and committed together: a crash loses at most these.
+pub const COMMIT_CHUNKS: usize = 256;
+/// Chunks per request to the queue, so a query waits behind at most one.
+const EMBED_CHUNKS: usize = 32;
+
+/// A job's subscribers: everyone who asked for this index while it ran.
+struct Running {
+    subscribers: Mutex<Vec<(Reply, u64)>>,
+}
+
+impl Running {
+    fn send(&self, response: &Response) {
+        let subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        for (reply, id) in subs.iter() {
+            reply.send(&ResponseFrame { id: *id, response: response.clone() });
+        }
+    }
+}
+
+/// Indexing jobs and open index writers.
+pub struct Indexer {
+    registry: Arc<Registry>,
+    queue: Queue,
+    jobs: Mutex<HashMap<PathBuf, Arc<Running>>>,
+    writers: Mutex<HashMap<PathBuf, Arc<IndexWriter>>>,
+}
+
+fn index_error(id: u64, message: String) -> ResponseFrame {
+    ResponseFrame { id, response: Response::Error(ErrorReply { code: ErrorCode::Index, message }) }
+}
+
+impl Indexer {
+    /// An indexer embedding through `queue`.
+    pub fn new(registry: Arc<Registry>, queue: Queue) -> Arc<Indexer> {
+        Arc::new(Indexer {
+            registry,
+            queue,
+            jobs: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn code_model(&self) -> Result<Arc<Embedder>, String> {
+        let i = self
+            .registry
+            .lookup(&ModelRef::Role(Role::Code))
+            .ok_or("no model is configured for codebase_embedding_model")?;
+        Ok(self.registry.get(i))
+    }
+
+    fn identity(e: &Embedder) -> ModelIdentity {
+        ModelIdentity {
+            name: e.name.clone(),
+            sha256: e.sha256.clone(),
+            dim: e.dim() as u32,
+            identity: e.identity.clone(),
+        }
+    }
+
+    fn dirs(repo: &str, index_dir: &Option<String>) -> Result<(PathBuf, PathBuf), String> {
+        let root = Path::new(repo).canonicalize().map_err(|e| format!("repository {repo}: {e}"))?;
+        if !root.is_dir() {
+            return Err(format!("repository {repo} is not a directory"));
+        }
+        let dir = match index_dir {
+            Some(d) => PathBuf::from(d),
+            None => vembed_models::paths::default_index_dir(&root),
+        };
+        Ok((root, dir))
+    }
+
+    /// The writer of an index, opened once per process.
+    fn writer(
+        &self,
+        dir: &Path,
+        root: &Path,
+        model: &ModelIdentity,
+        rebuild: bool,
+    ) -> Result<Arc<IndexWriter>, String> {
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = writers.get(dir)
+            && !rebuild
+        {
+            return Ok(w.clone());
+        }
+        if rebuild {
+            // heed keeps one environment per path per process: reuse it.
+            if let Some(w) = writers.remove(dir) {
+                drop(w);
+            }
+        }
+        let w = Arc::new(IndexWriter::open(dir, root, model, rebuild).map_err(|e| e.to_string())?);
+        writers.insert(dir.to_path_buf(), w.clone());
+        Ok(w)
+    }
+
+    /// Starts indexing, or joins the job already indexing the same place.
+    pub fn index(self: &Arc<Self>, req: IndexRequest, reply: Reply, id: u64) {
+        let (root, dir) = match Self::dirs(&req.repo, &req.index_dir) {
+            Ok(d) => d,
+            Err(e) => return reply.send(&index_error(id, e)),
+        };
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(job) = jobs.get(&dir) {
+            job.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push((reply, id));
+            return;
+        }
+        let job = Arc::new(Running { subscribers: Mutex::new(vec![(reply, id)]) });
+        jobs.insert(dir.clone(), job.clone());
+        drop(jobs);
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("vembed-indexer".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let result = me.run(&root, &dir, req.rebuild, &job);
+                // Leave the job table first, so a request after the last
+                // answer starts a new job rather than joining this one.
+                me.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
+                match result {
+                    Ok(mut summary) => {
+                        summary.seconds = started.elapsed().as_secs_f64();
+                        tracing::info!("indexed {}: {summary:?}", root.display());
+                        job.send(&Response::IndexDone(summary));
+                    }
+                    Err(e) => {
+                        tracing::warn!("indexing {} failed: {e}", root.display());
+                        job.send(&Response::Error(ErrorReply {
+                            code: ErrorCode::Index,
+                            message: e,
+                        }));
+                    }
+                }
+            })
+            .expect("spawning the indexer thread");
+    }
+
+    fn run(
+        &self,
+        root: &Path,
+        dir: &Path,
+        rebuild: bool,
+        job: &Running,
+    ) -> Result<IndexSummary, String> {
+        let embedder = self.code_model()?;
+        let model_index = self.registry.lookup(&ModelRef::Role(Role::Code)).expect("looked up");
+        let identity = Self::identity(&embedder);
+        let writer = self.writer(dir, root, &identity, rebuild)?;
+        let mut summary =
+            IndexSummary { index_dir: dir.display().to_string(), ..Default::default() };
+
+        // Walk, hash, and compare with what the index holds.
+        let known: HashMap<String, String> = writer
+            .files()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(p, e)| (p, e.hash))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut todo: Vec<(String, String, String)> = Vec::new(); // (path, hash, text)
+        let walker = ignore::WalkBuilder::new(root)
+            .hidden(true)
+            .git_ignore(true)
+            .git_exclude(true)
+            .git_global(false)
+            .require_git(false)
+            .build();
+        for entry in walker.flatten() {
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let path = entry.path();
+            if path.starts_with(dir) {
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            summary.files_seen += 1;
+            let too_big = entry.metadata().map(|m| m.len() > MAX_FILE_BYTES).unwrap_or(true);
+            let bytes = if too_big { None } else { std::fs::read(path).ok() };
+            let text = bytes
+                .filter(|b| !b[..b.len().min(8192)].contains(&0))
+                .and_then(|b| String::from_utf8(b).ok());
+            let Some(text) = text else {
+                summary.skipped += 1;
+                continue;
+            };
+            seen.insert(rel.clone());
+            let hash: String =
+                sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            if known.get(&rel) == Some(&hash) {
+                summary.unchanged += 1;
+                continue;
+            }
+            todo.push((rel, hash, text));
+        }
+        let mut progress = IndexProgress {
+            files_seen: summary.files_seen,
+            files_to_index: todo.len() as u64,
+            ..Default::default()
+        };
+        job.send(&Response::IndexProgress(progress.clone()));
+
+        // Deleted files go in one batch.
+        let gone: Vec<&String> = known.keys().filter(|p| !seen.contains(*p)).collect();
+        if !gone.is_empty() {
+            let mut batch = writer.batch().map_err(|e| e.to_string())?;
+            for p in &gone {
+                summary.chunks_removed += batch.remove_file(p).map_err(|e| e.to_string())? as u64;
+            }
+            batch.commit().map_err(|e| e.to_string())?;
+            summary.deleted = gone.len() as u64;
+        }
+
+        // New and changed files: chunk, embed and commit in batches.
+        let max = embedder.max_seq_length();
+        let count = |s: &str| embedder.count_tokens(s).unwrap_or(usize::MAX);
+        let mut pending: Vec<(String, String, Vec<Snippet>, Vec<String>)> = Vec::new();
+        let mut pending_chunks = 0;
+        let flush = |pending: &mut Vec<(String, String, Vec<Snippet>, Vec<String>)>,
+                     summary: &mut IndexSummary,
+                     progress: &mut IndexProgress|
+         -> Result<(), String> {
+            let texts: Vec<&String> = pending.iter().flat_map(|p| p.3.iter()).collect();
+            let vectors = self.embed(model_index, &embedder, &texts)?;
+            let dim = embedder.dim();
+            let mut batch = writer.batch().map_err(|e| e.to_string())?;
+            let mut at = 0;
+            for (path, hash, snippets, _) in pending.iter() {
+                let items: Vec<(Snippet, &[f32])> = snippets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.clone(), &vectors[(at + i) * dim..(at + i + 1) * dim]))
+                    .collect();
+                at += snippets.len();
+                summary.chunks_removed +=
+                    batch.put_file(path, hash, &items).map_err(|e| e.to_string())? as u64;
+                summary.chunks_added += snippets.len() as u64;
+            }
+            batch.commit().map_err(|e| e.to_string())?;
+            summary.indexed += pending.len() as u64;
+            progress.files_indexed = summary.indexed;
+            progress.chunks_added = summary.chunks_added;
+            job.send(&Response::IndexProgress(progress.clone()));
+            pending.clear();
+            Ok(())
+        };
+        for (path, hash, text) in todo {
+            let chunks = chunk_file(&path, &text, max, &count);
+            let snippets: Vec<Snippet> = chunks
+                .iter()
+                .map(|c| Snippet {
+                    path: path.clone(),
+                    start_line: c.start_line,
+                    end_line: c.end_line,
+                    symbol: c.symbol.clone(),
+                    text: c.text.clone(),
+                })
+                .collect();
+            let texts: Vec<String> = chunks.into_iter().map(|c| c.embed_text).collect();
+            pending_chunks += texts.len();
+            pending.push((path, hash, snippets, texts));
+            if pending_chunks >= COMMIT_CHUNKS {
+                flush(&mut pending, &mut summary, &mut progress)?;
+                pending_chunks = 0;
+            }
+        }
+        if !pending.is_empty() {
+            flush(&mut pending, &mut summary, &mut progress)?;
+        }
+        Ok(summary)
+    }
+
+    /// Embeds texts through the shared queue, a few at a time.
+    fn embed(
+        &self,
+        model: usize,
+        embedder: &Embedder,
+        texts: &[&String],
+    ) -> Result<Vec<f32>, String> {
+        let mut out = Vec::with_capacity(texts.len() * embedder.dim());
+        for group in texts.chunks(EMBED_CHUNKS) {
+            let ids = group
+                .iter()
+                .map(|t| embedder.tokenize(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            loop {
+                let job = Job {
+                    model,
+                    ids: ids.clone(),
+                    id: 0,
+                    reply: Reply::Channel(tx.clone()),
+                    received: Instant::now(),
+                    cached: None,
+                };
+                match self.queue.submit(job) {
+                    Ok(()) => break,
+                    // Clients come first: wait for room in the queue.
+                    Err(SubmitError::Overloaded { .. }) => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            match rx.recv().map_err(|_| "the host stopped".to_string())?.response {
+                Response::Embeddings(e) => out.extend_from_slice(&e.data),
+                Response::Error(e) => return Err(e.message),
+                _ => return Err("unexpected reply from the queue".into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Searches an index through the host.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, String> {
+        let (root, dir) = Self::dirs(&req.repo, &req.index_dir)?;
+        if !dir.join("data.mdb").exists() {
+            return Err(format!(
+                "no index for {} (at {}); build it with `vembed index {}`",
+                root.display(),
+                dir.display(),
+                root.display()
+            ));
+        }
+        let embedder = self.code_model()?;
+        let model = self.registry.lookup(&ModelRef::Role(Role::Code)).expect("looked up");
+        let writer = self.writer(&dir, &root, &Self::identity(&embedder), false)?;
+        let query = self.embed(model, &embedder, &[&req.query])?;
+        let hits = writer.reader().search(&query, req.k as usize).map_err(|e| e.to_string())?;
+        Ok(hits
+            .into_iter()
+            .map(|h| SearchHit {
+                path: h.snippet.path,
+                start_line: h.snippet.start_line,
+                end_line: h.snippet.end_line,
+                symbol: h.snippet.symbol,
+                score: h.score,
+                text: h.snippet.text,
+            })
+            .collect())
+    }
+}
