@@ -302,3 +302,102 @@ fn an_index_of_another_model_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("rebuild"), "{err}");
 }
+
+/// A larger repository: `n` Python files of a few functions each.
+fn many_files(root: &Path, n: usize, version: &str) {
+    for i in 0..n {
+        let mut text = String::new();
+        for j in 0..6 {
+            text.push_str(&format!(
+                "def handler_{i}_{j}(request, retries={j}):\n    \"\"\"Version {version}: handle request kind {j} of module {i}.\"\"\"\n    value = request.payload.get('field_{j}', {i})\n    for attempt in range(retries):\n        value = transform_{j}(value, attempt)\n    return respond(value, status={i})\n\n\n"
+            ));
+        }
+        write(root, &format!("pkg{}/module_{i}.py", i % 10), &text);
+    }
+}
+
+/// Readers never wait for the writer and always see a whole commit: a
+/// client searches in a loop while the host re-indexes the repository.
+#[test]
+fn searches_during_reindexing_all_succeed_on_consistent_snapshots() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let dir = env.path("index");
+    many_files(&repo, 120, "one");
+    index_json(&env, &repo, &dir);
+    let mut client = env.client();
+    let searcher = vembed::search::Searcher::open(&client, &repo, Some(dir.as_path())).unwrap();
+    let q = client
+        .embed_with(
+            &vembed::ModelRef::Role(vembed::Role::Code),
+            &["handle request kind 3 of module 7"],
+        )
+        .unwrap()
+        .data;
+    let before = searcher.stats().unwrap().snippets;
+
+    // Change every file, and re-index in the background.
+    many_files(&repo, 120, "two");
+    let env_ref = &env;
+    let (repo_ref, dir_ref) = (&repo, &dir);
+    std::thread::scope(|s| {
+        let indexing = s.spawn(move || index_json(env_ref, repo_ref, dir_ref));
+        let mut searches = 0;
+        while !indexing.is_finished() {
+            let hits = searcher.search_vector(&q, 10).unwrap();
+            assert_eq!(hits.len(), 10, "a search during re-indexing came back short");
+            let stats = searcher.stats().unwrap();
+            // Every commit replaces whole files: the count never drops below
+            // what one version of every file holds.
+            assert!(stats.snippets >= before, "{} < {before}", stats.snippets);
+            searches += 1;
+        }
+        let s = indexing.join().unwrap();
+        assert_eq!(s["indexed"], 120, "{s}");
+        assert!(searches > 5, "only {searches} searches ran during indexing");
+    });
+    let hits = searcher.search_vector(&q, 10).unwrap();
+    assert!(hits.iter().all(|h| h.text.contains("Version two")), "all new after the last commit");
+    assert_eq!(searcher.stats().unwrap().snippets, before);
+}
+
+/// The host is killed in the middle of indexing: the index still opens and
+/// serves what was committed, and the next `vembed index` completes it.
+#[test]
+fn a_host_killed_mid_index_leaves_a_usable_index_that_the_next_run_completes() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let dir = env.path("index");
+    many_files(&repo, 200, "one");
+    let mut client = env.client();
+    let pid = client.hello().pid;
+    let req = vembed::IndexRequest {
+        repo: repo.display().to_string(),
+        index_dir: Some(dir.display().to_string()),
+        rebuild: false,
+    };
+    // Kill the host after its first commit.
+    let result = client.index(req, |p| {
+        if p.chunks_added > 0 {
+            // SAFETY: kill(2) on the host this test started; no memory is involved.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    assert!(result.is_err(), "the host died mid-job: {result:?}");
+    assert!(vembed_tests::wait_pid_gone(pid, std::time::Duration::from_secs(10)));
+
+    let searcher = vembed::search::Searcher::open_dir(&dir).unwrap();
+    let committed = searcher.stats().unwrap();
+    assert!(committed.files > 0 && committed.files < 200, "{committed:?}");
+    drop(searcher);
+
+    // The next run (a new host) indexes only what is missing.
+    let s = index_json(&env, &repo, &dir);
+    assert_eq!(s["unchanged"].as_u64().unwrap(), committed.files, "{s}");
+    assert_eq!(s["indexed"].as_u64().unwrap(), 200 - committed.files, "{s}");
+    let mut client = env.client();
+    let searcher = vembed::search::Searcher::open(&client, &repo, Some(dir.as_path())).unwrap();
+    assert_eq!(searcher.stats().unwrap().files, 200);
+    let hits = searcher.search(&mut client, "handle request kind 2 of module 150", 5).unwrap();
+    assert_eq!(hits.len(), 5);
+}
