@@ -15,8 +15,14 @@ pub fn model_dir() -> PathBuf {
 /// Real code: this repository's own Rust sources cut into 30-line chunks.
 pub fn code_chunks(n: usize) -> Vec<String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    code_chunks_from(&[root.join("crates"), root.join("tests")], n)
+}
+
+/// Real code: the Rust sources under `roots` cut into 30-line chunks, in
+/// sorted path order, repeated if there are fewer than `n`.
+pub fn code_chunks_from(roots: &[PathBuf], n: usize) -> Vec<String> {
     let mut files = Vec::new();
-    let mut stack = vec![root.join("crates"), root.join("tests")];
+    let mut stack = roots.to_vec();
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
@@ -30,6 +36,9 @@ pub fn code_chunks(n: usize) -> Vec<String> {
     files.sort();
     let mut chunks = Vec::new();
     for f in files {
+        if chunks.len() >= n {
+            break;
+        }
         let text = std::fs::read_to_string(f).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         for c in lines.chunks(30) {

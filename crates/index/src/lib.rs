@@ -216,6 +216,7 @@ pub struct IndexWriter {
     dbs: Dbs,
     model: ModelIdentity,
     dir: PathBuf,
+    n_trees: Option<usize>,
 }
 
 impl IndexWriter {
@@ -281,12 +282,19 @@ impl IndexWriter {
         }
         dbs.meta.put(&mut wtxn, META_ROOT, &json(&root.display().to_string()))?;
         wtxn.commit()?;
-        Ok(IndexWriter { env, dbs, model: model.clone(), dir: dir.to_path_buf() })
+        Ok(IndexWriter { env, dbs, model: model.clone(), dir: dir.to_path_buf(), n_trees: None })
     }
 
     /// The index's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Trees in the forest: `None` lets arroy choose from the number of
+    /// items and dimensions (the default). Fewer trees build faster and need
+    /// a larger `search_k` for the same recall.
+    pub fn set_n_trees(&mut self, n_trees: Option<usize>) {
+        self.n_trees = n_trees;
     }
 
     /// A reader on the same environment (one process may open an
@@ -380,7 +388,11 @@ impl Batch<'_> {
         if self.changed {
             let writer = arroy::Writer::new(self.w.dbs.vectors, 0, self.w.model.dim as usize);
             let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(self.next_id));
-            writer.builder(&mut rng).build(&mut self.wtxn)?;
+            let mut builder = writer.builder(&mut rng);
+            if let Some(n) = self.w.n_trees {
+                builder.n_trees(n);
+            }
+            builder.build(&mut self.wtxn)?;
             self.w.dbs.meta.put(&mut self.wtxn, META_NEXT_ID, &json(&self.next_id))?;
             self.w.dbs.meta.put(&mut self.wtxn, META_UPDATED, &json(&now()))?;
         }
@@ -455,6 +467,18 @@ impl IndexReader {
     /// The `k` snippets nearest to `query` (a vector from the index's
     /// model), best first, from one consistent snapshot.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search_with(query, k, None)
+    }
+
+    /// [`IndexReader::search`] with an explicit `search_k`: how many forest
+    /// nodes to visit (default: 15 per tree and result). Higher is slower
+    /// and finds more of the true nearest neighbours.
+    pub fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        search_k: Option<usize>,
+    ) -> Result<Vec<Hit>> {
         let dim = self.model.dim as usize;
         if query.len() != dim {
             return Err(IndexError::Dimension { want: dim, got: query.len() });
@@ -467,7 +491,7 @@ impl IndexReader {
         let mut q = reader.nns(k);
         // Look at 15 leaves per tree and result: recall over speed for a
         // code-sized index (see the scale benchmark).
-        let search_k = (k * reader.n_trees().max(1) * 15).max(k);
+        let search_k = search_k.unwrap_or(k * reader.n_trees().max(1) * 15).max(k);
         q.search_k(NonZeroUsize::new(search_k).expect("search_k > 0"));
         let found = q.by_vector(&rtxn, query)?;
         let mut hits = Vec::with_capacity(found.len());
@@ -477,6 +501,12 @@ impl IndexReader {
             hits.push(Hit { snippet: parse(bytes, "snippet")?, score: 1.0 - distance });
         }
         Ok(hits)
+    }
+
+    /// Trees in the forest.
+    pub fn n_trees(&self) -> Result<usize> {
+        let rtxn = self.env.read_txn()?;
+        Ok(arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?.n_trees())
     }
 
     /// Counts and times.
