@@ -110,6 +110,7 @@ fn main() {
         "trees", "built", "build s", "disk MiB", "disk/raw", "search_k", "p50 ms", "recall@10"
     );
     for setting in settings.split(',') {
+        // "auto" lets arroy choose; a number fixes the forest size.
         let n_trees = setting.parse::<usize>().ok();
         let dir = tempfile::tempdir().unwrap();
         let model = ModelIdentity {

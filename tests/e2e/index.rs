@@ -401,3 +401,33 @@ fn a_host_killed_mid_index_leaves_a_usable_index_that_the_next_run_completes() {
     let hits = searcher.search(&mut client, "handle request kind 2 of module 150", 5).unwrap();
     assert_eq!(hits.len(), 5);
 }
+
+/// Two clients that index the same repository at once share one job: the
+/// host embeds every snippet once, and both get the same summary.
+#[test]
+fn two_clients_indexing_one_repository_share_one_job() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let dir = env.path("index");
+    many_files(&repo, 60, "one");
+    let run = || {
+        let mut client = env.client();
+        let req = vembed::IndexRequest {
+            repo: repo.display().to_string(),
+            index_dir: Some(dir.display().to_string()),
+            rebuild: false,
+        };
+        client.index(req, |_| {}).unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(run);
+        // The second request arrives while the first job runs.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let b = s.spawn(run);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a, b, "both clients got the one job's summary");
+    assert_eq!(a.indexed, 60);
+    let texts = env.client().status().unwrap().texts;
+    assert_eq!(texts, a.chunks_added, "every snippet embedded once");
+}
