@@ -246,7 +246,8 @@ impl Indexer {
                      progress: &mut IndexProgress|
          -> Result<(), String> {
             let texts: Vec<&String> = pending.iter().flat_map(|p| p.3.iter()).collect();
-            let vectors = self.embed(model_index, &embedder, &texts)?;
+            let (vectors, tokens) = self.embed(model_index, &embedder, &texts)?;
+            summary.tokens += tokens;
             let dim = embedder.dim();
             let mut batch = writer.batch().map_err(|e| e.to_string())?;
             let mut at = 0;
@@ -301,8 +302,9 @@ impl Indexer {
         model: usize,
         embedder: &Embedder,
         texts: &[&String],
-    ) -> Result<Vec<f32>, String> {
+    ) -> Result<(Vec<f32>, u64), String> {
         let mut out = Vec::with_capacity(texts.len() * embedder.dim());
+        let mut tokens = 0u64;
         for group in texts.chunks(EMBED_CHUNKS) {
             let ids = group
                 .iter()
@@ -329,12 +331,15 @@ impl Indexer {
                 }
             }
             match rx.recv().map_err(|_| "the host stopped".to_string())?.response {
-                Response::Embeddings(e) => out.extend_from_slice(&e.data),
+                Response::Embeddings(e) => {
+                    tokens += e.tokens.iter().map(|&t| u64::from(t)).sum::<u64>();
+                    out.extend_from_slice(&e.data);
+                }
                 Response::Error(e) => return Err(e.message),
                 _ => return Err("unexpected reply from the queue".into()),
             }
         }
-        Ok(out)
+        Ok((out, tokens))
     }
 
     /// Searches an index through the host.
@@ -351,7 +356,7 @@ impl Indexer {
         let embedder = self.code_model()?;
         let model = self.registry.lookup(&ModelRef::Role(Role::Code)).expect("looked up");
         let writer = self.writer(&dir, &root, &Self::identity(&embedder), false)?;
-        let query = self.embed(model, &embedder, &[&req.query])?;
+        let (query, _) = self.embed(model, &embedder, &[&req.query])?;
         let hits = writer.reader().search(&query, req.k as usize).map_err(|e| e.to_string())?;
         Ok(hits
             .into_iter()

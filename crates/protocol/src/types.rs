@@ -105,6 +105,8 @@ pub struct IndexSummary {
     pub chunks_added: u64,
     /// Snippets removed (of changed and deleted files).
     pub chunks_removed: u64,
+    /// Word pieces embedded.
+    pub tokens: u64,
     /// Wall time.
     pub seconds: f64,
 }
