@@ -2,7 +2,9 @@
 """A vembed client in plain Python: only `socket` and `struct`.
 
 Usage: vembed_client.py [--socket PATH] TEXT...
-Prints one JSON object per text: {"embedding": [...], "tokens": N}.
+       vembed_client.py [--socket PATH] --search REPO QUERY
+Prints one JSON object per text: {"embedding": [...], "tokens": N}; with
+--search, one JSON list of hits from REPO's code index (through the host).
 
 The wire format is in PROTOCOL.md. Every integer is little-endian and fixed
 width; strings and lists are a u64 length followed by their items; an enum is
@@ -18,7 +20,7 @@ PROTOCOL_VERSION = 1
 ERROR_CODES = [
     "VersionMismatch", "Malformed", "FrameTooLarge", "TooManyTexts", "TextTooLarge",
     "Overloaded", "UnknownModel", "PermissionDenied", "HandshakeRequired",
-    "ShuttingDown", "Internal",
+    "ShuttingDown", "Internal", "Index",
 ]
 
 
@@ -112,11 +114,31 @@ class Client:
         return [list(data[i * dim:(i + 1) * dim]) for i in range(n)], tokens
 
 
+    def search(self, repo, query, k=10):
+        # Request::Search (7) { repo: String, index_dir: Option<String> (0 = None),
+        #                       query: String, k: u32 }
+        body = struct.pack("<I", 7) + string(repo) + b"\x00" + string(query) + struct.pack("<I", k)
+        r = self.call(body)
+        assert r.take("<I") == 7  # Response::SearchResults(Vec<SearchHit>)
+        hits = []
+        for _ in range(r.take("<Q")):
+            path = r.string()
+            start, end = r.take("<II")
+            symbol = r.string() if r.take("<B") == 1 else None
+            score = r.take("<f")
+            hits.append({"path": path, "start_line": start, "end_line": end,
+                         "symbol": symbol, "score": score, "text": r.string()})
+        return hits
+
+
 def main(argv):
     path = None
     if len(argv) >= 2 and argv[0] == "--socket":
         path, argv = argv[1], argv[2:]
     client = Client(path)
+    if len(argv) == 3 and argv[0] == "--search":
+        print(json.dumps(client.search(argv[1], argv[2])))
+        return
     vectors, tokens = client.embed(argv)
     for v, t in zip(vectors, tokens):
         print(json.dumps({"embedding": v, "tokens": t}))

@@ -24,3 +24,35 @@ fn the_python_example_speaks_the_protocol() {
     }
     assert_eq!(rows[1].1, 2);
 }
+
+/// Other languages search a code index through the host with the same protocol.
+#[test]
+fn the_python_example_searches_through_the_host() {
+    let env = Env::new().with_private_cache();
+    let repo = env.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("mail.py"),
+        "def send_welcome_email(user):\n    \"\"\"Email a greeting to a user who just signed up.\"\"\"\n    smtp.send(user.email, 'Welcome!')\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("math.py"), "def mean(xs):\n    return sum(xs) / len(xs)\n").unwrap();
+    let mut client = env.client();
+    let req =
+        vembed::IndexRequest { repo: repo.display().to_string(), index_dir: None, rebuild: false };
+    client.index(req, |_| {}).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/python/vembed_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg("--socket")
+        .arg(&env.socket)
+        .args(["--search", repo.to_str().unwrap(), "greet new users by mail"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hits: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hits[0]["path"], "mail.py", "{hits:?}");
+    assert_eq!(hits[0]["symbol"], "send_welcome_email");
+    assert_eq!(hits[0]["start_line"], 1);
+}
