@@ -52,6 +52,10 @@ pub struct SearchArgs {
     /// Search through the host instead of opening the index here.
     #[arg(long)]
     via_host: bool,
+    /// Forest nodes to visit [default: k × trees × 50]; higher is slower and
+    /// more exact.
+    #[arg(long)]
+    search_k: Option<usize>,
 }
 
 /// Runs `vembed index`.
@@ -170,7 +174,10 @@ pub fn search(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
         let searcher = Searcher::open(client, &args.repo, args.index_dir.as_deref())?;
         let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
         let vectors = client.embed_with(&ModelRef::Role(Role::Code), &refs)?;
-        vectors.rows().map(|v| searcher.search_vector(v, args.k)).collect::<Result<_, _>>()?
+        vectors
+            .rows()
+            .map(|v| searcher.search_vector_with(v, args.k, args.search_k))
+            .collect::<Result<_, _>>()?
     };
     let mut w = BufWriter::new(io::stdout().lock());
     if args.jsonl {

@@ -75,9 +75,20 @@ impl Searcher {
 
     /// The `k` best snippets for an already embedded query.
     pub fn search_vector(&self, vector: &[f32], k: usize) -> Result<Vec<SearchHit>, SearchError> {
+        self.search_vector_with(vector, k, None)
+    }
+
+    /// [`Searcher::search_vector`] visiting `search_k` forest nodes (default
+    /// `k × trees × 50`): higher finds more of the true neighbours, slower.
+    pub fn search_vector_with(
+        &self,
+        vector: &[f32],
+        k: usize,
+        search_k: Option<usize>,
+    ) -> Result<Vec<SearchHit>, SearchError> {
         Ok(self
             .reader
-            .search(vector, k)?
+            .search_with(vector, k, search_k)?
             .into_iter()
             .map(|h| SearchHit {
                 path: h.snippet.path,
