@@ -369,6 +369,8 @@ impl Embedder {
         };
         // Warm start: one real forward pass so the first request pays no first-touch costs.
         embedder.embed_ids(&[embedder.tokenize("warm up")?])?;
+        // Packing read every mapped weight; a query needs none of them again.
+        embedder.release_buffers();
         Ok(embedder)
     }
 
@@ -422,8 +424,9 @@ impl Embedder {
 
     /// Frees buffers a large batch left behind.
     pub fn release_buffers(&self) {
-        if let Encoder::Native { scratch, .. } = &self.encoder {
+        if let Encoder::Native { bert, scratch } = &self.encoder {
             scratch.lock().unwrap_or_else(|p| p.into_inner()).release();
+            bert.release_mapped();
         }
     }
 

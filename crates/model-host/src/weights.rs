@@ -19,7 +19,8 @@ impl Weights {
         // files are written once (by fetch/import, through a rename) and never
         // modified in place; if another program truncated the file while it is
         // mapped, reads would fault, which is the documented hazard of any mmap.
-        // The mapping lives only while the weights are copied into tensors.
+        // The candle engine copies the weights into tensors and drops the
+        // mapping; the native engine reads f32 weights in place from it.
         let map = unsafe { Mmap::map(&file)? };
         Ok(Weights { map })
     }
@@ -27,6 +28,21 @@ impl Weights {
     /// The file's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.map
+    }
+
+    /// Drops this process's page-table entries for the file (`MADV_DONTNEED`).
+    /// The pages stay in the page cache, and any later read maps them again
+    /// (a minor fault each), so the data read is unchanged: this only stops
+    /// counting file pages that the process is not using in its RSS and PSS.
+    pub fn release_pages(&self) {
+        // SAFETY: the mapping is private and read-only and the file is never
+        // modified while mapped (see `open`), so there are no private
+        // modifications for DONTNEED to discard: a later read of any
+        // address sees the same bytes as before, and every reference into
+        // the mapping stays valid.
+        if let Err(e) = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
+            tracing::debug!("madvise(DONTNEED) failed: {e}");
+        }
     }
 
     /// Asks the kernel to read the whole file ahead (`MADV_WILLNEED`), so the

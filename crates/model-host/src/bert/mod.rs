@@ -278,6 +278,14 @@ impl Bert {
         view(self.weights.bytes(), p)
     }
 
+    /// Stops counting the mapped weights' pages in this process's memory
+    /// until they are read again (see [`Weights::release_pages`]): after
+    /// loading, the query path reads only the packed copies, so the mapped
+    /// encoder weights are needed again only by large batches.
+    pub fn release_mapped(&self) {
+        self.weights.release_pages();
+    }
+
     /// Hidden size.
     pub fn hidden(&self) -> usize {
         self.hidden
