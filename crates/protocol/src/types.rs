@@ -244,7 +244,8 @@ pub struct Limits {
     pub max_texts_per_request: u32,
     /// Largest single text, in bytes of UTF-8.
     pub max_text_bytes: u32,
-    /// Padded tokens (batch size × longest sequence) per forward pass.
+    /// Tokens per forward pass (the candle engine counts padding: batch
+    /// size × longest sequence).
     pub max_batch_tokens: u32,
     /// Texts waiting in the host's queue before it answers `Overloaded`.
     pub max_queue_texts: u32,
