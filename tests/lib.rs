@@ -273,3 +273,26 @@ pub fn parse_embed_lines(stdout: &[u8]) -> Vec<(Vec<f32>, u32)> {
         })
         .collect()
 }
+
+/// A model folder that shares the real weights (symlinked) with its own configs.
+pub fn link_model(dst: &Path, pooling: Option<&str>) {
+    let src = model_dir();
+    std::fs::create_dir_all(dst.join("1_Pooling")).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "tokenizer_config.json",
+    ] {
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), dst.join(f)).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(src.join("model.safetensors"), dst.join("model.safetensors"))
+        .unwrap();
+    let pool = pooling
+        .map(str::to_string)
+        .unwrap_or_else(|| std::fs::read_to_string(src.join("1_Pooling/config.json")).unwrap());
+    std::fs::write(dst.join("1_Pooling/config.json"), pool).unwrap();
+}

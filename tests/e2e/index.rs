@@ -1,8 +1,10 @@
 //! The code index: chunking with the real tokenizer.
 
+use std::path::Path;
 use vembed_host::model::{Embedder, Engine};
 use vembed_index::chunk::chunk_file;
-use vembed_tests::model_dir;
+
+use vembed_tests::{Env, link_model, model_dir};
 
 /// No chunk exceeds the model's token limit, counted by the real tokenizer
 /// without truncation: one 3,000-line function, and a minified one-line
@@ -34,10 +36,6 @@ fn no_chunk_exceeds_the_models_token_limit() {
         }
     }
 }
-
-use std::path::Path;
-
-use vembed_tests::Env;
 
 fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
@@ -266,14 +264,10 @@ fn an_index_of_another_model_is_a_clear_error() {
     // A host whose code model is another model (the same weights with CLS
     // pooling, under another name).
     let other = env.path("cls-model");
-    std::fs::create_dir_all(other.join("1_Pooling")).unwrap();
-    for f in std::fs::read_dir(model_dir()).unwrap().flatten() {
-        if f.path().is_file() {
-            std::os::unix::fs::symlink(f.path(), other.join(f.file_name())).unwrap();
-        }
-    }
-    std::fs::write(other.join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true}"#)
-        .unwrap();
+    link_model(
+        &other,
+        Some(r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true}"#),
+    );
     let mut env2 = Env::new();
     env2.host_args.extend(["--codebase-embedding-model".into(), other.display().to_string()]);
     // The second environment's client starts a host with that model.

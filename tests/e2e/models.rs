@@ -2,31 +2,9 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use vembed::{Client, ModelRef, Role};
-use vembed_tests::{Env, cosine, model_dir};
+use vembed_tests::{Env, cosine, link_model, model_dir};
 
 const SHA: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
-
-/// A model folder that shares the real weights (symlinked) with its own configs.
-fn link_model(dst: &Path, pooling: Option<&str>) {
-    let src = model_dir();
-    std::fs::create_dir_all(dst.join("1_Pooling")).unwrap();
-    for f in [
-        "config.json",
-        "tokenizer.json",
-        "modules.json",
-        "sentence_bert_config.json",
-        "tokenizer_config.json",
-    ] {
-        if src.join(f).exists() {
-            std::fs::copy(src.join(f), dst.join(f)).unwrap();
-        }
-    }
-    symlink(src.join("model.safetensors"), dst.join("model.safetensors")).unwrap();
-    let pool = pooling
-        .map(str::to_string)
-        .unwrap_or_else(|| std::fs::read_to_string(src.join("1_Pooling/config.json")).unwrap());
-    std::fs::write(dst.join("1_Pooling/config.json"), pool).unwrap();
-}
 
 /// Runs `vembed ARGS` in `env` with vembed's own cache moved to `cache`.
 fn vembed_with_cache(env: &Env, cache: &Path, args: &[&str]) -> std::process::Output {

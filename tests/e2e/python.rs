@@ -1,20 +1,25 @@
 use vembed_tests::{Env, cosine, parse_embed_lines};
 
+/// Runs `examples/python/vembed_client.py ARGS` against `env`'s host.
+fn python_client(env: &Env, args: &[&str]) -> std::process::Output {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/python/vembed_client.py");
+    std::process::Command::new("python3")
+        .arg(script)
+        .arg("--socket")
+        .arg(&env.socket)
+        .args(args)
+        .output()
+        .expect("python3 is part of the machine")
+}
+
 /// The wire protocol as documented is enough for a program in another
 /// language: the plain-Python example client gets the same embeddings.
 #[test]
 fn the_python_example_speaks_the_protocol() {
     let env = Env::new();
     let mut client = env.client();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/python/vembed_client.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg("--socket")
-        .arg(&env.socket)
-        .args(["hello from python", "", "日本語"])
-        .output()
-        .expect("python3 is part of the machine");
+    let out = python_client(&env, &["hello from python", "", "日本語"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows = parse_embed_lines(&out.stdout);
     assert_eq!(rows.len(), 3);
@@ -41,15 +46,7 @@ fn the_python_example_searches_through_the_host() {
     let req =
         vembed::IndexRequest { repo: repo.display().to_string(), index_dir: None, rebuild: false };
     client.index(req, |_| {}).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/python/vembed_client.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg("--socket")
-        .arg(&env.socket)
-        .args(["--search", repo.to_str().unwrap(), "greet new users by mail"])
-        .output()
-        .unwrap();
+    let out = python_client(&env, &["--search", repo.to_str().unwrap(), "greet new users by mail"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let hits: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(hits[0]["path"], "mail.py", "{hits:?}");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use vembed::tools::{Method, SelectOptions, Selector, ToolSet};
 use vembed::{ModelRef, Role};
-use vembed_tests::{Env, model_dir};
+use vembed_tests::{Env, link_model};
 
 fn example_tools() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/tools/coding-agent.json")
@@ -178,17 +178,10 @@ fn tools_and_code_share_one_model_unless_configured_apart() {
     // A tool-selection model configured apart (the same weights with CLS
     // pooling: another model as far as vectors go) is a second instance.
     let apart = env.path("cls-model");
-    std::fs::create_dir_all(apart.join("1_Pooling")).unwrap();
-    for f in std::fs::read_dir(model_dir()).unwrap().flatten() {
-        if f.path().is_file() {
-            std::os::unix::fs::symlink(f.path(), apart.join(f.file_name())).unwrap();
-        }
-    }
-    std::fs::write(
-        apart.join("1_Pooling/config.json"),
-        r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true}"#,
-    )
-    .unwrap();
+    link_model(
+        &apart,
+        Some(r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true}"#),
+    );
     let mut env2 = Env::new();
     env2.host_args.extend(["--embedding-model".into(), apart.display().to_string()]);
     let mut client = env2.client();

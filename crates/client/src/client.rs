@@ -173,26 +173,13 @@ impl Client {
         req: IndexRequest,
         mut progress: impl FnMut(&IndexProgress),
     ) -> Result<IndexSummary> {
-        if !self.in_sync {
-            return Err(Error::Disconnected);
-        }
-        self.in_sync = false;
-        let id = self.send(Request::Index(req))?;
-        self.flush()?;
+        let id = self.start(Request::Index(req))?;
         loop {
-            let frame = self.receive()?;
-            if frame.id != id {
-                return Err(Error::Protocol(format!("reply id {} for request {id}", frame.id)));
-            }
-            match frame.response {
+            match self.reply_to(id)? {
                 Response::IndexProgress(p) => progress(&p),
                 Response::IndexDone(summary) => {
                     self.in_sync = true;
                     return Ok(summary);
-                }
-                Response::Error(e) => {
-                    self.in_sync = true;
-                    return Err(host_error(e));
                 }
                 other => return Err(unexpected(&other)),
             }
@@ -263,12 +250,27 @@ impl Client {
 
     /// One request, one answer; host errors become [`Error::Host`].
     fn call(&mut self, request: Request) -> Result<Response> {
+        let id = self.start(request)?;
+        let response = self.reply_to(id)?;
+        self.in_sync = true;
+        Ok(response)
+    }
+
+    /// Sends a request whose replies are read with [`Client::reply_to`]. The
+    /// connection is out of sync until the caller has read its last reply.
+    fn start(&mut self, request: Request) -> Result<u64> {
         if !self.in_sync {
             return Err(Error::Disconnected);
         }
         self.in_sync = false;
         let id = self.send(request)?;
         self.flush()?;
+        Ok(id)
+    }
+
+    /// Reads the next reply to request `id`. A host error ends the request
+    /// (the connection is in sync again) and becomes [`Error::Host`].
+    fn reply_to(&mut self, id: u64) -> Result<Response> {
         let frame = self.receive()?;
         if frame.id != id {
             // A reply to an unreadable frame carries id 0; anything else is a bug.
@@ -278,9 +280,11 @@ impl Client {
             }
             return Err(Error::Protocol(format!("reply id {} for request {id}", frame.id)));
         }
-        self.in_sync = true;
         match frame.response {
-            Response::Error(e) => Err(host_error(e)),
+            Response::Error(e) => {
+                self.in_sync = true;
+                Err(host_error(e))
+            }
             other => Ok(other),
         }
     }

@@ -1,10 +1,9 @@
 //! `vembed index` and `vembed search`.
 
-use std::io::{self, BufRead, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
 use vembed::search::{Searcher, index_dir_for};
 use vembed::{Client, IndexRequest, ModelRef, Role, SearchHit, SearchRequest};
 
@@ -125,33 +124,13 @@ pub fn index(
     Ok(())
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum QueryLine {
-    Text(String),
-    Object { query: String },
-}
-
 /// Runs `vembed search`.
 pub fn search(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
     let queries: Vec<String> = if args.jsonl {
         if args.query.is_some() {
             bail!("--jsonl reads queries from stdin; do not also pass one");
         }
-        let mut out = Vec::new();
-        for (i, line) in io::stdin().lock().lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let q: QueryLine = serde_json::from_str(&line).with_context(|| {
-                format!("line {}: expected a JSON string or {{\"query\": ...}}", i + 1)
-            })?;
-            out.push(match q {
-                QueryLine::Text(s) | QueryLine::Object { query: s } => s,
-            });
-        }
-        out
+        crate::read_jsonl_texts(io::stdin().lock(), "query")?
     } else {
         vec![args.query.clone().context("no query given (or use --jsonl)")?]
     };

@@ -217,7 +217,7 @@ fn embed(
         if !args.is_empty() {
             bail!("--jsonl reads texts from stdin; do not also pass them as arguments");
         }
-        read_jsonl_texts(io::stdin().lock())?
+        read_jsonl_texts(io::stdin().lock(), "text")?
     } else {
         if args.is_empty() {
             bail!("no texts given (pass them as arguments, or use --jsonl with stdin)");
@@ -239,20 +239,25 @@ fn embed(
     Ok(())
 }
 
-/// Reads texts from JSON lines: each a JSON string or an object with "text".
-fn read_jsonl_texts(input: impl BufRead) -> anyhow::Result<Vec<String>> {
+/// Reads texts from JSON lines, each a JSON string or an object with a
+/// string `field` (`"text"` for embed, `"query"` for search and tools).
+/// Blank lines are skipped.
+pub(crate) fn read_jsonl_texts(input: impl BufRead, field: &str) -> anyhow::Result<Vec<String>> {
     let mut texts = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line = line.context("reading stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
         let value: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("line {}: not valid JSON", i + 1))?;
         match value {
             serde_json::Value::String(s) => texts.push(s),
-            serde_json::Value::Object(mut o) => match o.remove("text") {
+            serde_json::Value::Object(mut o) => match o.remove(field) {
                 Some(serde_json::Value::String(s)) => texts.push(s),
-                _ => bail!("line {}: object without a string \"text\" field", i + 1),
+                _ => bail!("line {}: object without a string {field:?} field", i + 1),
             },
-            _ => bail!("line {}: expected a JSON string or {{\"text\": ...}}", i + 1),
+            _ => bail!("line {}: expected a JSON string or {{{field:?}: ...}}", i + 1),
         }
     }
     Ok(texts)
@@ -422,10 +427,10 @@ mod tests {
     #[test]
     fn jsonl_forms() {
         let input = "\"a\"\n{\"text\": \"b\", \"id\": 3}\n\"\"\n";
-        assert_eq!(read_jsonl_texts(input.as_bytes()).unwrap(), vec!["a", "b", ""]);
-        let err = read_jsonl_texts("\"a\"\n42\n".as_bytes()).unwrap_err().to_string();
+        assert_eq!(read_jsonl_texts(input.as_bytes(), "text").unwrap(), vec!["a", "b", ""]);
+        let err = read_jsonl_texts("\"a\"\n42\n".as_bytes(), "text").unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
-        let err = read_jsonl_texts("{\"txt\": 1}\n".as_bytes()).unwrap_err().to_string();
+        let err = read_jsonl_texts("{\"txt\": 1}\n".as_bytes(), "text").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 }

@@ -86,19 +86,7 @@ impl Searcher {
         k: usize,
         search_k: Option<usize>,
     ) -> Result<Vec<SearchHit>, SearchError> {
-        Ok(self
-            .reader
-            .search_with(vector, k, search_k)?
-            .into_iter()
-            .map(|h| SearchHit {
-                path: h.snippet.path,
-                start_line: h.snippet.start_line,
-                end_line: h.snippet.end_line,
-                symbol: h.snippet.symbol,
-                score: h.score,
-                text: h.snippet.text,
-            })
-            .collect())
+        Ok(self.reader.search_with(vector, k, search_k)?.into_iter().map(SearchHit::from).collect())
     }
 
     /// Embeds `query` with the code model and returns the `k` best snippets.

@@ -289,7 +289,7 @@ impl Selector {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let e = client.embed_cached(&ModelRef::Role(Role::Tools), &refs)?;
         let terms: Vec<HashSet<String>> =
-            set.tools.iter().map(|t| lexical_terms(&t.split_text()).collect()).collect();
+            set.tools.iter().map(|t| lexical_terms(&t.split_text())).collect();
         let mut df: HashMap<String, usize> = HashMap::new();
         for ts in &terms {
             for t in ts {
@@ -322,7 +322,7 @@ impl Selector {
             best[tool] = best[tool].max(dot(row, query_vector));
         }
         if self.method == Method::Hybrid {
-            let q: HashSet<String> = lexical_terms(query).collect();
+            let q = lexical_terms(query);
             let total: f32 = q.iter().map(|t| self.idf.get(t).copied().unwrap_or(0.0)).sum();
             if total > 0.0 {
                 for (b, terms) in best.iter_mut().zip(&self.terms) {
@@ -383,7 +383,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Lower-case word stems of a text, without stop words: the lexical score's
 /// terms.
-fn lexical_terms(text: &str) -> impl Iterator<Item = String> + '_ {
+fn lexical_terms(text: &str) -> HashSet<String> {
     const STOP: &[&str] = &[
         "a", "an", "the", "and", "or", "of", "to", "in", "on", "for", "with", "by", "is", "are",
         "be", "it", "this", "that", "these", "my", "me", "i", "we", "our", "what", "which", "how",
@@ -394,8 +394,7 @@ fn lexical_terms(text: &str) -> impl Iterator<Item = String> + '_ {
         .split_whitespace()
         .filter(|w| w.len() > 1 && !STOP.contains(w))
         .map(stem)
-        .collect::<Vec<_>>()
-        .into_iter()
+        .collect()
 }
 
 /// A crude English stemmer: enough to match "tests"/"test", "running"/"run".

@@ -1,6 +1,6 @@
 //! `vembed tools`: semantic tool selection from the command line.
 
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -113,31 +113,12 @@ pub fn run(client: &mut Client, command: &ToolsCommand) -> anyhow::Result<()> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum QueryLine {
-    Text(String),
-    Object { query: String },
-}
-
 fn select_jsonl(
     client: &mut Client,
     selector: &Selector,
     opts: &SelectOptions,
 ) -> anyhow::Result<()> {
-    let mut queries = Vec::new();
-    for (i, line) in io::stdin().lock().lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let q: QueryLine = serde_json::from_str(&line).with_context(|| {
-            format!("line {}: expected a JSON string or {{\"query\": ...}}", i + 1)
-        })?;
-        queries.push(match q {
-            QueryLine::Text(s) | QueryLine::Object { query: s } => s,
-        });
-    }
+    let queries = crate::read_jsonl_texts(io::stdin().lock(), "query")?;
     let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
     let e = client.embed_with(&ModelRef::Role(Role::Tools), &refs)?;
     let mut w = BufWriter::new(io::stdout().lock());

@@ -174,6 +174,19 @@ pub struct Hit {
 
 type Database<K, V> = heed::Database<'static, K, V>;
 
+impl From<Hit> for vembed_protocol::SearchHit {
+    fn from(h: Hit) -> Self {
+        vembed_protocol::SearchHit {
+            path: h.snippet.path,
+            start_line: h.snippet.start_line,
+            end_line: h.snippet.end_line,
+            symbol: h.snippet.symbol,
+            score: h.score,
+            text: h.snippet.text,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Dbs {
     vectors: arroy::Database<'static, Cosine>,
@@ -279,18 +292,7 @@ impl IndexWriter {
             }
         }
         if fresh || rebuild {
-            dbs.vectors.clear(&mut wtxn)?;
-            dbs.snippets.clear(&mut wtxn)?;
-            dbs.files.clear(&mut wtxn)?;
-            dbs.meta.clear(&mut wtxn)?;
-            dbs.meta.put(&mut wtxn, META_MODEL, &json(model))?;
-            dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
-            dbs.meta.put(&mut wtxn, META_NEXT_ID, &json(&0u32))?;
-            dbs.meta.put(&mut wtxn, META_UPDATED, &json(&now()))?;
-            // An empty forest, built, so readers can open it at once.
-            let writer = arroy::Writer::new(dbs.vectors, 0, model.dim as usize);
-            let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-            writer.builder(&mut rng).build(&mut wtxn)?;
+            reset(&dbs, &mut wtxn, model)?;
         }
         dbs.meta.put(&mut wtxn, META_ROOT, &json(&root.display().to_string()))?;
         wtxn.commit()?;
@@ -313,6 +315,20 @@ impl IndexWriter {
     /// faster and need a larger `search_k` for the same recall.
     pub fn set_n_trees(&mut self, n_trees: Option<usize>) {
         self.n_trees = n_trees;
+    }
+
+    /// Empties the index (for `--rebuild` while this writer is open: one
+    /// process may open an environment only once). Readers see the empty
+    /// index at the commit.
+    pub fn clear(&self) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        let root = self.dbs.meta.get(&wtxn, META_ROOT)?.map(<[u8]>::to_vec);
+        reset(&self.dbs, &mut wtxn, &self.model)?;
+        if let Some(root) = root {
+            self.dbs.meta.put(&mut wtxn, META_ROOT, &root)?;
+        }
+        wtxn.commit()?;
+        Ok(())
     }
 
     /// A reader on the same environment (one process may open an
@@ -347,6 +363,23 @@ impl IndexWriter {
         };
         Ok(Batch { w: self, wtxn, next_id, changed: false })
     }
+}
+
+/// Empties every database and starts a fresh index for `model`, with an
+/// empty forest built so readers can open it at once.
+fn reset(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, model: &ModelIdentity) -> Result<()> {
+    dbs.vectors.clear(wtxn)?;
+    dbs.snippets.clear(wtxn)?;
+    dbs.files.clear(wtxn)?;
+    dbs.meta.clear(wtxn)?;
+    dbs.meta.put(wtxn, META_MODEL, &json(model))?;
+    dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
+    dbs.meta.put(wtxn, META_NEXT_ID, &json(&0u32))?;
+    dbs.meta.put(wtxn, META_UPDATED, &json(&now()))?;
+    let writer = arroy::Writer::new(dbs.vectors, 0, model.dim as usize);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    writer.builder(&mut rng).build(wtxn)?;
+    Ok(())
 }
 
 /// Changes committed together.
@@ -622,6 +655,12 @@ mod tests {
         batch.commit().unwrap();
         let hits = r.search(&unit(&[0.0, 0.0, 1.0]), 5).unwrap();
         assert!(hits.iter().all(|h| h.snippet.path == "a.py"), "{hits:?}");
+
+        // Clearing an open writer (a rebuild while the host has it open).
+        w.clear().unwrap();
+        let s = r.stats().unwrap();
+        assert_eq!((s.files, s.snippets, s.root.as_str()), (0, 0, "/repo"));
+        assert!(r.search(&a, 5).unwrap().is_empty() && w.files().unwrap().is_empty());
         drop((w, r));
 
         // Another model: a clear error, for the writer and for readers.

@@ -69,7 +69,7 @@ impl EmbedCache {
     /// Looks texts up for the model `identity`: one entry or `None` per hash.
     pub fn get(&self, identity: &str, dim: usize, hashes: &[TextHash]) -> Vec<Option<Entry>> {
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        let mc = models.entry(identity.to_string()).or_insert_with(|| self.open(identity, dim));
+        let mc = self.model(&mut models, identity, dim);
         hashes
             .iter()
             .map(|h| match mc.map.get_mut(h) {
@@ -92,7 +92,7 @@ impl EmbedCache {
     /// Adds freshly embedded texts, in memory and on disk.
     pub fn put(&self, identity: &str, dim: usize, entries: &[(TextHash, Entry)]) {
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        let mc = models.entry(identity.to_string()).or_insert_with(|| self.open(identity, dim));
+        let mc = self.model(&mut models, identity, dim);
         for (h, e) in entries {
             if mc.map.len() >= MAX_ENTRIES_PER_MODEL || mc.map.contains_key(h) {
                 continue;
@@ -125,6 +125,19 @@ impl EmbedCache {
             misses: self.misses.load(Ordering::Relaxed),
             entries,
         }
+    }
+
+    /// A model's cache, loaded from its file on first use.
+    fn model<'m>(
+        &self,
+        models: &'m mut HashMap<String, ModelCache>,
+        identity: &str,
+        dim: usize,
+    ) -> &'m mut ModelCache {
+        if !models.contains_key(identity) {
+            models.insert(identity.to_string(), self.open(identity, dim));
+        }
+        models.get_mut(identity).expect("inserted above")
     }
 
     /// Loads a model's file (creating it), or starts empty when that fails.

@@ -64,12 +64,13 @@ impl Indexer {
         })
     }
 
-    fn code_model(&self) -> Result<Arc<Embedder>, String> {
+    /// The code model: its index in the registry, and the model.
+    fn code_model(&self) -> Result<(usize, Arc<Embedder>), String> {
         let i = self
             .registry
             .lookup(&ModelRef::Role(Role::Code))
             .ok_or("no model is configured for codebase_embedding_model")?;
-        Ok(self.registry.get(i))
+        Ok((i, self.registry.get(i)))
     }
 
     fn identity(e: &Embedder) -> ModelIdentity {
@@ -102,16 +103,12 @@ impl Indexer {
         rebuild: bool,
     ) -> Result<Arc<IndexWriter>, String> {
         let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = writers.get(dir)
-            && !rebuild
-        {
-            return Ok(w.clone());
-        }
-        if rebuild {
-            // heed keeps one environment per path per process: reuse it.
-            if let Some(w) = writers.remove(dir) {
-                drop(w);
+        if let Some(w) = writers.get(dir) {
+            // Open already, so built by this host's model: a rebuild empties it.
+            if rebuild {
+                w.clear().map_err(|e| e.to_string())?;
             }
+            return Ok(w.clone());
         }
         let w = Arc::new(IndexWriter::open(dir, root, model, rebuild).map_err(|e| e.to_string())?);
         writers.insert(dir.to_path_buf(), w.clone());
@@ -166,8 +163,7 @@ impl Indexer {
         rebuild: bool,
         job: &Running,
     ) -> Result<IndexSummary, String> {
-        let embedder = self.code_model()?;
-        let model_index = self.registry.lookup(&ModelRef::Role(Role::Code)).expect("looked up");
+        let (model_index, embedder) = self.code_model()?;
         let identity = Self::identity(&embedder);
         let writer = self.writer(dir, root, &identity, rebuild)?;
         let mut summary =
@@ -353,21 +349,10 @@ impl Indexer {
                 root.display()
             ));
         }
-        let embedder = self.code_model()?;
-        let model = self.registry.lookup(&ModelRef::Role(Role::Code)).expect("looked up");
+        let (model, embedder) = self.code_model()?;
         let writer = self.writer(&dir, &root, &Self::identity(&embedder), false)?;
         let (query, _) = self.embed(model, &embedder, &[&req.query])?;
         let hits = writer.reader().search(&query, req.k as usize).map_err(|e| e.to_string())?;
-        Ok(hits
-            .into_iter()
-            .map(|h| SearchHit {
-                path: h.snippet.path,
-                start_line: h.snippet.start_line,
-                end_line: h.snippet.end_line,
-                symbol: h.snippet.symbol,
-                score: h.score,
-                text: h.snippet.text,
-            })
-            .collect())
+        Ok(hits.into_iter().map(SearchHit::from).collect())
     }
 }

@@ -400,81 +400,83 @@ impl Bert {
         let scale = 1.0 / (d as f32).sqrt();
         let ctx_ptr = SendPtr(ctx.as_mut_ptr());
         let qkv_ptr = qkv.as_ptr() as usize;
-        let job = |scores: &mut Vec<f32>, job: usize| {
-            let (s, head) = (job / heads, job % heads);
-            let (start, len) = (starts[s], lens[s]);
-            if len == 0 {
-                return;
-            }
-            resize(scores, len * len);
-            let q = (qkv_ptr as *const f32).wrapping_add(start * 3 * h + head * d);
-            let k = q.wrapping_add(h);
-            let v = q.wrapping_add(2 * h);
-            let row = (3 * h) as isize;
-            // SAFETY: q, k and v address `len` rows of `d` floats inside
-            // `qkv` (row stride 3h), and `scores` holds len × len floats.
-            unsafe {
-                gemm::gemm(
-                    len,
-                    len,
-                    d,
-                    scores.as_mut_ptr(),
-                    1,
-                    len as isize,
-                    false,
-                    q,
-                    1,
-                    row,
-                    k,
-                    row,
-                    1,
-                    0.0,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            simd::softmax_rows(scores, len);
-            // SAFETY: as above; this job's output block (rows start..start +
-            // len, columns head·d..head·d + d of ctx) is written by no other
-            // job, and ctx outlives the loop that runs the jobs.
-            unsafe {
-                gemm::gemm(
-                    len,
-                    d,
-                    len,
-                    ctx_ptr.get().add(start * h + head * d),
-                    1,
-                    h as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    len as isize,
-                    v,
-                    1,
-                    row,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+        let job = |job: usize| {
+            SCORES.with_borrow_mut(|scores| {
+                let (s, head) = (job / heads, job % heads);
+                let (start, len) = (starts[s], lens[s]);
+                if len == 0 {
+                    return;
+                }
+                resize(scores, len * len);
+                let q = (qkv_ptr as *const f32).wrapping_add(start * 3 * h + head * d);
+                let k = q.wrapping_add(h);
+                let v = q.wrapping_add(2 * h);
+                let row = (3 * h) as isize;
+                // SAFETY: q, k and v address `len` rows of `d` floats inside
+                // `qkv` (row stride 3h), and `scores` holds len × len floats.
+                unsafe {
+                    gemm::gemm(
+                        len,
+                        len,
+                        d,
+                        scores.as_mut_ptr(),
+                        1,
+                        len as isize,
+                        false,
+                        q,
+                        1,
+                        row,
+                        k,
+                        row,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                simd::softmax_rows(scores, len);
+                // SAFETY: as above; this job's output block (rows start..start +
+                // len, columns head·d..head·d + d of ctx) is written by no other
+                // job, and ctx outlives the loop that runs the jobs.
+                unsafe {
+                    gemm::gemm(
+                        len,
+                        d,
+                        len,
+                        ctx_ptr.get().add(start * h + head * d),
+                        1,
+                        h as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        len as isize,
+                        v,
+                        1,
+                        row,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            })
         };
         let jobs = lens.len() * heads;
         if let Some(team) = team {
-            team.run(jobs, &|i| SCORES.with_borrow_mut(|scores| job(scores, i)));
+            team.run(jobs, &job);
         } else {
-            (0..jobs).into_par_iter().for_each_init(Vec::<f32>::new, job);
+            (0..jobs).into_par_iter().for_each(job);
         }
     }
 }
 
 thread_local! {
-    /// Attention scores of a team's chunk.
+    /// Attention scores of one (text, head) job, kept per thread.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
