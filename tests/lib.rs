@@ -168,6 +168,7 @@ impl Env {
             host_args: self.host_args.iter().map(OsString::from).collect(),
             host_env: self.vars(),
             timeout: Duration::from_secs(60),
+            timeouts: vembed::Timeouts::default(),
         }
     }
 

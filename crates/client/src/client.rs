@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use vembed_protocol::framing;
 use vembed_protocol::{
-    ABSOLUTE_MAX_FRAME_BYTES, EmbedRequest, Embeddings, ErrorCode, Hello, HelloReply, HostStatus,
-    IndexProgress, IndexRequest, IndexSummary, ModelRef, PROTOCOL_VERSION, Request, RequestFrame,
-    Response, ResponseFrame, Role, SearchHit, SearchRequest,
+    ABSOLUTE_MAX_FRAME_BYTES, EmbedRequest, Embeddings, ErrorCode, FrameReader, Hello, HelloReply,
+    HostStatus, IndexProgress, IndexRequest, IndexSummary, ModelRef, PROTOCOL_VERSION, Poll,
+    Request, RequestFrame, Response, ResponseFrame, Role, SearchHit, SearchRequest,
 };
 
+use crate::connect::{self, Timeouts};
 use crate::spawn::{self, SpawnOptions, StartupStatus};
 use crate::{Error, Result};
 
@@ -19,6 +20,12 @@ const PIPELINE_DEPTH: usize = 4;
 /// Texts per request during bulk embedding: small enough to interleave with
 /// other clients' requests, large enough to batch well.
 const BULK_TEXTS_PER_REQUEST: usize = 256;
+/// Expected reply bytes a client keeps unread at most while pipelining: the
+/// host stops reading a connection's requests past this much (PROTOCOL.md),
+/// so a client that wrote more before reading could block on its own write.
+const ROOM_BYTES: usize = 2 << 20;
+/// Chunks the host embeds between two progress replies of an index job.
+const INDEX_CHUNKS_PER_PROGRESS: usize = 256;
 
 /// A connection to the vembed host.
 pub struct Client {
@@ -27,7 +34,8 @@ pub struct Client {
     socket: PathBuf,
     hello: HelloReply,
     next_id: u64,
-    buf: Vec<u8>,
+    frames: FrameReader,
+    timeouts: Timeouts,
     spawn: Option<SpawnOptions>,
     texts_per_request: usize,
     /// False while a request is unanswered or after the stream lost track of
@@ -54,7 +62,7 @@ impl Client {
     /// A parallel start by another process is waited for, not fought.
     pub fn connect_or_spawn_with(opts: SpawnOptions) -> Result<Client> {
         let deadline = Instant::now() + opts.timeout;
-        let mut client = match Client::connect(&opts.socket) {
+        let mut client = match Client::connect_with(&opts.socket, opts.timeouts) {
             Ok(c) => c,
             Err(Error::NotRunning { .. } | Error::Disconnected) => {
                 match spawn::spawn_host(&opts)? {
@@ -70,12 +78,12 @@ impl Client {
 
     /// Connects to a running host; never starts one.
     pub fn connect(socket: &Path) -> Result<Client> {
-        let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                Error::NotRunning { socket: socket.to_path_buf() }
-            }
-            _ => Error::Connect { socket: socket.to_path_buf(), source: e },
-        })?;
+        Client::connect_with(socket, Timeouts::default())
+    }
+
+    /// Connects to a running host with these timeouts; never starts one.
+    pub fn connect_with(socket: &Path, timeouts: Timeouts) -> Result<Client> {
+        let stream = connect::open(socket, timeouts.connect)?;
         let reader = BufReader::with_capacity(64 << 10, stream.try_clone()?);
         let writer = BufWriter::new(stream);
         let placeholder = HelloReply {
@@ -97,19 +105,39 @@ impl Client {
             socket: socket.to_path_buf(),
             hello: placeholder,
             next_id: 1,
-            buf: Vec::new(),
+            frames: FrameReader::new(),
+            timeouts,
             spawn: None,
             texts_per_request: BULK_TEXTS_PER_REQUEST,
             in_sync: true,
         };
         let client_name = format!("vembed-client/{}", env!("CARGO_PKG_VERSION"));
-        let reply = client
-            .call(Request::Hello(Hello { version: PROTOCOL_VERSION, client: client_name }))?;
+        let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: client_name });
+        let id = client.start(hello)?;
+        let reply = match client.reply_within(id, timeouts.connect, false) {
+            // A host that accepted but never answers the handshake is stopped or hung.
+            Err(Error::Timeout { waited_ms, .. }) => {
+                return Err(Error::Unresponsive {
+                    socket: socket.to_path_buf(),
+                    pid: None,
+                    waited_ms,
+                });
+            }
+            other => other?,
+        };
+        client.in_sync = true;
         match reply {
             Response::Hello(h) => client.hello = h,
             other => return Err(unexpected(&other)),
         }
+        // Large requests may take a while to go out while the host is busy.
+        client.writer.get_ref().set_write_timeout(Some(timeouts.request))?;
         Ok(client)
+    }
+
+    /// The timeouts this client waits by.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// What the host said in the handshake: its version, models and limits.
@@ -167,15 +195,33 @@ impl Client {
 
     /// Builds or updates the code index of a repository in the host (the one
     /// writer), calling `progress` as the host reports it. Two clients that
-    /// index the same repository at once share one job.
+    /// index the same repository at once share one job. If the host dies
+    /// mid-job, one new host is started (when this client may spawn) and the
+    /// job runs again: it resumes from what the old host committed.
     pub fn index(
         &mut self,
         req: IndexRequest,
         mut progress: impl FnMut(&IndexProgress),
     ) -> Result<IndexSummary> {
+        match self.index_once(req.clone(), &mut progress) {
+            Err(Error::Disconnected) if self.spawn.is_some() => {
+                self.reconnect()?;
+                self.index_once(req, &mut progress)
+            }
+            other => other,
+        }
+    }
+
+    fn index_once(
+        &mut self,
+        req: IndexRequest,
+        progress: &mut impl FnMut(&IndexProgress),
+    ) -> Result<IndexSummary> {
         let id = self.start(Request::Index(req))?;
+        // Progress comes after each commit of the job.
+        let budget = self.timeouts.for_texts(INDEX_CHUNKS_PER_PROGRESS);
         loop {
-            match self.reply_to(id)? {
+            match self.reply_within(id, budget, true)? {
                 Response::IndexProgress(p) => progress(&p),
                 Response::IndexDone(summary) => {
                     self.in_sync = true;
@@ -237,41 +283,114 @@ impl Client {
     fn flush(&mut self) -> Result<()> {
         self.writer.flush().map_err(|e| match e.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Disconnected,
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout {
+                socket: self.socket.clone(),
+                pid: self.hello.pid,
+                waited_ms: self.timeouts.request.as_millis() as u64,
+            },
             _ => Error::Io(e),
         })
     }
 
-    fn receive(&mut self) -> Result<ResponseFrame> {
-        // Replies (embeddings) can be larger than requests; trust the host up to the absolute cap.
-        let max = ABSOLUTE_MAX_FRAME_BYTES;
-        framing::read_frame(&mut self.reader, max, &mut self.buf)?;
-        Ok(framing::decode(&self.buf)?)
+    /// Reads the next frame, waiting at most `budget`. When `probe` is set
+    /// and the host stays silent for the connect timeout, a second
+    /// connection checks that it is alive: a stopped or hung host is then
+    /// reported as [`Error::Unresponsive`] long before the budget is spent.
+    fn receive_within(&mut self, budget: Duration, probe: bool) -> Result<ResponseFrame> {
+        let started = Instant::now();
+        let deadline = started + budget;
+        let every = self.timeouts.connect;
+        let mut next_probe = started + every;
+        loop {
+            let now = Instant::now();
+            let until = if probe { deadline.min(next_probe) } else { deadline };
+            let wait = until.saturating_duration_since(now).max(Duration::from_millis(1));
+            self.reader.get_ref().set_read_timeout(Some(wait))?;
+            // Replies (embeddings) can be larger than requests; trust the
+            // host up to the absolute cap.
+            let polled = self.frames.poll(&mut self.reader, ABSOLUTE_MAX_FRAME_BYTES);
+            match polled {
+                Ok(Poll::Frame) => return Ok(framing::decode(self.frames.payload())?),
+                Ok(Poll::Pending) => {}
+                Err(e) => {
+                    self.in_sync = false;
+                    return Err(e.into());
+                }
+            }
+            let now = Instant::now();
+            let waited_ms = started.elapsed().as_millis() as u64;
+            if now >= deadline {
+                // The reply may still come; this connection cannot pair it any more.
+                self.in_sync = false;
+                return Err(Error::Timeout {
+                    socket: self.socket.clone(),
+                    pid: self.hello.pid,
+                    waited_ms,
+                });
+            }
+            if probe && now >= next_probe {
+                if !self.host_answers() {
+                    self.in_sync = false;
+                    let pid = Some(self.hello.pid).filter(|&p| p != 0);
+                    return Err(Error::Unresponsive {
+                        socket: self.socket.clone(),
+                        pid,
+                        waited_ms,
+                    });
+                }
+                next_probe = Instant::now() + every;
+            }
+        }
+    }
+
+    /// Whether the host answers a handshake on a new connection within the
+    /// connect timeout. A host that is gone counts as answering: this
+    /// connection then sees the end of the stream by itself.
+    fn host_answers(&self) -> bool {
+        match Client::connect_with(&self.socket, self.timeouts) {
+            Ok(_) => true,
+            Err(Error::Unresponsive { .. } | Error::Timeout { .. }) => false,
+            // Refused (too many clients, say) or gone: the process is not stopped.
+            Err(_) => true,
+        }
     }
 
     /// One request, one answer; host errors become [`Error::Host`].
     fn call(&mut self, request: Request) -> Result<Response> {
         let id = self.start(request)?;
-        let response = self.reply_to(id)?;
+        let response = self.reply_within(id, self.timeouts.request, true)?;
         self.in_sync = true;
         Ok(response)
     }
 
-    /// Sends a request whose replies are read with [`Client::reply_to`]. The
-    /// connection is out of sync until the caller has read its last reply.
+    /// Sends a request whose replies are read with [`Client::reply_within`].
+    /// The connection is out of sync until the caller has read its last reply.
     fn start(&mut self, request: Request) -> Result<u64> {
         if !self.in_sync {
             return Err(Error::Disconnected);
         }
         self.in_sync = false;
-        let id = self.send(request)?;
-        self.flush()?;
-        Ok(id)
+        let sent = self.send(request).and_then(|id| self.flush().map(|()| id));
+        match sent {
+            Err(Error::Disconnected) => Err(self.reason_for_close()),
+            other => other,
+        }
     }
 
-    /// Reads the next reply to request `id`. A host error ends the request
-    /// (the connection is in sync again) and becomes [`Error::Host`].
-    fn reply_to(&mut self, id: u64) -> Result<Response> {
-        let frame = self.receive()?;
+    /// The host closed its end before this client's request went out: it may
+    /// have said why (too many connections, another user) before closing.
+    fn reason_for_close(&mut self) -> Error {
+        match self.receive_within(Duration::from_millis(500), false) {
+            Ok(ResponseFrame { response: Response::Error(e), .. }) => host_error(e),
+            _ => Error::Disconnected,
+        }
+    }
+
+    /// Reads the next reply to request `id` within `budget`. A host error
+    /// ends the request (the connection is in sync again) and becomes
+    /// [`Error::Host`].
+    fn reply_within(&mut self, id: u64, budget: Duration, probe: bool) -> Result<Response> {
+        let frame = self.receive_within(budget, probe)?;
         if frame.id != id {
             // A reply to an unreadable frame carries id 0; anything else is a bug.
             // Either way this connection can no longer pair replies with requests.
@@ -316,6 +435,10 @@ impl Client {
             chunks.push(start..texts.len());
         }
 
+        // What each reply will weigh, so that no more than the host's room
+        // for unread replies is in flight (see ROOM_BYTES).
+        let dim = self.hello.models.iter().map(|m| m.dim as usize).max().unwrap_or(1024);
+        let reply_bytes = |r: &std::ops::Range<usize>| r.len() * (dim * 4 + 4) + 64;
         let mut results: Vec<Option<Embeddings>> = vec![None; chunks.len()];
         if !self.in_sync {
             return Err(Error::Disconnected);
@@ -324,12 +447,15 @@ impl Client {
         // out of sync until every request sent has been answered.
         self.in_sync = false;
         let mut in_flight: HashMap<u64, usize> = HashMap::new();
+        let mut unread = 0usize;
+        let mut texts_in_flight = 0usize;
         let mut next_chunk = 0;
         let mut first_error: Option<Error> = None;
         while next_chunk < chunks.len() || !in_flight.is_empty() {
             while first_error.is_none()
                 && next_chunk < chunks.len()
                 && in_flight.len() < PIPELINE_DEPTH
+                && (in_flight.is_empty() || unread + reply_bytes(&chunks[next_chunk]) <= ROOM_BYTES)
             {
                 let range = chunks[next_chunk].clone();
                 let req = EmbedRequest {
@@ -339,19 +465,23 @@ impl Client {
                 let request = if cached { Request::EmbedCached(req) } else { Request::Embed(req) };
                 let id = self.send(request)?;
                 in_flight.insert(id, next_chunk);
+                unread += reply_bytes(&chunks[next_chunk]);
+                texts_in_flight += chunks[next_chunk].len();
                 next_chunk += 1;
             }
             self.flush()?;
             if in_flight.is_empty() {
                 break;
             }
-            let frame = self.receive()?;
+            let frame = self.receive_within(self.timeouts.for_texts(texts_in_flight), true)?;
             let Some(chunk) = in_flight.remove(&frame.id) else {
                 if let Response::Error(e) = frame.response {
                     return Err(host_error(e));
                 }
                 return Err(Error::Protocol(format!("reply for unknown request {}", frame.id)));
             };
+            unread -= reply_bytes(&chunks[chunk]);
+            texts_in_flight -= chunks[chunk].len();
             match frame.response {
                 Response::Embeddings(e) if e.len() == chunks[chunk].len() => {
                     results[chunk] = Some(e)
@@ -419,7 +549,7 @@ fn wait_for_host(opts: &SpawnOptions, deadline: Instant) -> Result<Client> {
     let mut last_spawn = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
-        match Client::connect(socket) {
+        match Client::connect_with(socket, opts.timeouts) {
             Ok(c) => return Ok(c),
             Err(Error::NotRunning { .. } | Error::Disconnected) if Instant::now() < deadline => {
                 std::thread::sleep(pause);

@@ -14,11 +14,13 @@
 #![warn(missing_docs)]
 
 mod client;
+mod connect;
 pub mod search;
 mod spawn;
 pub mod tools;
 
 pub use client::Client;
+pub use connect::Timeouts;
 pub use spawn::{SpawnOptions, StartupStatus};
 pub use vembed_protocol::{
     Embeddings, ErrorCode, HelloReply, HostStatus, IndexProgress, IndexRequest, IndexSummary,
@@ -41,9 +43,48 @@ pub enum Error {
     Connect {
         /// The socket tried.
         socket: PathBuf,
-        /// The error.
-        #[source]
+        /// The error (in the message, so not also a `source()`).
         source: std::io::Error,
+    },
+    /// The socket, its directory or the process behind it is not this
+    /// user's own: another user could be standing in for the host. Nothing
+    /// was sent.
+    #[error("refusing the vembed socket {path}: {reason}")]
+    UnsafeSocket {
+        /// The socket or its directory.
+        path: PathBuf,
+        /// What is wrong, naming the owner.
+        reason: String,
+    },
+    /// The host accepted the connection but stopped answering, and a new
+    /// connection got no answer either: it is stopped (SIGSTOP) or hung.
+    #[error(
+        "the vembed host{} on {socket} has not answered for {waited_ms} ms and does not answer a \
+         new connection either: it is stopped or hung{}",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        pid.map(|p| format!("; resume it (kill -CONT {p}) or kill it (kill {p}) and retry")).unwrap_or_default()
+    )]
+    Unresponsive {
+        /// The socket.
+        socket: PathBuf,
+        /// The host's pid, when the handshake told it.
+        pid: Option<u32>,
+        /// How long the client waited.
+        waited_ms: u64,
+    },
+    /// A live host did not answer within the request deadline
+    /// (`request_timeout_secs` plus `request_timeout_per_text_ms` per text).
+    #[error(
+        "the vembed host (pid {pid}) on {socket} did not answer within {waited_ms} ms; raise \
+         request_timeout_secs if it is just busy"
+    )]
+    Timeout {
+        /// The socket.
+        socket: PathBuf,
+        /// The host's pid.
+        pid: u32,
+        /// How long the client waited.
+        waited_ms: u64,
     },
     /// The host could not be started.
     #[error("cannot start the vembed host: {message}")]
@@ -81,7 +122,7 @@ pub enum Error {
     Protocol(String),
     /// Reading or writing the socket failed.
     #[error("socket i/o: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
 }
 
 impl Error {
@@ -92,6 +133,14 @@ impl Error {
             Error::VersionMismatch { .. } => Some(ErrorCode::VersionMismatch),
             _ => None,
         }
+    }
+}
+
+// By hand rather than `#[from]`: the message already holds the io::Error's,
+// and a `source()` would make error chains print it twice.
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
     }
 }
 

@@ -23,6 +23,8 @@ pub struct SpawnOptions {
     pub host_env: Vec<(OsString, OsString)>,
     /// How long to wait for a host to become ready.
     pub timeout: Duration,
+    /// How long to wait for connections and replies once it is.
+    pub timeouts: crate::Timeouts,
 }
 
 impl Default for SpawnOptions {
@@ -33,6 +35,7 @@ impl Default for SpawnOptions {
             host_args: Vec::new(),
             host_env: Vec::new(),
             timeout: Duration::from_secs(60),
+            timeouts: crate::Timeouts::default(),
         }
     }
 }

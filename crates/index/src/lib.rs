@@ -11,6 +11,9 @@
 //! it without touching callers.
 
 pub mod chunk;
+mod error;
+
+pub use error::{IndexError, Result};
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -40,65 +43,6 @@ pub const SEARCH_K_PER_TREE: usize = 50;
 const MAP_SIZE: usize = 64 << 30;
 
 type BigEndian = heed::byteorder::BigEndian;
-
-/// Errors of the index.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    /// No index at this place.
-    #[error("no index at {0}; build it with `vembed index REPO`")]
-    Missing(PathBuf),
-    /// The index was built by another model.
-    #[error(
-        "the index at {path} was built with {found}, but the code model is {wanted}; \
-         rebuild it with `vembed index --rebuild REPO`"
-    )]
-    ModelMismatch {
-        /// The index.
-        path: PathBuf,
-        /// Its model.
-        found: String,
-        /// The model asked for.
-        wanted: String,
-    },
-    /// The index has another layout version.
-    #[error(
-        "the index at {path} has schema {found}, this vembed reads {SCHEMA_VERSION}; rebuild it"
-    )]
-    Schema {
-        /// The index.
-        path: PathBuf,
-        /// Its version.
-        found: u32,
-    },
-    /// A vector of the wrong length.
-    #[error("a vector has {got} dimensions, the index {want}")]
-    Dimension {
-        /// Expected.
-        want: usize,
-        /// Given.
-        got: usize,
-    },
-    /// LMDB failed.
-    #[error("LMDB: {0}")]
-    Lmdb(#[from] heed::Error),
-    /// The vector index failed.
-    #[error("vector index: {0}")]
-    Vectors(#[from] arroy::Error),
-    /// Stored metadata is unreadable.
-    #[error("corrupt metadata: {0}")]
-    Corrupt(String),
-    /// A filesystem error.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-/// Result of this crate.
-pub type Result<T> = std::result::Result<T, IndexError>;
 
 /// The model an index was built with. Vectors of another model are
 /// meaningless against it.
@@ -393,6 +337,10 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// Removes a file and its snippets. Returns how many snippets went.
     pub fn remove_file(&mut self, path: &str) -> Result<usize> {
+        self.remove_file_inner(path).map_err(|e| e.on_write(&self.w.dir))
+    }
+
+    fn remove_file_inner(&mut self, path: &str) -> Result<usize> {
         let Some(bytes) = self.w.dbs.files.get(&self.wtxn, path)? else { return Ok(0) };
         let entry: FileEntry = parse(bytes, "file entry")?;
         let writer = arroy::Writer::new(self.w.dbs.vectors, 0, self.w.model.dim as usize);
@@ -406,21 +354,41 @@ impl Batch<'_> {
     }
 
     /// Replaces a file's snippets (all of them) with new ones and their
-    /// vectors. Returns how many old snippets were removed.
+    /// vectors. Returns how many old snippets were removed. A vector of the
+    /// wrong length or with a NaN or infinity is refused before anything of
+    /// the file is changed.
     pub fn put_file(
         &mut self,
         path: &str,
         hash: &str,
         snippets: &[(Snippet, &[f32])],
     ) -> Result<usize> {
-        let removed = self.remove_file(path)?;
         let dim = self.w.model.dim as usize;
-        let writer = arroy::Writer::new(self.w.dbs.vectors, 0, dim);
-        let mut ids = Vec::with_capacity(snippets.len());
         for (snippet, vector) in snippets {
             if vector.len() != dim {
                 return Err(IndexError::Dimension { want: dim, got: vector.len() });
             }
+            if !vector.iter().all(|x| x.is_finite()) {
+                return Err(IndexError::NonFinite {
+                    path: snippet.path.clone(),
+                    line: snippet.start_line,
+                });
+            }
+        }
+        self.put_file_inner(path, hash, snippets).map_err(|e| e.on_write(&self.w.dir))
+    }
+
+    fn put_file_inner(
+        &mut self,
+        path: &str,
+        hash: &str,
+        snippets: &[(Snippet, &[f32])],
+    ) -> Result<usize> {
+        let removed = self.remove_file_inner(path)?;
+        let dim = self.w.model.dim as usize;
+        let writer = arroy::Writer::new(self.w.dbs.vectors, 0, dim);
+        let mut ids = Vec::with_capacity(snippets.len());
+        for (snippet, vector) in snippets {
             let id = self.next_id;
             self.next_id += 1;
             writer.add_item(&mut self.wtxn, id, vector)?;
@@ -435,7 +403,12 @@ impl Batch<'_> {
 
     /// Builds the forest for the changes and commits: readers see all of it
     /// or none of it.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        let dir = self.w.dir.clone();
+        self.commit_inner().map_err(|e| e.on_write(&dir))
+    }
+
+    fn commit_inner(mut self) -> Result<()> {
         if self.changed {
             let writer = arroy::Writer::new(self.w.dbs.vectors, 0, self.w.model.dim as usize);
             let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(self.next_id));

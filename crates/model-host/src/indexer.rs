@@ -146,6 +146,9 @@ impl Indexer {
                     }
                     Err(e) => {
                         tracing::warn!("indexing {} failed: {e}", root.display());
+                        // A failed write (a full disk) can leave LMDB's handle
+                        // unusable: the next job opens the index afresh.
+                        me.writers.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
                         job.send(&Response::Error(ErrorReply {
                             code: ErrorCode::Index,
                             message: e,

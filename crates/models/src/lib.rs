@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod paths;
+pub mod private_dir;
 pub mod settings;
 mod store;
 
@@ -19,8 +20,8 @@ use std::path::PathBuf;
 
 pub use settings::{DEFAULT_MODEL, Settings};
 pub use store::{
-    FetchSource, LocalModel, ModelDir, PACKAGED, Packaged, canonical_name, fetch, import, list,
-    resolve, sha256_file, validate_dir,
+    FetchSource, LocalModel, ModelDir, PACKAGED, Packaged, SHA256_RECORD, canonical_name, fetch,
+    import, list, resolve, sha256_file, validate_dir,
 };
 
 /// Errors from model lookup, fetching, import and settings.
@@ -45,7 +46,10 @@ pub enum Error {
         missing: &'static str,
     },
     /// The weights' hash is not the one expected.
-    #[error("sha256 of {path} is {actual}, expected {expected}")]
+    #[error(
+        "sha256 of {path} is {actual}, expected {expected}: the file is corrupt or was changed; \
+         fetch or import the model again"
+    )]
     HashMismatch {
         /// The weights file.
         path: PathBuf,
@@ -59,8 +63,7 @@ pub enum Error {
     Io {
         /// The file.
         path: PathBuf,
-        /// The error.
-        #[source]
+        /// The error (in the message, so not also a `source()`).
         source: std::io::Error,
     },
     /// An archive could not be read.

@@ -33,6 +33,15 @@ pub struct Settings {
     /// The encoder implementation: `"native"` (vembed's own forward pass,
     /// the default) or `"candle"` (candle-transformers' `BertModel`).
     pub engine: String,
+    /// Milliseconds a client waits to connect and for the handshake, and for
+    /// a liveness check of a host that has been silent that long.
+    pub connect_timeout_ms: u64,
+    /// Seconds a client waits for one reply from a host that is alive,
+    /// before `request_timeout_per_text_ms` for each text in flight.
+    pub request_timeout_secs: u64,
+    /// Milliseconds added to the reply deadline per text in flight (bulk
+    /// requests take longer).
+    pub request_timeout_per_text_ms: u64,
 }
 
 impl Default for Settings {
@@ -46,6 +55,9 @@ impl Default for Settings {
             max_queue_texts: 65_536,
             threads: 0,
             engine: "native".to_string(),
+            connect_timeout_ms: 5000,
+            request_timeout_secs: 60,
+            request_timeout_per_text_ms: 250,
         }
     }
 }
@@ -60,6 +72,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("max_queue_texts", "VEMBED_MAX_QUEUE_TEXTS"),
     ("threads", "VEMBED_THREADS"),
     ("engine", "VEMBED_ENGINE"),
+    ("connect_timeout_ms", "VEMBED_CONNECT_TIMEOUT_MS"),
+    ("request_timeout_secs", "VEMBED_REQUEST_TIMEOUT_SECS"),
+    ("request_timeout_per_text_ms", "VEMBED_REQUEST_TIMEOUT_PER_TEXT_MS"),
 ];
 
 impl Settings {
@@ -108,6 +123,9 @@ impl Settings {
             "max_batch_tokens" => self.max_batch_tokens = num(key, value)?,
             "max_queue_texts" => self.max_queue_texts = num(key, value)?,
             "threads" => self.threads = num(key, value)?,
+            "connect_timeout_ms" => self.connect_timeout_ms = num(key, value)?,
+            "request_timeout_secs" => self.request_timeout_secs = num(key, value)?,
+            "request_timeout_per_text_ms" => self.request_timeout_per_text_ms = num(key, value)?,
             "engine" => match value {
                 "native" | "candle" => self.engine = value.to_string(),
                 other => return Err(format!("engine must be native or candle, got {other:?}")),

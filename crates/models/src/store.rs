@@ -327,6 +327,8 @@ pub fn import(src: &Path, name: Option<&str>) -> Result<ModelDir, Error> {
     validate_dir(staging.path())?;
     let weights = staging.path().join("model.safetensors");
     let sha = sha256_file(&weights)?;
+    let record = staging.path().join(SHA256_RECORD);
+    fs::write(&record, format!("{sha}\n")).map_err(|e| Error::io(&record, e))?;
     let name = match name {
         Some(n) => canonical_name(n),
         None => match PACKAGED.iter().find(|p| p.sha256 == sha) {
@@ -472,26 +474,49 @@ fn remember_sha256(path: &Path, sha: &str) {
     }
 }
 
-/// The sha256 of a weights file, without reading it when it can be avoided:
-/// a Hugging Face blob is named by its sha256, and other files are hashed
-/// once and remembered by (path, size, mtime, inode).
-fn cached_sha256(path: &Path) -> Result<String, Error> {
-    let real = path.canonicalize().map_err(|e| Error::io(path, e))?;
+/// The file beside `model.safetensors` that records its sha256 at import,
+/// so that a file corrupted later is refused rather than served.
+pub const SHA256_RECORD: &str = "model.safetensors.sha256";
+
+/// The sha256 a weights file must have, where one is known: a Hugging Face
+/// blob is named by it, and an imported model records it beside the file.
+fn expected_sha256(path: &Path, real: &Path) -> Option<String> {
     if let Some(name) = real.file_name().and_then(|n| n.to_str())
         && name.len() == 64
         && name.bytes().all(|b| b.is_ascii_hexdigit())
         && real.parent().is_some_and(|p| p.ends_with("blobs"))
     {
-        return Ok(name.to_ascii_lowercase());
+        return Some(name.to_ascii_lowercase());
     }
-    if let Some((key, entry)) = stat_key(&real)
-        && let Some(hit) = load_hash_cache().get(&key)
-        && (HashEntry { sha256: hit.sha256.clone(), ..entry }) == *hit
+    let record = fs::read_to_string(path.with_file_name(SHA256_RECORD)).ok()?;
+    let record = record.trim();
+    (record.len() == 64 && record.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| record.to_ascii_lowercase())
+}
+
+/// The sha256 of a weights file, hashed once and remembered by (path, size,
+/// mtime, inode), and checked against the hash it must have where one is
+/// known ([`expected_sha256`]): a mismatch is [`Error::HashMismatch`].
+fn cached_sha256(path: &Path) -> Result<String, Error> {
+    let real = path.canonicalize().map_err(|e| Error::io(path, e))?;
+    let expected = expected_sha256(path, &real);
+    let remembered = stat_key(&real).and_then(|(key, entry)| {
+        let hit = load_hash_cache().remove(&key)?;
+        (HashEntry { sha256: hit.sha256.clone(), ..entry } == hit).then_some(hit.sha256)
+    });
+    let sha = match remembered {
+        Some(sha) => sha,
+        None => {
+            let sha = sha256_file(&real)?;
+            remember_sha256(&real, &sha);
+            sha
+        }
+    };
+    if let Some(expected) = expected
+        && expected != sha
     {
-        return Ok(hit.sha256.clone());
+        return Err(Error::HashMismatch { path: path.to_path_buf(), expected, actual: sha });
     }
-    let sha = sha256_file(&real)?;
-    remember_sha256(&real, &sha);
     Ok(sha)
 }
 

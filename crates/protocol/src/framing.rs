@@ -15,7 +15,7 @@ pub enum FrameError {
     Closed,
     /// Reading or writing failed.
     #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// The announced payload is longer than the reader accepts.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge {
@@ -30,6 +30,15 @@ pub enum FrameError {
     /// The value could not be encoded.
     #[error("cannot encode frame: {0}")]
     Encode(String),
+}
+
+// By hand rather than `#[from]`, which would also make the io::Error this
+// error's `source()`: its message is already in ours, and error chains
+// (`{:#}`) would print it twice.
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
 }
 
 /// Appends one frame (length prefix and payload) holding `value` to `out`.

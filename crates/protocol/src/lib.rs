@@ -30,9 +30,11 @@
 //! ```
 #![warn(missing_docs)]
 
+mod frame_reader;
 pub mod framing;
 mod types;
 
+pub use frame_reader::{FrameReader, Poll};
 pub use framing::FrameError;
 pub use types::*;
 
@@ -50,3 +52,8 @@ pub const CONFIG: bincode::config::Configuration<
 /// The largest frame either side will ever read. A host advertises its own,
 /// possibly smaller, limit in [`Limits::max_frame_bytes`].
 pub const ABSOLUTE_MAX_FRAME_BYTES: u32 = 256 << 20;
+
+/// The largest frame a host reads before the handshake. A `Hello` is a few
+/// dozen bytes; anything longer before it is refused and the connection closed,
+/// so a connection that has not said who it is holds no real memory.
+pub const HELLO_MAX_FRAME_BYTES: u32 = 64 << 10;
