@@ -363,8 +363,10 @@ fn a_host_killed_mid_index_leaves_a_usable_index_that_the_next_run_completes() {
     let repo = env.path("repo");
     let dir = env.path("index");
     many_files(&repo, 200, "one");
-    let mut client = env.client();
-    let pid = client.hello().pid;
+    let pid = env.client().hello().pid;
+    // A client that may not start a host: it sees the death (one that may
+    // start one retries instead, see the next test).
+    let mut client = vembed::Client::connect(&env.socket).unwrap();
     let req = vembed::IndexRequest {
         repo: repo.display().to_string(),
         index_dir: Some(dir.display().to_string()),
@@ -424,4 +426,103 @@ fn two_clients_indexing_one_repository_share_one_job() {
     assert_eq!(a.indexed, 60);
     let texts = env.client().status().unwrap().texts;
     assert_eq!(texts, a.chunks_added, "every snippet embedded once");
+}
+
+/// Issue 9, finding 9: `vembed index` finishes after a host SIGKILL in the
+/// middle of indexing, with no user action: it starts a new host and the job
+/// resumes from what the old one committed.
+#[test]
+fn r9_9_vembed_index_survives_a_host_killed_mid_job() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let dir = env.path("index");
+    many_files(&repo, 200, "one");
+    let pid = env.client().hello().pid;
+    let child = env
+        .command("vembed")
+        .args(["index", repo.to_str().unwrap(), "--index-dir", dir.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the host once a first commit is visible to readers.
+    let started = std::time::Instant::now();
+    loop {
+        let files = vembed::search::Searcher::open_dir(&dir)
+            .and_then(|s| Ok(s.stats()?.files))
+            .unwrap_or(0);
+        if files > 0 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "no commit seen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the host this test started; no memory is involved.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["unchanged"].as_u64().unwrap() > 0, "resumed from the commits: {s}");
+    assert_eq!(s["unchanged"].as_u64().unwrap() + s["indexed"].as_u64().unwrap(), 200, "{s}");
+    assert_ne!(env.client().hello().pid, pid, "a new host runs");
+    let searcher = vembed::search::Searcher::open_dir(&dir).unwrap();
+    assert_eq!(searcher.stats().unwrap().files, 200);
+}
+
+/// Issue 9, finding 7: an index on a full disk (a 3 MB tmpfs) fails with a
+/// message that names the directory and says the disk is full; the host
+/// keeps serving and what was committed stays searchable.
+#[test]
+fn r9_7_a_full_disk_is_named_as_such() {
+    assert_eq!(
+        vembed_models::private_dir::euid(),
+        0,
+        "this test mounts a tmpfs and needs root (CI runs as root)"
+    );
+    let env = Env::new();
+    let repo = env.path("repo");
+    many_files(&repo, 400, "one");
+    let small = env.path("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount -t tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let dir = small.join("index");
+    let out = env.vembed(
+        &["index", repo.to_str().unwrap(), "--index-dir", dir.to_str().unwrap(), "--json"],
+        "",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("r9_7: {err}");
+    assert!(!out.status.success(), "3 MB cannot hold this index");
+    assert!(err.contains("disk is full") && err.contains(dir.to_str().unwrap()), "{err}");
+    assert!(err.contains("free on its file system"), "{err}");
+    assert_eq!(env.client().embed(&["still serving"]).unwrap()[0].len(), 384);
+    // What was committed before the disk filled is a usable index.
+    let searcher = vembed::search::Searcher::open_dir(&dir).unwrap();
+    let stats = searcher.stats().unwrap();
+    assert!(stats.files < 400, "{stats:?}");
+    let out = env.vembed(
+        &[
+            "search",
+            "handle request kind 2",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--index-dir",
+            dir.to_str().unwrap(),
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

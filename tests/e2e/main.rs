@@ -9,4 +9,5 @@ mod lifecycle;
 mod models;
 mod parity;
 mod python;
+mod security;
 mod tools;

@@ -216,3 +216,92 @@ fn a_running_host_loads_a_named_model_on_first_use() {
     c.embed_with(&ModelRef::Name(name), &["again"]).unwrap();
     assert_eq!(c.status().unwrap().models.len(), 2);
 }
+
+/// A copy of the real model folder with its own weights file (not a link).
+fn copied_model(dst: &Path) -> std::path::PathBuf {
+    link_model(dst, None);
+    let weights = dst.join("model.safetensors");
+    std::fs::remove_file(&weights).unwrap();
+    std::fs::copy(model_dir().join("model.safetensors"), &weights).unwrap();
+    weights
+}
+
+/// Overwrites `len` bytes in the middle of a file with 0xFF, as a bad disk might.
+fn corrupt(file: &Path, byte: u8, len: usize) {
+    use std::io::{Seek, SeekFrom, Write};
+    let size = std::fs::metadata(file).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start(size / 2)).unwrap();
+    f.write_all(&vec![byte; len]).unwrap();
+}
+
+/// Starts a host on its own socket serving `model`; returns its status line.
+fn host_status_line(env: &Env, name: &str, model: &Path) -> String {
+    let out = env
+        .command("vembed-host")
+        .arg("--socket")
+        .arg(env.path(&format!("run/{name}.sock")))
+        .arg("--unified-embedding-model")
+        .arg(model)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the host must refuse {}", model.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 9, finding 6: weights with 1 MiB overwritten by 0xFF (NaN floats)
+/// are refused at load, by the host and on first use, with a clear error;
+/// no NaN vector is ever served.
+#[test]
+fn r9_6_corrupt_weights_are_refused_not_served_as_nan() {
+    let env = Env::new();
+    let dir = env.path("corrupt");
+    let weights = copied_model(&dir);
+    corrupt(&weights, 0xff, 1 << 20);
+    let line = host_status_line(&env, "nan", &dir);
+    assert!(line.starts_with("vembed-host error") && line.contains("non-finite"), "{line}");
+    assert!(line.contains("fetch or import the model again"), "{line}");
+
+    let mut client = env.client();
+    let e = client.embed_with(&ModelRef::Name(dir.display().to_string()), &["x"]).unwrap_err();
+    assert_eq!(e.code(), Some(vembed::ErrorCode::UnknownModel), "{e}");
+    assert!(e.to_string().contains("non-finite"), "{e}");
+    assert_eq!(client.embed(&["the served model is fine"]).unwrap()[0].len(), 384);
+}
+
+/// An imported model records its sha256: a later change that leaves every
+/// float finite (a zeroed block) is refused too, naming both hashes.
+#[test]
+fn r9_6_an_imported_model_that_changed_on_disk_is_refused() {
+    let env = Env::new().with_private_cache();
+    let cache = env.path("cache");
+    let out = vembed_with_cache(&env, &cache, &["model", "import", model_dir().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let imported = cache.join("models/sentence-transformers--all-MiniLM-L6-v2");
+    assert_eq!(
+        std::fs::read_to_string(imported.join(vembed_models::SHA256_RECORD)).unwrap().trim(),
+        SHA
+    );
+    corrupt(&imported.join("model.safetensors"), 0, 1 << 20);
+    let line = host_status_line(&env, "changed", &imported);
+    assert!(line.contains("expected") && line.contains(SHA) && line.contains("corrupt"), "{line}");
+}
+
+/// Issue 9, finding 10: a model that fails to load says why once.
+#[test]
+fn r9_10_a_load_error_prints_its_cause_once() {
+    let env = Env::new();
+    let dir = env.path("truncated");
+    let weights = copied_model(&dir);
+    let f = std::fs::OpenOptions::new().write(true).open(&weights).unwrap();
+    f.set_len(1 << 20).unwrap();
+    let line = host_status_line(&env, "truncated", &dir);
+    eprintln!("r9_10: {line}");
+    assert!(line.starts_with("vembed-host error"), "{line}");
+    // The first few words of the cause, after the path, appear exactly once.
+    let cause = line.rsplit(": ").next().unwrap().trim();
+    let probe: String = cause.chars().take(24).collect();
+    assert!(!probe.is_empty());
+    assert_eq!(line.matches(&probe).count(), 1, "cause repeated: {line}");
+}
