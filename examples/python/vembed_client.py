@@ -60,10 +60,40 @@ class HostError(Exception):
     pass
 
 
+class UnsafeSocket(Exception):
+    """The socket, its directory or its listener is not this user's own."""
+
+
+def check_socket(path):
+    """PROTOCOL.md's rule: a private directory of ours, and a socket of ours."""
+    import stat
+    me = os.geteuid()
+    directory = os.path.dirname(path) or "."
+    d = os.lstat(directory)
+    if stat.S_ISLNK(d.st_mode):
+        raise UnsafeSocket(f"{directory}: the socket directory is a symbolic link")
+    if d.st_uid != me:
+        raise UnsafeSocket(f"{directory}: owned by uid {d.st_uid}, not by this user ({me})")
+    if d.st_mode & 0o022:
+        raise UnsafeSocket(f"{directory}: writable by other users (mode {d.st_mode & 0o7777:04o})")
+    s = os.lstat(path)
+    if not stat.S_ISSOCK(s.st_mode) or s.st_uid != me:
+        raise UnsafeSocket(f"{path}: not a socket owned by this user")
+
+
 class Client:
     def __init__(self, path=None):
+        path = path or default_socket()
+        check_socket(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path or default_socket())
+        self.sock.settimeout(60)
+        self.sock.connect(path)
+        # SO_PEERCRED: struct ucred { pid, uid, gid }; the host must be us.
+        pid, uid, _ = struct.unpack("3i", self.sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        if uid != os.geteuid():
+            self.sock.close()
+            raise UnsafeSocket(f"{path}: the listener (pid {pid}) runs as uid {uid}")
         self.next_id = 1
         # Request::Hello (variant 0) { version: u32, client: String }
         reply = self.call(struct.pack("<II", 0, PROTOCOL_VERSION) + string("python-example"))

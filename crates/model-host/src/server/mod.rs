@@ -230,11 +230,7 @@ pub fn serve(
         // Only our own user may talk to us; and only so many at once. A
         // refusal costs no thread: the reason is written at once, and the
         // connection lingers briefly so the client can still read it.
-        let refusal = match admission(&stream, &shared) {
-            Ok(()) => None,
-            Err(r) => Some(r),
-        };
-        if let Some((code, message)) = refusal {
+        if let Err((code, message)) = admission(&stream, &shared) {
             connection::refuse(&stream, code, &message);
             if lingering.len() >= MAX_LINGERING {
                 lingering.pop_front();
