@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use vembed_host::model::{Embedder, Engine};
+use vembed_host::{Embedder, Engine};
 
 fn main() {
     divan::main();

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use rand::{RngExt, SeedableRng};
-use vembed_host::model::{Embedder, Engine};
+use vembed_host::{Embedder, Engine};
 use vembed_index::{IndexWriter, ModelIdentity, Snippet};
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {

@@ -1,4 +1,5 @@
 //! Shared helpers for the benches.
+#![warn(missing_docs)]
 
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
 //! Test harness: a private environment per test (socket, state and config in
 //! a temp dir), the real `vembed-host` and `vembed` binaries, and the real
 //! all-MiniLM-L6-v2 model fetched by `vembed model fetch` (which `scripts/test` runs first).
+#![warn(missing_docs)]
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -1,6 +1,6 @@
 //! Times one short query through the forward pass, many times (for perf).
 use std::time::Instant;
-use vembed_host::model::{Embedder, Engine};
+use vembed_host::{Embedder, Engine};
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
     let threads: u32 = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);

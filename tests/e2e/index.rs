@@ -1,7 +1,7 @@
 //! The code index: chunking with the real tokenizer.
 
 use std::path::Path;
-use vembed_host::model::{Embedder, Engine};
+use vembed_host::{Embedder, Engine};
 use vembed_index::chunk::chunk_file;
 
 use vembed_tests::{Env, link_model, model_dir};
@@ -28,7 +28,12 @@ fn no_chunk_exceeds_the_models_token_limit() {
         assert!(chunks.len() > 20, "{path}: {} chunks", chunks.len());
         for c in &chunks {
             let n = count(&c.embed_text);
-            assert!(n <= max, "{path} lines {}-{}: {n} tokens > {max}", c.start_line, c.end_line);
+            assert!(
+                n <= max,
+                "{path} lines {}-{}: {n} tokens > {max}",
+                c.snippet.start_line,
+                c.snippet.end_line
+            );
         }
         // Truncation never drops anything: the model sees each chunk whole.
         for c in chunks.iter().take(5) {

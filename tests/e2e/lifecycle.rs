@@ -152,9 +152,8 @@ fn vembed_stop_stops_the_host() {
 /// 0600 socket) but connects with effective uid `nobody`.
 #[test]
 fn a_peer_with_another_uid_is_refused() {
-    // SAFETY: geteuid has no preconditions.
     assert_eq!(
-        unsafe { libc::geteuid() },
+        vembed_models::private_dir::euid(),
         0,
         "this test drops to another uid and needs root (CI runs as root)"
     );

@@ -1,5 +1,5 @@
 use vembed::{ModelRef, Role};
-use vembed_host::model::{Embedder, Engine};
+use vembed_host::{Embedder, Engine};
 use vembed_tests::{Env, cosine, golden, model_dir};
 
 #[test]

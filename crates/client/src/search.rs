@@ -86,7 +86,7 @@ impl Searcher {
         k: usize,
         search_k: Option<usize>,
     ) -> Result<Vec<SearchHit>, SearchError> {
-        Ok(self.reader.search_with(vector, k, search_k)?.into_iter().map(SearchHit::from).collect())
+        Ok(self.reader.search_with(vector, k, search_k)?.into_iter().map(wire_hit).collect())
     }
 
     /// Embeds `query` with the code model and returns the `k` best snippets.
@@ -98,5 +98,18 @@ impl Searcher {
     ) -> Result<Vec<SearchHit>, SearchError> {
         let e = client.embed_with(&ModelRef::Role(Role::Code), &[query])?;
         self.search_vector(&e.data, k)
+    }
+}
+
+/// An index hit as the wire protocol carries it.
+fn wire_hit(h: vembed_index::Hit) -> SearchHit {
+    let s = h.snippet;
+    SearchHit {
+        path: s.path,
+        start_line: s.start_line,
+        end_line: s.end_line,
+        symbol: s.symbol,
+        score: h.score,
+        text: s.text,
     }
 }

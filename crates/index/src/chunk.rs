@@ -9,20 +9,18 @@
 //! [`OVERLAP_LINES`]; a line too long for one chunk (minified code) is cut by
 //! characters.
 
+use crate::Snippet;
+
 /// Lines repeated between consecutive windows of one long symbol.
 pub const OVERLAP_LINES: usize = 2;
 
-/// A chunk of a file.
+/// A chunk of a file: the snippet as it is stored, and the text embedded
+/// for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
-    /// First line, 1-based.
-    pub start_line: u32,
-    /// Last line, inclusive.
-    pub end_line: u32,
-    /// The enclosing symbol, such as `Parser.parse` or `impl Parser::parse`.
-    pub symbol: Option<String>,
-    /// The code.
-    pub text: String,
+    /// The snippet (its symbol is, for example, `Parser.parse` or
+    /// `impl Parser::parse`).
+    pub snippet: Snippet,
     /// What is embedded: a header line, then the code.
     pub embed_text: String,
 }
@@ -289,6 +287,9 @@ pub fn chunk_file(
     if let Some((ps, pe, psym, _)) = pending {
         flush(&mut chunks, ps, pe, psym);
     }
+    for c in &mut chunks {
+        c.snippet.path = path.to_string();
+    }
     chunks
 }
 
@@ -318,13 +319,10 @@ fn emit(
     }
     let make = |s: usize, e: usize, text: String| {
         let embed_text = format!("{header}\n{text}");
-        Chunk {
-            start_line: s as u32 + 1,
-            end_line: e as u32,
-            symbol: symbol.clone(),
-            text,
-            embed_text,
-        }
+        let (start_line, end_line) = (s as u32 + 1, e as u32);
+        let snippet =
+            Snippet { path: String::new(), start_line, end_line, symbol: symbol.clone(), text };
+        Chunk { snippet, embed_text }
     };
     let fits = |text: &str| count(&format!("{header}\n{text}")) <= max_tokens;
     let whole = lines[start..end].join("\n");
@@ -381,12 +379,16 @@ fn cut_line(
             }
         }
         let piece: String = chars[at..at + lo].iter().collect();
+        let line = index as u32 + 1;
         out.push(Chunk {
-            start_line: index as u32 + 1,
-            end_line: index as u32 + 1,
-            symbol: symbol.clone(),
             embed_text: format!("{header}\n{piece}"),
-            text: piece,
+            snippet: Snippet {
+                path: String::new(),
+                start_line: line,
+                end_line: line,
+                symbol: symbol.clone(),
+                text: piece,
+            },
         });
         at += lo;
     }
@@ -410,15 +412,16 @@ mod tests {
     fn python_methods_carry_their_class() {
         let src = "import os\n\nclass Parser:\n    def parse(self, s):\n        return s.split()\n\n    def close(self):\n        pass\n\ndef main():\n    Parser().parse('a b')\n";
         let chunks = chunk_file("p.py", src, 14, &count);
-        let symbols: Vec<_> = chunks.iter().map(|c| c.symbol.clone()).collect();
+        let symbols: Vec<_> = chunks.iter().map(|c| c.snippet.symbol.clone()).collect();
         assert!(symbols.contains(&Some("Parser::parse".into())), "{chunks:#?}");
         assert!(symbols.contains(&Some("main".into())), "{chunks:#?}");
         for c in &chunks {
             assert!(count(&c.embed_text) <= 14, "{c:?}");
         }
-        let parse = chunks.iter().find(|c| c.symbol.as_deref() == Some("Parser::parse")).unwrap();
+        let parse =
+            chunks.iter().find(|c| c.snippet.symbol.as_deref() == Some("Parser::parse")).unwrap();
         assert!(parse.embed_text.starts_with("p.py: Parser::parse\n"));
-        assert_eq!(parse.start_line, 4);
+        assert_eq!(parse.snippet.start_line, 4);
     }
 
     #[test]
@@ -456,16 +459,16 @@ mod tests {
         let chunks = chunk_file("big.py", &long, 64, &count);
         assert!(chunks.len() > 100);
         assert!(chunks.iter().all(|c| count(&c.embed_text) <= 64));
-        assert_eq!(chunks.last().unwrap().end_line, 3001);
+        assert_eq!(chunks.last().unwrap().snippet.end_line, 3001);
         // Consecutive windows overlap and cover every line.
         for w in chunks.windows(2) {
-            assert!(w[1].start_line <= w[0].end_line + 1, "{:?} {:?}", w[0], w[1]);
+            assert!(w[1].snippet.start_line <= w[0].snippet.end_line + 1, "{:?} {:?}", w[0], w[1]);
         }
         // A minified one-line file.
         let minified = "var a=1;".repeat(5000);
         let chunks = chunk_file("app.min.js", &minified, 64, &count);
         assert!(chunks.len() > 10 && chunks.iter().all(|c| count(&c.embed_text) <= 64));
-        let joined: String = chunks.iter().map(|c| c.text.as_str()).collect();
+        let joined: String = chunks.iter().map(|c| c.snippet.text.as_str()).collect();
         assert_eq!(joined, minified, "the pieces of a cut line add up to the line");
     }
 }

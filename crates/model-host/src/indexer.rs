@@ -271,17 +271,8 @@ impl Indexer {
         };
         for (path, hash, text) in todo {
             let chunks = chunk_file(&path, &text, max, &count);
-            let snippets: Vec<Snippet> = chunks
-                .iter()
-                .map(|c| Snippet {
-                    path: path.clone(),
-                    start_line: c.start_line,
-                    end_line: c.end_line,
-                    symbol: c.symbol.clone(),
-                    text: c.text.clone(),
-                })
-                .collect();
-            let texts: Vec<String> = chunks.into_iter().map(|c| c.embed_text).collect();
+            let (snippets, texts): (Vec<Snippet>, Vec<String>) =
+                chunks.into_iter().map(|c| (c.snippet, c.embed_text)).unzip();
             pending_chunks += texts.len();
             pending.push((path, hash, snippets, texts));
             if pending_chunks >= COMMIT_CHUNKS {
@@ -356,6 +347,16 @@ impl Indexer {
         let writer = self.writer(&dir, &root, &Self::identity(&embedder), false)?;
         let (query, _) = self.embed(model, &embedder, &[&req.query])?;
         let hits = writer.reader().search(&query, req.k as usize).map_err(|e| e.to_string())?;
-        Ok(hits.into_iter().map(SearchHit::from).collect())
+        Ok(hits
+            .into_iter()
+            .map(|h| SearchHit {
+                path: h.snippet.path,
+                start_line: h.snippet.start_line,
+                end_line: h.snippet.end_line,
+                symbol: h.snippet.symbol,
+                score: h.score,
+                text: h.snippet.text,
+            })
+            .collect())
     }
 }

@@ -1,23 +1,31 @@
 //! The vembed host: one process per user that memory-maps each model once,
-//! runs it with candle on the CPU, and serves embeddings to every client over
+//! runs it on the CPU (its own BERT forward pass, candle as the fallback),
+//! and serves embeddings to every client over
 //! a Unix socket.
 //!
-//! The binary `vembed-host` is a thin wrapper: [`server::acquire`] the lock,
-//! load the [`registry::Registry`], [`server::bind`], then [`server::serve`].
-//! [`model::Embedder`] can also be used directly, which is what the parity
-//! tests and the forward-pass benchmark do.
+//! The binary `vembed-host` is a thin wrapper: [`acquire`] the lock, load
+//! the [`Registry`], [`bind`], then [`serve`]. [`Embedder`] can also be used
+//! directly, which is what the parity tests and the forward-pass
+//! benchmark do.
 #![warn(missing_docs)]
 
-pub mod bert;
-pub mod cache;
-pub mod indexer;
-pub mod model;
-pub mod outbox;
-pub mod queue;
-pub mod registry;
-pub mod server;
-pub mod stats;
-pub mod weights;
+mod bert;
+mod cache;
+mod indexer;
+mod model;
+mod outbox;
+mod queue;
+mod registry;
+mod server;
+mod stats;
+mod weights;
+
+pub use model::{Embedder, Engine, ModelError};
+pub use registry::Registry;
+pub use server::{
+    HostConfig, HostError, HostLock, StopReason, acquire, bind, raise_fd_limit, serve,
+    tune_allocator,
+};
 
 /// The thread count a setting of `n` means: 0 is one per core.
 pub fn thread_count(n: u32) -> usize {

@@ -9,8 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::Parser;
-use vembed_host::registry::Registry;
-use vembed_host::server::{self, HostConfig};
+use vembed_host::{self as server, HostConfig, Registry};
 use vembed_models::Settings;
 
 /// The vembed host: loads each configured model once and serves embeddings

@@ -50,7 +50,7 @@ pub enum ModelError {
 /// Which implementation runs the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
-    /// vembed's own forward pass ([`crate::bert`]): unpadded, fused, AVX-512.
+    /// vembed's own forward pass (the `bert` module): unpadded, fused, AVX-512.
     /// Models it does not implement fall back to candle.
     #[default]
     Native,

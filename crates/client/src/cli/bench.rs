@@ -74,7 +74,7 @@ impl Baseline {
 }
 
 /// The in-process baselines, run by `--baseline-python`.
-const ST_BASELINE: &str = include_str!("../../../benches/python/st_baseline.py");
+const ST_BASELINE: &str = include_str!("st_baseline.py");
 
 #[derive(Serialize)]
 struct Report {
@@ -326,7 +326,7 @@ fn ratios(report: &Report, st: &serde_json::Value) -> serde_json::Value {
     })
 }
 
-/// Runs `benches/python/st_baseline.py` (compiled in) on the same texts.
+/// Runs `st_baseline.py` (compiled in) on the same texts.
 fn run_baseline(
     python: &Path,
     which: Baseline,

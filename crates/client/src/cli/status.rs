@@ -1,0 +1,64 @@
+//! `vembed status`: the host's pid, models, memory, clients and latency.
+
+use super::*;
+
+pub(super) fn human_bytes(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
+    let mut client = cli.client(None)?;
+    let s = client.status()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!(
+        "vembed host {} (pid {}), up {:.1}s, socket {}",
+        s.host_version,
+        s.pid,
+        s.uptime_ms as f64 / 1000.0,
+        s.socket
+    );
+    for m in &s.models {
+        let roles: Vec<&str> = m.info.roles.iter().map(|r| r.setting()).collect();
+        println!(
+            "  model {} (dim {}, max_seq_length {}, sha256 {}) roles: {}",
+            m.info.name,
+            m.info.dim,
+            m.info.max_seq_length,
+            &m.info.sha256[..12.min(m.info.sha256.len())],
+            if roles.is_empty() { "-".to_string() } else { roles.join(", ") }
+        );
+        for f in &m.files {
+            println!(
+                "    {}: {} of {} in page cache",
+                f.path,
+                human_bytes(f.resident_bytes),
+                human_bytes(f.bytes)
+            );
+        }
+    }
+    let mem = s.memory;
+    println!(
+        "  memory: pss {}, rss {} (anon {}, file {}), peak rss {}",
+        human_bytes(mem.pss),
+        human_bytes(mem.rss),
+        human_bytes(mem.rss_anon),
+        human_bytes(mem.rss_file),
+        human_bytes(mem.peak_rss)
+    );
+    println!(
+        "  clients {}, requests {}, texts {}, errors {}, batches {}, queued {}",
+        s.clients, s.requests, s.texts, s.errors, s.batches, s.queue_texts
+    );
+    println!(
+        "  latency in host: p50 {} µs, p99 {} µs; threads {}",
+        s.latency_p50_us, s.latency_p99_us, s.threads
+    );
+    println!(
+        "  embedding cache: {} entries; {} hits, {} from disk, {} embedded",
+        s.cache.entries, s.cache.hits, s.cache.disk_hits, s.cache.misses
+    );
+    Ok(())
+}
