@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod concurrency;
+mod faults;
 mod index;
 mod lifecycle;
 mod models;

@@ -75,6 +75,21 @@ pub enum IndexError {
         /// Its first line.
         line: u32,
     },
+    /// A search asked for more results or nodes than the bounds allow.
+    #[error(
+        "a search for {k} results{} is over the bounds ({max_k} results, {max_search_k} nodes)",
+        search_k.map(|s| format!(" visiting {s} nodes")).unwrap_or_default()
+    )]
+    TooMany {
+        /// Results asked for.
+        k: usize,
+        /// Nodes asked for.
+        search_k: Option<usize>,
+        /// The bound on results.
+        max_k: usize,
+        /// The bound on nodes.
+        max_search_k: usize,
+    },
     /// A filesystem error.
     #[error("{path}: {source}")]
     Io {

@@ -17,7 +17,7 @@ mod reader;
 mod writer;
 
 pub use error::{IndexError, Result};
-pub use reader::IndexReader;
+pub use reader::{IndexReader, MAX_K, MAX_SEARCH_K};
 pub use writer::{Batch, IndexWriter};
 
 use std::num::NonZeroUsize;

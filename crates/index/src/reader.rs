@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// The most results one search returns.
+pub const MAX_K: usize = 10_000;
+/// The most forest nodes one search may visit.
+pub const MAX_SEARCH_K: usize = 100_000_000;
+
 /// A read-only handle on an index (every client).
 pub struct IndexReader {
     pub(crate) env: Env<WithoutTls>,
@@ -84,6 +89,14 @@ impl IndexReader {
         let dim = self.model.dim as usize;
         if query.len() != dim {
             return Err(IndexError::Dimension { want: dim, got: query.len() });
+        }
+        if k > MAX_K || search_k.is_some_and(|s| s > MAX_SEARCH_K) {
+            return Err(IndexError::TooMany {
+                k,
+                search_k,
+                max_k: MAX_K,
+                max_search_k: MAX_SEARCH_K,
+            });
         }
         let rtxn = self.env.read_txn()?;
         let reader = arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?;

@@ -134,10 +134,29 @@ impl Indexer {
             .name("vembed-indexer".into())
             .spawn(move || {
                 let started = Instant::now();
-                let result = me.run(&root, &dir, req.rebuild, &job);
-                // Leave the job table first, so a request after the last
-                // answer starts a new job rather than joining this one.
-                me.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
+                // Leave the job table on every way out, a panic included, so
+                // a request after the last answer starts a new job rather
+                // than joining (and waiting on) this one.
+                struct Leave<'a>(&'a Indexer, &'a Path);
+                impl Drop for Leave<'_> {
+                    fn drop(&mut self) {
+                        self.0.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(self.1);
+                    }
+                }
+                let leave = Leave(&me, &dir);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::fault::maybe_panic_in_indexer();
+                    me.run(&root, &dir, req.rebuild, &job)
+                }))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(format!("internal error while indexing: {msg}; run vembed index again"))
+                });
+                drop(leave);
                 match result {
                     Ok(mut summary) => {
                         summary.seconds = started.elapsed().as_secs_f64();

@@ -11,6 +11,7 @@
 
 mod bert;
 mod cache;
+mod fault;
 mod indexer;
 mod model;
 mod outbox;

@@ -374,6 +374,9 @@ impl Embedder {
             encoder,
             hidden: bert.hidden_size,
         };
+        if crate::fault::armed() {
+            crate::fault::set_marker(embedder.tokenize(crate::fault::MARKER)?);
+        }
         // Warm start: one real forward pass so the first request pays no first-touch costs.
         embedder.embed_ids(&[embedder.tokenize("warm up")?])?;
         // Packing read every mapped weight; a query needs none of them again.
@@ -443,6 +446,14 @@ impl Embedder {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::fault::after_forward();
+            }
+        }
+        let _disarm = Disarm;
+        crate::fault::before_forward(ids);
         let h = self.hidden;
         let dim = self.dim();
         let mut out = vec![0f32; ids.len() * dim];

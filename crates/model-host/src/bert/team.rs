@@ -11,9 +11,17 @@
 //! Helpers are rayon tasks on the same pool (no extra threads), and they
 //! may join late or never (when the pool is busy): the caller claims chunks
 //! too, so a step always finishes, with or without them.
+//!
+//! Panics: a chunk that panics, on any thread, is caught where it ran and
+//! still counted as done, so no panic unwinds through a rayon task and the
+//! caller never returns (or unwinds) while a helper may still call through
+//! the step. Once every chunk is done, [`Team::run`] re-raises the first
+//! panic on the caller's thread, where the batcher turns it into an error
+//! for the requests of that batch.
 
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// One published step: the chunk function.
 struct Step<'a> {
@@ -29,6 +37,8 @@ struct Shared {
     /// The current step; valid while it has unfinished chunks.
     step: AtomicPtr<()>,
     closed: AtomicBool,
+    /// The first panic of the current step, re-raised by the caller.
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 const FIELD: u64 = (1 << 20) - 1;
@@ -51,7 +61,12 @@ impl Shared {
         // published this epoch, which followed the store of `step`; and the
         // publisher keeps the step alive until `done` counts this chunk.
         let f = unsafe { (*step).f };
-        f(next as usize);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+            crate::fault::maybe_panic_in_team(next as usize);
+            f(next as usize)
+        })) {
+            self.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(p);
+        }
         self.done.fetch_add(1, Ordering::Release);
         true
     }
@@ -71,10 +86,12 @@ impl Team {
             done: AtomicUsize::new(0),
             step: AtomicPtr::new(std::ptr::null_mut()),
             closed: AtomicBool::new(false),
+            panic: Mutex::new(None),
         });
         for _ in 0..helpers {
             let s = shared.clone();
             rayon::spawn(move || {
+                crate::fault::mark_helper();
                 while !s.closed.load(Ordering::Acquire) {
                     if !s.work_one() {
                         std::hint::spin_loop();
@@ -102,7 +119,11 @@ impl Team {
             std::hint::spin_loop();
         }
         // Every chunk is finished, so no helper holds `step` any more (a
-        // helper uses it only between a successful claim and its `done`).
+        // helper uses it only between a successful claim and its `done`):
+        // only now may a chunk's panic unwind the caller.
+        if let Some(p) = s.panic.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            resume_unwind(p);
+        }
     }
 }
 
@@ -127,6 +148,41 @@ mod tests {
                 hits[i].fetch_add(1, Ordering::Relaxed);
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_panicking_chunk_on_any_thread_is_raised_after_the_step_and_the_team_goes_on() {
+        let mut team = Team::new(2);
+        let caller = std::thread::current().id();
+        for round in 0..50 {
+            let ran = AtomicUsize::new(0);
+            let helper_only = round % 2 == 0;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                team.run(16, &|i| {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                    ran.fetch_add(1, Ordering::Relaxed);
+                    let on_helper = std::thread::current().id() != caller;
+                    if i == 3 && (!helper_only || on_helper) {
+                        panic!("chunk {i} failed");
+                    }
+                });
+            }));
+            // Every chunk ran to the end of the step before anything unwound.
+            assert_eq!(ran.load(Ordering::Relaxed), 16, "round {round}");
+            if !helper_only {
+                let msg = result.unwrap_err();
+                assert_eq!(
+                    msg.downcast_ref::<String>().map(String::as_str),
+                    Some("chunk 3 failed")
+                );
+            }
+            // The team still works.
+            let sum = AtomicUsize::new(0);
+            team.run(10, &|i| {
+                sum.fetch_add(i, Ordering::Relaxed);
+            });
+            assert_eq!(sum.load(Ordering::Relaxed), 45);
         }
     }
 

@@ -98,7 +98,13 @@ fn submit_embed(
         ));
     }
     // A model the host was not started with is loaded now, if it is on disk.
-    let model = match shared.registry.lookup_or_load(&req.model) {
+    // Loading runs third-party code on files from disk: a panic is this
+    // request's error.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        shared.registry.lookup_or_load(&req.model)
+    }))
+    .unwrap_or_else(|_| Err(crate::model::ModelError::Store("loading the model panicked".into())));
+    let model = match loaded {
         Ok(m) => m,
         Err(e) => {
             let served: Vec<String> =

@@ -2,19 +2,21 @@
 //!
 //! Connection threads tokenize and [`Queue::submit`] jobs; the batcher thread
 //! owns the models' forward passes. It takes whatever is waiting (it never
-//! waits on purpose to fill a batch), serves the job with the fewest tokens
-//! left first (so one query is not stuck behind a bulk job), packs texts
-//! sorted by length under a token budget (padded tokens for the candle
-//! engine, real ones for the native engine), and answers each job when its
-//! last text is done. The queue is bounded in texts: a submit that would pass
+//! waits on purpose to fill a batch), asks the pure planner ([`plan`]) for
+//! the next batch (fewest tokens left first, aged work ahead of that, one
+//! model, a token budget), and answers each job when its last text is done.
+//! A failed batch of several jobs is run again job by job, so only the job
+//! that fails alone gets the error. The queue is bounded in texts: a submit that would pass
 //! the bound fails at once with [`SubmitError::Overloaded`].
 
-use std::panic::AssertUnwindSafe;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
+
+mod plan;
 
 use crate::outbox::SocketReply;
 use vembed_protocol::{Embeddings, ErrorCode, ErrorReply, Response, ResponseFrame};
@@ -170,9 +172,23 @@ struct Active {
     /// Text indices, longest first.
     order: Vec<usize>,
     next: usize,
-    remaining_tokens: usize,
     out: Vec<f32>,
     done: usize,
+    /// Batches run in a row without any of this job's texts.
+    waited: u32,
+    /// Run this job alone: a batch it was in failed.
+    alone: bool,
+}
+
+/// Batches a job may be passed over before it goes first: a long text
+/// under a stream of short queries waits at most this many small batches.
+const MAX_WAIT_BATCHES: u32 = 8;
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 struct Batcher {
@@ -199,8 +215,20 @@ impl Batcher {
     }
 
     fn drain(self: Arc<Self>) {
+        let mut active: Vec<Active> = Vec::new();
         loop {
-            self.run_until_empty();
+            // Nothing unwinds through rayon: a panic anywhere in a round (a
+            // backend, the planner, `finish`) becomes an `Internal` error for
+            // exactly the jobs still held, and the batcher goes on.
+            let round = catch_unwind(AssertUnwindSafe(|| self.run_until_empty(&mut active)));
+            if let Err(p) = round {
+                let why = format!("internal error in the batcher: {}", panic_message(&*p));
+                tracing::error!("{why}");
+                for a in active.drain(..) {
+                    self.fail(a, why.clone());
+                }
+                continue;
+            }
             self.running.store(false, Ordering::SeqCst);
             // The store must be visible before the channel is looked at again
             // (a store-load pair: only a SeqCst fence orders it).
@@ -213,8 +241,17 @@ impl Batcher {
         }
     }
 
-    fn run_until_empty(&self) {
-        let mut active: Vec<Active> = Vec::new();
+    /// Answers a job with an `Internal` error.
+    fn fail(&self, a: Active, why: String) {
+        self.queued.fetch_sub(a.job.ids.len(), Ordering::AcqRel);
+        self.stats.record_error();
+        a.job.reply.send(&ResponseFrame {
+            id: a.job.id,
+            response: Response::Error(ErrorReply { code: ErrorCode::Internal, message: why }),
+        });
+    }
+
+    fn run_until_empty(&self, active: &mut Vec<Active>) {
         let mut big_batch = false;
         loop {
             while let Ok(job) = self.rx.try_recv() {
@@ -243,50 +280,39 @@ impl Batcher {
             if active.is_empty() {
                 continue;
             }
-            // Fewest tokens left first; stable, so arrival order breaks ties.
-            active.sort_by_key(|a| a.remaining_tokens);
-            let model = active[0].job.model;
-            let embedder = self.registry.get(model);
-            // The candle engine pads to the longest text; the native one does not.
-            let padded = embedder.pads_batches();
-            let mut picks: Vec<(usize, usize)> = Vec::new();
-            let mut longest = 0usize;
-            let mut total = 0usize;
-            'fill: for (ai, a) in active.iter().enumerate().filter(|(_, a)| a.job.model == model) {
-                let mut k = a.next;
-                while k < a.order.len() {
-                    let len = a.job.ids[a.order[k]].len().max(1);
-                    let cost =
-                        if padded { (picks.len() + 1) * longest.max(len) } else { total + len };
-                    if !picks.is_empty() && cost > self.max_batch_tokens {
-                        break 'fill;
-                    }
-                    picks.push((ai, a.order[k]));
-                    longest = longest.max(len);
-                    total += len;
-                    k += 1;
-                }
-            }
+            let picks = self.next_batch(active);
+            let embedder = self.registry.get(active[picks[0].0].job.model);
+            let texts: Vec<(usize, usize)> = picks
+                .iter()
+                .flat_map(|&(ai, n)| {
+                    let a = &active[ai];
+                    a.order[a.next..a.next + n].iter().map(move |&t| (ai, t))
+                })
+                .collect();
             let ids: Vec<&[u32]> =
-                picks.iter().map(|&(ai, t)| active[ai].job.ids[t].as_slice()).collect();
-            big_batch |= picks.len() * longest >= 256;
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
+                texts.iter().map(|&(ai, t)| active[ai].job.ids[t].as_slice()).collect();
+            let longest = ids.iter().map(|t| t.len()).max().unwrap_or(0);
+            big_batch |= ids.len() * longest >= 256;
+            let result = catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
                 .unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(crate::model::ModelError::Candle(format!("panic in forward pass: {msg}")))
+                    Err(crate::model::ModelError::Native(crate::bert::BertError::Panicked(
+                        panic_message(&*p),
+                    )))
                 });
             self.stats.record_batch();
             let dim = embedder.dim();
-            // Jobs to fail, with why: all of the batch when the forward pass
-            // failed; those with a non-finite vector (corrupt weights) when
-            // it ran. A NaN is never sent and never reaches an index.
+            for a in active.iter_mut() {
+                a.waited += 1;
+            }
+            let jobs: Vec<usize> = picks.iter().map(|&(ai, _)| ai).collect();
+            // Jobs to fail, with why: on a failed forward pass of several
+            // jobs, none yet: each is run again alone, so only the job that
+            // fails by itself gets the error and the others their vectors.
+            // With a vector that is not finite (corrupt weights), that job.
+            // A NaN is never sent and never reaches an index.
             let (vectors, mut failed, why) = match result {
                 Ok(v) => {
-                    let bad: Vec<usize> = picks
+                    let bad: Vec<usize> = texts
                         .iter()
                         .enumerate()
                         .filter(|(row, _)| {
@@ -296,12 +322,22 @@ impl Batcher {
                         .collect();
                     (Some(v), bad, NON_FINITE.to_string())
                 }
-                Err(e) => (None, picks.iter().map(|&(ai, _)| ai).collect(), e.to_string()),
+                Err(e) if jobs.len() > 1 => {
+                    tracing::warn!(
+                        "a batch of {} jobs failed ({e}); running them one by one",
+                        jobs.len()
+                    );
+                    for &ai in &jobs {
+                        active[ai].alone = true;
+                    }
+                    (None, Vec::new(), String::new())
+                }
+                Err(e) => (None, jobs.clone(), e.to_string()),
             };
             failed.sort_unstable();
             failed.dedup();
             if let Some(vectors) = vectors {
-                for (row, &(ai, t)) in picks.iter().enumerate() {
+                for (row, &(ai, t)) in texts.iter().enumerate() {
                     if failed.binary_search(&ai).is_ok() {
                         continue;
                     }
@@ -310,7 +346,7 @@ impl Batcher {
                         .copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
                     a.next += 1;
                     a.done += 1;
-                    a.remaining_tokens -= a.job.ids[t].len();
+                    a.waited = 0;
                 }
             }
             if !failed.is_empty() {
@@ -319,15 +355,7 @@ impl Batcher {
             // Descending, so each swap_remove moves a job that stays.
             for &ai in failed.iter().rev() {
                 let a = active.swap_remove(ai);
-                self.queued.fetch_sub(a.job.ids.len(), Ordering::AcqRel);
-                self.stats.record_error();
-                a.job.reply.send(&ResponseFrame {
-                    id: a.job.id,
-                    response: Response::Error(ErrorReply {
-                        code: ErrorCode::Internal,
-                        message: why.clone(),
-                    }),
-                });
+                self.fail(a, why.clone());
             }
             let mut i = 0;
             while i < active.len() {
@@ -341,23 +369,85 @@ impl Batcher {
         }
     }
 
+    /// The next batch, from the pure planner. Jobs to be run alone (after a
+    /// failed batch) go one at a time, before anything else.
+    fn next_batch(&self, active: &[Active]) -> Vec<(usize, usize)> {
+        if let Some(ai) = active.iter().position(|a| a.alone) {
+            let a = &active[ai];
+            let lens: Vec<usize> = a.order[a.next..].iter().map(|&t| a.job.ids[t].len()).collect();
+            let view = [plan::Pending { model: a.job.model, lens: &lens, waited: 0 }];
+            let budget = self.budget(a.job.model);
+            return plan::plan(&view, &budget).into_iter().map(|(_, n)| (ai, n)).collect();
+        }
+        let lens: Vec<Vec<usize>> = active
+            .iter()
+            .map(|a| a.order[a.next..].iter().map(|&t| a.job.ids[t].len()).collect())
+            .collect();
+        let views: Vec<plan::Pending<'_>> = active
+            .iter()
+            .zip(&lens)
+            .map(|(a, l)| plan::Pending { model: a.job.model, lens: l, waited: a.waited })
+            .collect();
+        // The first pick's model decides how the batch is costed.
+        let first = plan::plan(&views, &self.budget(0));
+        let model = active[first[0].0].job.model;
+        if self.registry.get(model).pads_batches() == self.registry.get(0).pads_batches() {
+            return first;
+        }
+        plan::plan(&views, &self.budget(model))
+    }
+
+    fn budget(&self, model: usize) -> plan::Budget {
+        plan::Budget {
+            max_tokens: self.max_batch_tokens,
+            padded: self.registry.get(model).pads_batches(),
+            max_wait: MAX_WAIT_BATCHES,
+        }
+    }
+
     fn activate(&self, job: Job) -> Active {
         let mut order: Vec<usize> = (0..job.ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(job.ids[i].len()));
-        let remaining_tokens = job.ids.iter().map(Vec::len).sum();
         let dim = self.registry.get(job.model).dim();
         let out = vec![0f32; job.ids.len() * dim];
-        Active { job, order, next: 0, remaining_tokens, out, done: 0 }
+        Active { job, order, next: 0, out, done: 0, waited: 0, alone: false }
     }
 
+    /// Answers a job whose texts are all embedded. A panic while building
+    /// the answer becomes that job's `Internal` error.
     fn finish(&self, a: Active) {
         let n = a.job.ids.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        let embedder = self.registry.get(a.job.model);
+        let Active { job, out, .. } = a;
+        let Job { model, ids, id, reply, received, cached } = job;
+        let response =
+            catch_unwind(AssertUnwindSafe(|| self.embeddings(model, &ids, out, cached, received)))
+                .unwrap_or_else(|p| {
+                    self.stats.record_error();
+                    let message =
+                        format!("internal error answering the request: {}", panic_message(&*p));
+                    tracing::error!("{message}");
+                    Response::Error(ErrorReply { code: ErrorCode::Internal, message })
+                });
+        // The client may have gone; its answer is then dropped.
+        reply.send(&ResponseFrame { id, response });
+    }
+
+    fn embeddings(
+        &self,
+        model: usize,
+        ids: &[Vec<u32>],
+        out: Vec<f32>,
+        cached: Option<CachedJob>,
+        received: Instant,
+    ) -> Response {
+        let n = ids.len();
+        crate::fault::maybe_panic_in_finish(ids);
+        let embedder = self.registry.get(model);
         let dim = embedder.dim();
-        let mut tokens: Vec<u32> = a.job.ids.iter().map(|t| t.len() as u32).collect();
-        let mut data = a.out;
-        if let Some(c) = a.job.cached {
+        let mut tokens: Vec<u32> = ids.iter().map(|t| t.len() as u32).collect();
+        let mut data = out;
+        if let Some(c) = cached {
             // Cache the new vectors, then merge them with the cached ones in
             // request order.
             let fresh: Vec<(TextHash, Entry)> = c
@@ -382,16 +472,14 @@ impl Batcher {
             data = merged;
             tokens = merged_tokens;
         }
-        self.stats.record_request(n, a.job.received.elapsed());
-        let response = Response::Embeddings(Embeddings {
+        self.stats.record_request(n, received.elapsed());
+        Response::Embeddings(Embeddings {
             model: embedder.name.clone(),
             dim: dim as u32,
             tokens,
             data,
-            host_us: a.job.received.elapsed().as_micros() as u64,
-        });
-        // The client may have gone; its answer is then dropped.
-        a.job.reply.send(&ResponseFrame { id: a.job.id, response });
+            host_us: received.elapsed().as_micros() as u64,
+        })
     }
 }
 
