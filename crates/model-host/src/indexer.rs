@@ -12,12 +12,12 @@ use sha2::Digest;
 use vembed_index::chunk::chunk_file;
 use vembed_index::{IndexWriter, ModelIdentity, Snippet};
 use vembed_protocol::{
-    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexSummary, ModelRef, Response,
-    ResponseFrame, Role, SearchHit, SearchRequest,
+    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexSummary, ModelRef, Response, Role,
+    SearchHit, SearchRequest,
 };
 
 use crate::model::Embedder;
-use crate::queue::{Job, Queue, Reply, SubmitError};
+use crate::queue::{Job, JobError, Queue, SubmitError};
 use crate::registry::Registry;
 
 /// Files larger than this are skipped (generated or data files).
@@ -27,16 +27,20 @@ pub const COMMIT_CHUNKS: usize = 256;
 /// Chunks per request to the queue, so a query waits behind at most one.
 const EMBED_CHUNKS: usize = 32;
 
+/// Someone waiting on an indexing job: gets every progress report and the
+/// end (a front door turns them into its own frames).
+pub type Subscriber = Box<dyn Fn(&Response) + Send>;
+
 /// A job's subscribers: everyone who asked for this index while it ran.
 struct Running {
-    subscribers: Mutex<Vec<(Reply, u64)>>,
+    subscribers: Mutex<Vec<Subscriber>>,
 }
 
 impl Running {
     fn send(&self, response: &Response) {
         let subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        for (reply, id) in subs.iter() {
-            reply.send(&ResponseFrame { id: *id, response: response.clone() });
+        for s in subs.iter() {
+            s(response);
         }
     }
 }
@@ -49,8 +53,8 @@ pub struct Indexer {
     writers: Mutex<HashMap<PathBuf, Arc<IndexWriter>>>,
 }
 
-fn index_error(id: u64, message: String) -> ResponseFrame {
-    ResponseFrame { id, response: Response::Error(ErrorReply { code: ErrorCode::Index, message }) }
+fn index_error(message: String) -> Response {
+    Response::Error(ErrorReply { code: ErrorCode::Index, message })
 }
 
 impl Indexer {
@@ -116,17 +120,17 @@ impl Indexer {
     }
 
     /// Starts indexing, or joins the job already indexing the same place.
-    pub fn index(self: &Arc<Self>, req: IndexRequest, reply: Reply, id: u64) {
+    pub fn index(self: &Arc<Self>, req: IndexRequest, subscriber: Subscriber) {
         let (root, dir) = match Self::dirs(&req.repo, &req.index_dir) {
             Ok(d) => d,
-            Err(e) => return reply.send(&index_error(id, e)),
+            Err(e) => return subscriber(&index_error(e)),
         };
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(job) = jobs.get(&dir) {
-            job.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push((reply, id));
+            job.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(subscriber);
             return;
         }
-        let job = Arc::new(Running { subscribers: Mutex::new(vec![(reply, id)]) });
+        let job = Arc::new(Running { subscribers: Mutex::new(vec![subscriber]) });
         jobs.insert(dir.clone(), job.clone());
         drop(jobs);
         let me = self.clone();
@@ -320,13 +324,12 @@ impl Indexer {
                 .map(|t| embedder.tokenize(t))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
-            let (tx, rx) = crossbeam_channel::bounded(1);
+            let (tx, rx) = crossbeam_channel::bounded::<Result<_, JobError>>(1);
             loop {
                 let job = Job {
                     model,
                     ids: ids.clone(),
-                    id: 0,
-                    reply: Reply::Channel(tx.clone()),
+                    reply: Box::new(tx.clone()),
                     received: Instant::now(),
                     cached: None,
                 };
@@ -339,14 +342,12 @@ impl Indexer {
                     Err(e) => return Err(e.to_string()),
                 }
             }
-            match rx.recv().map_err(|_| "the host stopped".to_string())?.response {
-                Response::Embeddings(e) => {
-                    tokens += e.tokens.iter().map(|&t| u64::from(t)).sum::<u64>();
-                    out.extend_from_slice(&e.data);
-                }
-                Response::Error(e) => return Err(e.message),
-                _ => return Err("unexpected reply from the queue".into()),
-            }
+            let e = rx
+                .recv()
+                .map_err(|_| "the host stopped".to_string())?
+                .map_err(|e| e.to_string())?;
+            tokens += e.tokens.iter().map(|&t| u64::from(t)).sum::<u64>();
+            out.extend_from_slice(&e.data);
         }
         Ok((out, tokens))
     }

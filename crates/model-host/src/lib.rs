@@ -9,19 +9,26 @@
 //! benchmark do.
 #![warn(missing_docs)]
 
+mod backend;
 mod bert;
 mod cache;
 mod fault;
 mod indexer;
+mod infer;
 mod model;
 mod outbox;
+mod pipeline;
 mod queue;
 mod registry;
 mod server;
 mod stats;
 mod weights;
 
+pub use backend::{Backend, BackendError, Batch};
+pub use infer::InferError;
 pub use model::{Embedder, Engine, ModelError};
+pub use pipeline::{Pipeline, Pooling};
+pub use queue::JobError;
 pub use registry::Registry;
 pub use server::{
     HostConfig, HostError, HostLock, StopReason, acquire, bind, raise_fd_limit, serve,

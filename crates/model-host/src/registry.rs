@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use vembed_models::Settings;
 use vembed_protocol::{ModelInfo, ModelRef, Role};
 
-use crate::model::{Embedder, Engine, ModelError, read_pipeline};
+use crate::model::{Embedder, Engine, ModelError};
+use crate::pipeline::read_pipeline;
 
 /// Most models one host keeps loaded (each is ~100 MB or more).
 pub const MAX_MODELS: usize = 8;

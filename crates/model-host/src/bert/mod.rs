@@ -41,9 +41,6 @@ pub enum BertError {
     /// The weights file is missing a tensor or has the wrong shape.
     #[error("weights: {0}")]
     Weights(String),
-    /// The forward pass panicked (a bug); the batch's requests get `Internal`.
-    #[error("the forward pass panicked: {0}")]
-    Panicked(String),
 }
 
 /// The fields of a Hugging Face BERT `config.json` this encoder reads.

@@ -18,9 +18,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 mod plan;
 
-use crate::outbox::SocketReply;
-use vembed_protocol::{Embeddings, ErrorCode, ErrorReply, Response, ResponseFrame};
+use vembed_protocol::Embeddings;
 
+use crate::backend::BackendError;
 use crate::cache::{EmbedCache, Entry, TextHash};
 use crate::registry::Registry;
 use crate::stats::Stats;
@@ -31,33 +31,40 @@ pub struct Job {
     pub model: usize,
     /// Token ids per text, already truncated.
     pub ids: Vec<Vec<u32>>,
-    /// The request id to answer.
-    pub id: u64,
-    /// Where the answer goes.
-    pub reply: Reply,
+    /// Where the result goes, once.
+    pub reply: Box<dyn Respond>,
     /// When the request was read.
     pub received: Instant,
     /// For `EmbedCached`: the texts answered from the cache; `ids` are the rest.
     pub cached: Option<CachedJob>,
 }
 
-/// Where a job's answer goes.
-pub enum Reply {
-    /// A client's connection, holding the request's share of its unread-reply room.
-    Socket(SocketReply),
-    /// A thread of the host itself (the indexer).
-    Channel(Sender<ResponseFrame>),
+/// Why a job got no embeddings. Every variant is the host's fault, never
+/// the input's: the front doors answer it as `Internal`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The forward pass failed or panicked.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A vector came out NaN or infinite (corrupt weights).
+    #[error("{NON_FINITE}")]
+    NonFinite,
+    /// The batcher itself panicked while holding the job.
+    #[error("internal error in the batcher: {0}")]
+    Panicked(String),
 }
 
-impl Reply {
-    /// Sends the answer; a receiver that is gone drops it.
-    pub fn send(&self, frame: &ResponseFrame) {
-        match self {
-            Reply::Socket(o) => o.send(frame),
-            Reply::Channel(tx) => {
-                let _ = tx.send(frame.clone());
-            }
-        }
+/// Where a job's result goes: called exactly once, from the batcher.
+pub trait Respond: Send {
+    /// Delivers the result; a receiver that is gone drops it.
+    fn respond(self: Box<Self>, result: Result<Embeddings, JobError>);
+}
+
+/// A host thread waiting on a channel (the indexer).
+impl Respond for Sender<Result<Embeddings, JobError>> {
+    fn respond(self: Box<Self>, result: Result<Embeddings, JobError>) {
+        let _ = self.send(result);
     }
 }
 
@@ -222,7 +229,7 @@ impl Batcher {
             // exactly the jobs still held, and the batcher goes on.
             let round = catch_unwind(AssertUnwindSafe(|| self.run_until_empty(&mut active)));
             if let Err(p) = round {
-                let why = format!("internal error in the batcher: {}", panic_message(&*p));
+                let why = JobError::Panicked(panic_message(&*p));
                 tracing::error!("{why}");
                 for a in active.drain(..) {
                     self.fail(a, why.clone());
@@ -241,14 +248,11 @@ impl Batcher {
         }
     }
 
-    /// Answers a job with an `Internal` error.
-    fn fail(&self, a: Active, why: String) {
+    /// Answers a job with an error.
+    fn fail(&self, a: Active, why: JobError) {
         self.queued.fetch_sub(a.job.ids.len(), Ordering::AcqRel);
         self.stats.record_error();
-        a.job.reply.send(&ResponseFrame {
-            id: a.job.id,
-            response: Response::Error(ErrorReply { code: ErrorCode::Internal, message: why }),
-        });
+        a.job.reply.respond(Err(why));
     }
 
     fn run_until_empty(&self, active: &mut Vec<Active>) {
@@ -294,11 +298,7 @@ impl Batcher {
             let longest = ids.iter().map(|t| t.len()).max().unwrap_or(0);
             big_batch |= ids.len() * longest >= 256;
             let result = catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
-                .unwrap_or_else(|p| {
-                    Err(crate::model::ModelError::Native(crate::bert::BertError::Panicked(
-                        panic_message(&*p),
-                    )))
-                });
+                .unwrap_or_else(|p| Err(BackendError::Panicked(panic_message(&*p))));
             self.stats.record_batch();
             let dim = embedder.dim();
             for a in active.iter_mut() {
@@ -320,7 +320,7 @@ impl Batcher {
                         })
                         .map(|(_, &(ai, _))| ai)
                         .collect();
-                    (Some(v), bad, NON_FINITE.to_string())
+                    (Some(v), bad, JobError::NonFinite)
                 }
                 Err(e) if jobs.len() > 1 => {
                     tracing::warn!(
@@ -330,9 +330,9 @@ impl Batcher {
                     for &ai in &jobs {
                         active[ai].alone = true;
                     }
-                    (None, Vec::new(), String::new())
+                    (None, Vec::new(), JobError::NonFinite)
                 }
-                Err(e) => (None, jobs.clone(), e.to_string()),
+                Err(e) => (None, jobs.clone(), JobError::Backend(e)),
             };
             failed.sort_unstable();
             failed.dedup();
@@ -419,18 +419,20 @@ impl Batcher {
         let n = a.job.ids.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
         let Active { job, out, .. } = a;
-        let Job { model, ids, id, reply, received, cached } = job;
-        let response =
+        let Job { model, ids, reply, received, cached } = job;
+        let result =
             catch_unwind(AssertUnwindSafe(|| self.embeddings(model, &ids, out, cached, received)))
-                .unwrap_or_else(|p| {
+                .map_err(|p| {
                     self.stats.record_error();
-                    let message =
-                        format!("internal error answering the request: {}", panic_message(&*p));
-                    tracing::error!("{message}");
-                    Response::Error(ErrorReply { code: ErrorCode::Internal, message })
+                    let e = JobError::Panicked(format!(
+                        "answering the request: {}",
+                        panic_message(&*p)
+                    ));
+                    tracing::error!("{e}");
+                    e
                 });
         // The client may have gone; its answer is then dropped.
-        reply.send(&ResponseFrame { id, response });
+        reply.respond(result);
     }
 
     fn embeddings(
@@ -440,7 +442,7 @@ impl Batcher {
         out: Vec<f32>,
         cached: Option<CachedJob>,
         received: Instant,
-    ) -> Response {
+    ) -> Embeddings {
         let n = ids.len();
         crate::fault::maybe_panic_in_finish(ids);
         let embedder = self.registry.get(model);
@@ -473,13 +475,13 @@ impl Batcher {
             tokens = merged_tokens;
         }
         self.stats.record_request(n, received.elapsed());
-        Response::Embeddings(Embeddings {
+        Embeddings {
             model: embedder.name.clone(),
             dim: dim as u32,
             tokens,
             data,
             host_us: received.elapsed().as_micros() as u64,
-        })
+        }
     }
 }
 

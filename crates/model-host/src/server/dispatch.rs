@@ -2,18 +2,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use vembed_protocol::{
-    EmbedRequest, ErrorCode, ErrorReply, HelloReply, HostStatus, ModelStatus, PROTOCOL_VERSION,
-    Request, RequestFrame, Response, ResponseFrame,
+    EmbedRequest, Embeddings, ErrorCode, ErrorReply, HelloReply, HostStatus, ModelStatus,
+    PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame,
 };
 
 use super::connection::error;
 use super::{Shared, StopReason};
-use crate::cache::{self, TextHash};
-use crate::outbox::Outbox;
-use crate::queue::{CachedJob, Job, Queue, Reply, SubmitError};
+use crate::outbox::{Outbox, SocketReply};
+use crate::queue::{JobError, Queue, Respond};
 use crate::stats;
 
 /// What a handler needs of its connection and host.
@@ -33,7 +31,11 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
         Request::Embed(req) => embed(ctx, id, req, false),
         Request::EmbedCached(req) => embed(ctx, id, req, true),
         Request::Index(req) => {
-            shared.indexer.index(req, Reply::Socket(ctx.outbox.admit(0)), id);
+            let reply = ctx.outbox.admit(0);
+            let subscriber = move |r: &Response| {
+                reply.send(&ResponseFrame { id, response: r.clone() });
+            };
+            shared.indexer.index(req, Box::new(subscriber));
         }
         Request::Search(req) => match shared.indexer.search(&req) {
             Ok(hits) => send(Response::SearchResults(hits)),
@@ -62,100 +64,34 @@ fn hello(shared: &Shared) -> HelloReply {
     }
 }
 
-fn embed(ctx: &Ctx<'_>, id: u64, req: EmbedRequest, cached: bool) {
-    if let Err(reply) = submit_embed(ctx, id, req, cached) {
-        ctx.shared.stats.record_error();
-        ctx.outbox.send(&reply);
+/// A job's result, answered on its connection as a frame.
+struct SocketResponder {
+    reply: SocketReply,
+    id: u64,
+}
+
+impl Respond for SocketResponder {
+    fn respond(self: Box<Self>, result: Result<Embeddings, JobError>) {
+        let response = match result {
+            Ok(e) => Response::Embeddings(e),
+            Err(e) => {
+                Response::Error(ErrorReply { code: ErrorCode::Internal, message: e.to_string() })
+            }
+        };
+        self.reply.send(&ResponseFrame { id: self.id, response });
     }
 }
 
-fn submit_embed(
-    ctx: &Ctx<'_>,
-    id: u64,
-    req: EmbedRequest,
-    cached: bool,
-) -> Result<(), ResponseFrame> {
-    let shared = ctx.shared;
-    let limits = shared.config.limits;
-    if req.texts.len() > limits.max_texts_per_request as usize {
-        return Err(error(
-            id,
-            ErrorCode::TooManyTexts,
-            format!(
-                "{} texts in one request; the limit is {} (split the request)",
-                req.texts.len(),
-                limits.max_texts_per_request
-            ),
-        ));
+fn embed(ctx: &Ctx<'_>, id: u64, req: EmbedRequest, cached: bool) {
+    let outbox = ctx.outbox;
+    let queued = ctx.shared.infer.embed(req, cached, |bytes| {
+        // The reply's size is reserved until it is handed to the socket.
+        Box::new(SocketResponder { reply: outbox.admit(bytes), id })
+    });
+    if let Err(e) = queued {
+        ctx.shared.stats.record_error();
+        outbox.send(&error(id, e.code(), e.to_string()));
     }
-    if let Some((i, t)) =
-        req.texts.iter().enumerate().find(|(_, t)| t.len() > limits.max_text_bytes as usize)
-    {
-        return Err(error(
-            id,
-            ErrorCode::TextTooLarge,
-            format!("text {i} is {} bytes; the limit is {} bytes", t.len(), limits.max_text_bytes),
-        ));
-    }
-    // A model the host was not started with is loaded now, if it is on disk.
-    // Loading runs third-party code on files from disk: a panic is this
-    // request's error.
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        shared.registry.lookup_or_load(&req.model)
-    }))
-    .unwrap_or_else(|_| Err(crate::model::ModelError::Store("loading the model panicked".into())));
-    let model = match loaded {
-        Ok(m) => m,
-        Err(e) => {
-            let served: Vec<String> =
-                shared.registry.all().iter().map(|m| m.name.clone()).collect();
-            return Err(error(
-                id,
-                ErrorCode::UnknownModel,
-                format!("cannot serve model {:?}: {e} (serving: {})", req.model, served.join(", ")),
-            ));
-        }
-    };
-    if shared.stop.load(Ordering::Acquire) {
-        return Err(error(id, ErrorCode::ShuttingDown, "the host is shutting down"));
-    }
-    let received = Instant::now();
-    let embedder = shared.registry.get(model);
-    // Cached texts are answered from the cache; only the others are embedded.
-    let (texts, cached) = if cached {
-        let hashes: Vec<TextHash> = req.texts.iter().map(|t| cache::text_hash(t)).collect();
-        let hits = shared.cache.get(&embedder.identity, embedder.dim(), &hashes);
-        let mut misses = Vec::new();
-        let mut miss_hashes = Vec::new();
-        for ((t, h), hit) in req.texts.iter().zip(&hashes).zip(&hits) {
-            if hit.is_none() {
-                misses.push(t.as_str());
-                miss_hashes.push(*h);
-            }
-        }
-        (misses, Some(CachedJob { identity: embedder.identity.clone(), hits, miss_hashes }))
-    } else {
-        (req.texts.iter().map(String::as_str).collect(), None)
-    };
-    let mut ids = Vec::with_capacity(texts.len());
-    for t in texts {
-        // The tokenizer is third-party code fed untrusted text: a panic in it
-        // becomes this request's error, not a dead connection.
-        let tokenized =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embedder.tokenize(t)))
-                .unwrap_or_else(|_| {
-                    Err(crate::model::ModelError::Tokenizer("tokenizer panicked".into()))
-                });
-        ids.push(tokenized.map_err(|e| error(id, ErrorCode::Internal, e.to_string()))?);
-    }
-    // The reply's size, reserved until it is handed to the socket.
-    let reply_bytes = req.texts.len() * (embedder.dim() * 4 + 4) + 64;
-    let reply = Reply::Socket(ctx.outbox.admit(reply_bytes));
-    let job = Job { model, ids, id, reply, received, cached };
-    ctx.queue.submit(job).map_err(|e| match e {
-        SubmitError::Overloaded { .. } => error(id, ErrorCode::Overloaded, e.to_string()),
-        SubmitError::ShuttingDown => error(id, ErrorCode::ShuttingDown, e.to_string()),
-    })
 }
 
 fn status(shared: &Shared, queue: &Queue) -> HostStatus {

@@ -23,6 +23,7 @@ use vembed_protocol::{ErrorCode, Limits};
 
 use crate::cache::EmbedCache;
 use crate::indexer::Indexer;
+use crate::infer::Infer;
 use crate::queue;
 use crate::registry::Registry;
 use crate::stats::Stats;
@@ -133,6 +134,7 @@ struct Shared {
     stats: Arc<Stats>,
     cache: Arc<EmbedCache>,
     indexer: Arc<Indexer>,
+    infer: Infer,
     started: Instant,
     stop: Arc<AtomicBool>,
     stop_reason: Mutex<Option<StopReason>>,
@@ -174,6 +176,13 @@ pub fn serve(
         config.limits.max_queue_texts as usize,
     );
     let indexer = Indexer::new(registry.clone(), queue.clone());
+    let infer = Infer {
+        registry: registry.clone(),
+        cache: cache.clone(),
+        queue: queue.clone(),
+        limits: config.limits,
+        stop: stop.clone(),
+    };
     let inflight = InFlight { used: AtomicUsize::new(0), limit: config.max_inflight_bytes };
     let shared = Arc::new(Shared {
         config,
@@ -181,6 +190,7 @@ pub fn serve(
         stats,
         cache,
         indexer,
+        infer,
         started: Instant::now(),
         stop,
         stop_reason: Mutex::new(None),
