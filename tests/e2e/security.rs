@@ -365,3 +365,71 @@ fn r9_8_a_stopped_host_fails_clients_within_their_deadline_with_the_reason() {
     // Resumed, it serves again.
     assert_eq!(env.client().embed(&["back"]).unwrap()[0].len(), 384);
 }
+
+/// Issue 10's campaign: connect/disconnect churn must not leak. Rounds of
+/// 2,000 cycles of bare connects, Hello only, a close in the middle of a
+/// request, half frames and a close during a 64-text bulk request: memory
+/// may rise once to what the peak of concurrent connections needs (a few
+/// hundred half-frame connections wait out the frame timeout at once), then
+/// must stay flat.
+#[test]
+fn r10_connection_churn_does_not_grow_the_host() {
+    let env = Env::new();
+    let pid = env.client().hello().pid;
+    let hello = |s: &mut UnixStream| {
+        let h = Request::Hello(Hello { version: PROTOCOL_VERSION, client: "churn".into() });
+        framing::write_frame(s, &RequestFrame { id: 0, request: h }).unwrap();
+    };
+    let bulk = |s: &mut UnixStream| {
+        let texts = (0..64).map(|i| format!("bulk text number {i} about retries")).collect();
+        let req = EmbedRequest { model: ModelRef::Role(Role::Unified), texts };
+        let _ = framing::write_frame(s, &RequestFrame { id: 1, request: Request::Embed(req) });
+    };
+    let cycle = |i: usize| {
+        let mut s = UnixStream::connect(&env.socket).unwrap();
+        match i % 5 {
+            0 => {}
+            1 => hello(&mut s),
+            2 => {
+                hello(&mut s);
+                bulk(&mut s);
+            }
+            3 => {
+                hello(&mut s);
+                let _ = s.write_all(&(1000u32).to_le_bytes());
+                let _ = s.write_all(&[0u8; 10]);
+            }
+            _ => {
+                hello(&mut s);
+                bulk(&mut s);
+                let mut b = [0u8; 64];
+                let _ = s.read(&mut b);
+            }
+        }
+    };
+    // Lets the host finish the bulk requests whose clients left, and drop
+    // the half-frame connections (frame timeout, 10 s).
+    let settle = || {
+        let mut c = env.client();
+        loop {
+            let s = c.status().unwrap();
+            if s.queue_texts == 0 && s.clients == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        rss_kb(pid)
+    };
+    let before = settle();
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        for i in 0..2000 {
+            cycle(i);
+        }
+        rounds.push(settle());
+    }
+    eprintln!("r10 churn: host RSS {before} kB before, {rounds:?} kB after each 2,000 cycles");
+    assert!(rounds[1] < rounds[0] + 2 * 1024, "churn keeps growing the host: {rounds:?}");
+    assert!(rounds[1] < before + 16 * 1024, "churn kept {} kB", rounds[1] - before);
+}

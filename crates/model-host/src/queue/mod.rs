@@ -491,7 +491,7 @@ const NON_FINITE: &str = "the model produced a non-finite embedding (NaN or infi
 
 /// Returns freed heap memory to the kernel (glibc keeps it otherwise, and a
 /// batch's activations are hundreds of MB).
-fn trim_heap() {
+pub(crate) fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory held by the allocator.
     unsafe {

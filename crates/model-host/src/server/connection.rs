@@ -70,6 +70,7 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         self.shared.inflight.release(self.held);
         self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+        self.shared.closed.fetch_add(1, Ordering::AcqRel);
         self.shared.touch();
     }
 }

@@ -85,6 +85,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// How long a refused connection stays open (its write side shut) so the
 /// client can send its Hello without a broken pipe and read the reason.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// How often, at most, the heap is trimmed after connections closed.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Refused connections kept lingering at most; older ones are closed first.
 const MAX_LINGERING: usize = 256;
 
@@ -139,6 +141,8 @@ struct Shared {
     stop: Arc<AtomicBool>,
     stop_reason: Mutex<Option<StopReason>>,
     clients: AtomicUsize,
+    /// Connections closed since the heap was last trimmed.
+    closed: AtomicUsize,
     last_active: Mutex<Instant>,
     inflight: InFlight,
     /// The uid every peer must have.
@@ -195,6 +199,7 @@ pub fn serve(
         stop,
         stop_reason: Mutex::new(None),
         clients: AtomicUsize::new(0),
+        closed: AtomicUsize::new(0),
         last_active: Mutex::new(Instant::now()),
         inflight,
         euid: vembed_models::private_dir::euid(),
@@ -202,7 +207,15 @@ pub fn serve(
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
     let mut lingering: VecDeque<(UnixStream, Instant)> = VecDeque::new();
     let idle = Duration::from_secs(shared.config.settings.idle_timeout_secs);
+    let mut trimmed = Instant::now();
     loop {
+        // Connections free their buffers on their own threads, in the
+        // allocator's arenas: hand what they left back to the kernel now and
+        // then, or connection churn would keep its peak.
+        if trimmed.elapsed() >= TRIM_EVERY && shared.closed.swap(0, Ordering::AcqRel) > 0 {
+            crate::queue::trim_heap();
+            trimmed = Instant::now();
+        }
         while lingering.front().is_some_and(|(_, t)| t.elapsed() >= REFUSAL_LINGER) {
             lingering.pop_front();
         }
