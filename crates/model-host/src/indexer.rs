@@ -27,6 +27,50 @@ pub const COMMIT_CHUNKS: usize = 256;
 /// Chunks per request to the queue, so a query waits behind at most one.
 const EMBED_CHUNKS: usize = 32;
 
+/// Why indexing or a search through the host failed. Every variant is
+/// answered as `ErrorCode::Index` with its message, which says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexerError {
+    /// The repository path cannot be used.
+    #[error("repository {repo}: {reason}")]
+    Repo {
+        /// The path given.
+        repo: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No model serves the code role.
+    #[error("no model is configured for codebase_embedding_model")]
+    NoCodeModel,
+    /// A search through the host found no index.
+    #[error("no index for {root} (at {dir}); build it with `vembed index {root}`")]
+    NoIndex {
+        /// The repository.
+        root: String,
+        /// Where its index would be.
+        dir: String,
+    },
+    /// The index failed (another model, a full disk, ...).
+    #[error(transparent)]
+    Index(#[from] vembed_index::IndexError),
+    /// A text could not be tokenized.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// The queue refused the job (the host is stopping).
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// The job failed in the queue.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The host stopped while the job waited.
+    #[error("the host stopped")]
+    Stopped,
+    /// The job panicked (a bug); the index keeps what was committed.
+    #[error("internal error while indexing: {0}; run vembed index again")]
+    Panicked(String),
+}
+
 /// Someone waiting on an indexing job: gets every progress report and the
 /// end (a front door turns them into its own frames).
 pub type Subscriber = Box<dyn Fn(&Response) + Send>;
@@ -69,11 +113,9 @@ impl Indexer {
     }
 
     /// The code model: its index in the registry, and the model.
-    fn code_model(&self) -> Result<(usize, Arc<Embedder>), String> {
-        let i = self
-            .registry
-            .lookup(&ModelRef::Role(Role::Code))
-            .ok_or("no model is configured for codebase_embedding_model")?;
+    fn code_model(&self) -> Result<(usize, Arc<Embedder>), IndexerError> {
+        let i =
+            self.registry.lookup(&ModelRef::Role(Role::Code)).ok_or(IndexerError::NoCodeModel)?;
         Ok((i, self.registry.get(i)))
     }
 
@@ -86,10 +128,11 @@ impl Indexer {
         }
     }
 
-    fn dirs(repo: &str, index_dir: &Option<String>) -> Result<(PathBuf, PathBuf), String> {
-        let root = Path::new(repo).canonicalize().map_err(|e| format!("repository {repo}: {e}"))?;
+    fn dirs(repo: &str, index_dir: &Option<String>) -> Result<(PathBuf, PathBuf), IndexerError> {
+        let bad = |reason: String| IndexerError::Repo { repo: repo.to_string(), reason };
+        let root = Path::new(repo).canonicalize().map_err(|e| bad(e.to_string()))?;
         if !root.is_dir() {
-            return Err(format!("repository {repo} is not a directory"));
+            return Err(bad("not a directory".into()));
         }
         let dir = match index_dir {
             Some(d) => PathBuf::from(d),
@@ -105,16 +148,16 @@ impl Indexer {
         root: &Path,
         model: &ModelIdentity,
         rebuild: bool,
-    ) -> Result<Arc<IndexWriter>, String> {
+    ) -> Result<Arc<IndexWriter>, IndexerError> {
         let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = writers.get(dir) {
             // Open already, so built by this host's model: a rebuild empties it.
             if rebuild {
-                w.clear().map_err(|e| e.to_string())?;
+                w.clear()?;
             }
             return Ok(w.clone());
         }
-        let w = Arc::new(IndexWriter::open(dir, root, model, rebuild).map_err(|e| e.to_string())?);
+        let w = Arc::new(IndexWriter::open(dir, root, model, rebuild)?);
         writers.insert(dir.to_path_buf(), w.clone());
         Ok(w)
     }
@@ -123,7 +166,7 @@ impl Indexer {
     pub fn index(self: &Arc<Self>, req: IndexRequest, subscriber: Subscriber) {
         let (root, dir) = match Self::dirs(&req.repo, &req.index_dir) {
             Ok(d) => d,
-            Err(e) => return subscriber(&index_error(e)),
+            Err(e) => return subscriber(&index_error(e.to_string())),
         };
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(job) = jobs.get(&dir) {
@@ -134,52 +177,54 @@ impl Indexer {
         jobs.insert(dir.clone(), job.clone());
         drop(jobs);
         let me = self.clone();
-        std::thread::Builder::new()
-            .name("vembed-indexer".into())
-            .spawn(move || {
-                let started = Instant::now();
-                // Leave the job table on every way out, a panic included, so
-                // a request after the last answer starts a new job rather
-                // than joining (and waiting on) this one.
-                struct Leave<'a>(&'a Indexer, &'a Path);
-                impl Drop for Leave<'_> {
-                    fn drop(&mut self) {
-                        self.0.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(self.1);
-                    }
+        let (waiting, place) = (job.clone(), dir.clone());
+        let spawned = std::thread::Builder::new().name("vembed-indexer".into()).spawn(move || {
+            let started = Instant::now();
+            // Leave the job table on every way out, a panic included, so
+            // a request after the last answer starts a new job rather
+            // than joining (and waiting on) this one.
+            struct Leave<'a>(&'a Indexer, &'a Path);
+            impl Drop for Leave<'_> {
+                fn drop(&mut self) {
+                    self.0.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(self.1);
                 }
-                let leave = Leave(&me, &dir);
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::fault::maybe_panic_in_indexer();
-                    me.run(&root, &dir, req.rebuild, &job)
-                }))
-                .unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(format!("internal error while indexing: {msg}; run vembed index again"))
-                });
-                drop(leave);
-                match result {
-                    Ok(mut summary) => {
-                        summary.seconds = started.elapsed().as_secs_f64();
-                        tracing::info!("indexed {}: {summary:?}", root.display());
-                        job.send(&Response::IndexDone(summary));
-                    }
-                    Err(e) => {
-                        tracing::warn!("indexing {} failed: {e}", root.display());
-                        // A failed write (a full disk) can leave LMDB's handle
-                        // unusable: the next job opens the index afresh.
-                        me.writers.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
-                        job.send(&Response::Error(ErrorReply {
-                            code: ErrorCode::Index,
-                            message: e,
-                        }));
-                    }
+            }
+            let leave = Leave(&me, &dir);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::fault::maybe_panic_in_indexer();
+                me.run(&root, &dir, req.rebuild, &job)
+            }))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(IndexerError::Panicked(msg))
+            });
+            drop(leave);
+            match result {
+                Ok(mut summary) => {
+                    summary.seconds = started.elapsed().as_secs_f64();
+                    tracing::info!("indexed {}: {summary:?}", root.display());
+                    job.send(&Response::IndexDone(summary));
                 }
-            })
-            .expect("spawning the indexer thread");
+                Err(e) => {
+                    tracing::warn!("indexing {} failed: {e}", root.display());
+                    // A failed write (a full disk) can leave LMDB's handle
+                    // unusable: the next job opens the index afresh.
+                    me.writers.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
+                    job.send(&Response::Error(ErrorReply {
+                        code: ErrorCode::Index,
+                        message: e.to_string(),
+                    }));
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            self.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&place);
+            waiting.send(&index_error(format!("cannot start an indexing thread: {e}")));
+        }
     }
 
     fn run(
@@ -188,7 +233,7 @@ impl Indexer {
         dir: &Path,
         rebuild: bool,
         job: &Running,
-    ) -> Result<IndexSummary, String> {
+    ) -> Result<IndexSummary, IndexerError> {
         let (model_index, embedder) = self.code_model()?;
         let identity = Self::identity(&embedder);
         let writer = self.writer(dir, root, &identity, rebuild)?;
@@ -196,12 +241,8 @@ impl Indexer {
             IndexSummary { index_dir: dir.display().to_string(), ..Default::default() };
 
         // Walk, hash, and compare with what the index holds.
-        let known: HashMap<String, String> = writer
-            .files()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(p, e)| (p, e.hash))
-            .collect();
+        let known: HashMap<String, String> =
+            writer.files()?.into_iter().map(|(p, e)| (p, e.hash)).collect();
         let mut seen = std::collections::HashSet::new();
         let mut todo: Vec<(String, String, String)> = Vec::new(); // (path, hash, text)
         let walker = ignore::WalkBuilder::new(root)
@@ -250,11 +291,11 @@ impl Indexer {
         // Deleted files go in one batch.
         let gone: Vec<&String> = known.keys().filter(|p| !seen.contains(*p)).collect();
         if !gone.is_empty() {
-            let mut batch = writer.batch().map_err(|e| e.to_string())?;
+            let mut batch = writer.batch()?;
             for p in &gone {
-                summary.chunks_removed += batch.remove_file(p).map_err(|e| e.to_string())? as u64;
+                summary.chunks_removed += batch.remove_file(p)? as u64;
             }
-            batch.commit().map_err(|e| e.to_string())?;
+            batch.commit()?;
             summary.deleted = gone.len() as u64;
         }
 
@@ -266,12 +307,12 @@ impl Indexer {
         let flush = |pending: &mut Vec<(String, String, Vec<Snippet>, Vec<String>)>,
                      summary: &mut IndexSummary,
                      progress: &mut IndexProgress|
-         -> Result<(), String> {
+         -> Result<(), IndexerError> {
             let texts: Vec<&String> = pending.iter().flat_map(|p| p.3.iter()).collect();
             let (vectors, tokens) = self.embed(model_index, &embedder, &texts)?;
             summary.tokens += tokens;
             let dim = embedder.dim();
-            let mut batch = writer.batch().map_err(|e| e.to_string())?;
+            let mut batch = writer.batch()?;
             let mut at = 0;
             for (path, hash, snippets, _) in pending.iter() {
                 let items: Vec<(Snippet, &[f32])> = snippets
@@ -280,11 +321,10 @@ impl Indexer {
                     .map(|(i, s)| (s.clone(), &vectors[(at + i) * dim..(at + i + 1) * dim]))
                     .collect();
                 at += snippets.len();
-                summary.chunks_removed +=
-                    batch.put_file(path, hash, &items).map_err(|e| e.to_string())? as u64;
+                summary.chunks_removed += batch.put_file(path, hash, &items)? as u64;
                 summary.chunks_added += snippets.len() as u64;
             }
-            batch.commit().map_err(|e| e.to_string())?;
+            batch.commit()?;
             summary.indexed += pending.len() as u64;
             progress.files_indexed = summary.indexed;
             progress.chunks_added = summary.chunks_added;
@@ -315,15 +355,11 @@ impl Indexer {
         model: usize,
         embedder: &Embedder,
         texts: &[&String],
-    ) -> Result<(Vec<f32>, u64), String> {
+    ) -> Result<(Vec<f32>, u64), IndexerError> {
         let mut out = Vec::with_capacity(texts.len() * embedder.dim());
         let mut tokens = 0u64;
         for group in texts.chunks(EMBED_CHUNKS) {
-            let ids = group
-                .iter()
-                .map(|t| embedder.tokenize(t))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
+            let ids = group.iter().map(|t| embedder.tokenize(t)).collect::<Result<Vec<_>, _>>()?;
             let (tx, rx) = crossbeam_channel::bounded::<Result<_, JobError>>(1);
             loop {
                 let job = Job {
@@ -339,13 +375,10 @@ impl Indexer {
                     Err(SubmitError::Overloaded { .. }) => {
                         std::thread::sleep(Duration::from_millis(20))
                     }
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
             }
-            let e = rx
-                .recv()
-                .map_err(|_| "the host stopped".to_string())?
-                .map_err(|e| e.to_string())?;
+            let e = rx.recv().map_err(|_| IndexerError::Stopped)??;
             tokens += e.tokens.iter().map(|&t| u64::from(t)).sum::<u64>();
             out.extend_from_slice(&e.data);
         }
@@ -353,20 +386,18 @@ impl Indexer {
     }
 
     /// Searches an index through the host.
-    pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, String> {
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, IndexerError> {
         let (root, dir) = Self::dirs(&req.repo, &req.index_dir)?;
         if !dir.join("data.mdb").exists() {
-            return Err(format!(
-                "no index for {} (at {}); build it with `vembed index {}`",
-                root.display(),
-                dir.display(),
-                root.display()
-            ));
+            return Err(IndexerError::NoIndex {
+                root: root.display().to_string(),
+                dir: dir.display().to_string(),
+            });
         }
         let (model, embedder) = self.code_model()?;
         let writer = self.writer(&dir, &root, &Self::identity(&embedder), false)?;
         let (query, _) = self.embed(model, &embedder, &[&req.query])?;
-        let hits = writer.reader().search(&query, req.k as usize).map_err(|e| e.to_string())?;
+        let hits = writer.reader().search(&query, req.k as usize)?;
         Ok(hits
             .into_iter()
             .map(|h| SearchHit {

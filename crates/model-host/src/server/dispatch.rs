@@ -39,8 +39,9 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
         }
         Request::Search(req) => match shared.indexer.search(&req) {
             Ok(hits) => send(Response::SearchResults(hits)),
-            Err(message) => {
+            Err(e) => {
                 shared.stats.record_error();
+                let message = e.to_string();
                 send(Response::Error(ErrorReply { code: ErrorCode::Index, message }));
             }
         },
