@@ -283,7 +283,8 @@ fn r9_4_replies_a_client_leaves_unread_are_bounded() {
     drop(s);
     let sent = feeder.join().unwrap();
     assert!(sent <= 60, "the host must stop reading a client that leaves its replies unread");
-    std::thread::sleep(Duration::from_secs(1));
+    // The host trims its heap at most once a second after connections close.
+    std::thread::sleep(Duration::from_secs(3));
     let after = rss_kb(pid);
     eprintln!(
         "r9_4: host RSS {before} kB before, {during} kB while a client reads nothing, {after} kB after it closed; it sent {sent} of 60 requests"
