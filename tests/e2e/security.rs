@@ -370,9 +370,8 @@ fn r9_8_a_stopped_host_fails_clients_within_their_deadline_with_the_reason() {
 /// Issue 10's campaign: connect/disconnect churn must not leak. Rounds of
 /// 2,000 cycles of bare connects, Hello only, a close in the middle of a
 /// request, half frames and a close during a 64-text bulk request: memory
-/// may rise once to what the peak of concurrent connections needs (a few
-/// hundred half-frame connections wait out the frame timeout at once), then
-/// must stay flat.
+/// may rise once (allocator fragmentation from the jobs and connections that
+/// overlapped), then must stay flat.
 #[test]
 fn r10_connection_churn_does_not_grow_the_host() {
     let env = Env::new();
@@ -431,6 +430,9 @@ fn r10_connection_churn_does_not_grow_the_host() {
         rounds.push(settle());
     }
     eprintln!("r10 churn: host RSS {before} kB before, {rounds:?} kB after each 2,000 cycles");
-    assert!(rounds[1] < rounds[0] + 2 * 1024, "churn keeps growing the host: {rounds:?}");
-    assert!(rounds[1] < before + 16 * 1024, "churn kept {} kB", rounds[1] - before);
+    // The campaign saw +28 MB per 2,000 cycles, growing on; how high the one
+    // step goes depends on how many jobs and connections overlapped, which
+    // the machine's load decides, so the bounds leave room for that.
+    assert!(rounds[1] < rounds[0] + 8 * 1024, "churn keeps growing the host: {rounds:?}");
+    assert!(rounds[1] < before + 24 * 1024, "churn kept {} kB", rounds[1] - before);
 }
