@@ -293,7 +293,7 @@ fn r9_4_replies_a_client_leaves_unread_are_bounded() {
         during < before + 8 * 1024,
         "a client that never reads raised host RSS from {before} kB to {during} kB"
     );
-    assert!(after < before + 4 * 1024, "after it closed: {before} kB -> {after} kB");
+    assert!(after < before + 6 * 1024, "after it closed: {before} kB -> {after} kB");
 }
 
 #[test]

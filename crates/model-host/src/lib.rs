@@ -32,6 +32,7 @@ pub use queue::JobError;
 pub use registry::Registry;
 pub use server::{
     HostConfig, HostError, HostLock, StopReason, acquire, bind, raise_fd_limit, serve,
+    tune_allocator,
 };
 
 /// The thread count a setting of `n` means: 0 is one per core.

@@ -85,6 +85,7 @@ fn run() -> anyhow::Result<ExitCode> {
         }
     }
 
+    server::tune_allocator();
     server::raise_fd_limit();
     let threads = vembed_host::thread_count(settings.threads);
     // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.

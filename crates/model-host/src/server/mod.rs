@@ -7,7 +7,7 @@ mod connection;
 mod dispatch;
 mod startup;
 
-pub use startup::{HostError, HostLock, acquire, bind, raise_fd_limit};
+pub use startup::{HostError, HostLock, acquire, bind, raise_fd_limit, tune_allocator};
 
 use std::collections::VecDeque;
 use std::fs;

@@ -115,3 +115,15 @@ pub fn raise_fd_limit() {
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     }
 }
+
+/// Fixes glibc's mmap threshold, so that large buffers (replies, frames,
+/// activations) are always their own mappings and go back to the kernel when
+/// freed. By default glibc raises the threshold after the first large free,
+/// and later large buffers then stay in the heap after they are freed.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
+}
