@@ -239,6 +239,16 @@ impl Drop for Env {
     }
 }
 
+/// Fails the test loudly unless it runs as root (CI does): `why` says what
+/// the test needs root for.
+pub fn require_root(why: &str) {
+    assert_eq!(
+        vembed_models::private_dir::euid(),
+        0,
+        "this test {why} and needs root (CI runs as root)"
+    );
+}
+
 /// Whether a process is alive (and not a zombie).
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -479,11 +479,7 @@ fn r9_9_vembed_index_survives_a_host_killed_mid_job() {
 /// keeps serving and what was committed stays searchable.
 #[test]
 fn r9_7_a_full_disk_is_named_as_such() {
-    assert_eq!(
-        vembed_models::private_dir::euid(),
-        0,
-        "this test mounts a tmpfs and needs root (CI runs as root)"
-    );
+    vembed_tests::require_root("mounts a tmpfs");
     let env = Env::new();
     let repo = env.path("repo");
     many_files(&repo, 400, "one");
@@ -517,17 +513,5 @@ fn r9_7_a_full_disk_is_named_as_such() {
     let searcher = vembed::search::Searcher::open_dir(&dir).unwrap();
     let stats = searcher.stats().unwrap();
     assert!(stats.files < 400, "{stats:?}");
-    let out = env.vembed(
-        &[
-            "search",
-            "handle request kind 2",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--index-dir",
-            dir.to_str().unwrap(),
-            "--json",
-        ],
-        "",
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    search_json(&env, &repo, &dir, "handle request kind 2");
 }

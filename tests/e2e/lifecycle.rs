@@ -152,11 +152,7 @@ fn vembed_stop_stops_the_host() {
 /// 0600 socket) but connects with effective uid `nobody`.
 #[test]
 fn a_peer_with_another_uid_is_refused() {
-    assert_eq!(
-        vembed_models::private_dir::euid(),
-        0,
-        "this test drops to another uid and needs root (CI runs as root)"
-    );
+    vembed_tests::require_root("drops to another uid");
     let env = Env::new();
     let mut owner = env.client();
     let path = std::ffi::CString::new(env.socket.as_os_str().as_encoded_bytes()).unwrap();

@@ -20,11 +20,7 @@ use vembed_tests::{Env, bin};
 const NOBODY: u32 = 65534;
 
 fn require_root() {
-    assert_eq!(
-        vembed_models::private_dir::euid(),
-        0,
-        "this test plays another user (uid {NOBODY}) and needs root (CI runs as root)"
-    );
+    vembed_tests::require_root("plays another user (uid 65534)");
 }
 
 /// A directory every user can enter, for the other user's files.
@@ -199,11 +195,16 @@ fn threads(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count() as u64).unwrap_or(0)
 }
 
+/// Sends the handshake without waiting for its answer.
+fn send_hello(s: &mut UnixStream) {
+    let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: "test".into() });
+    framing::write_frame(s, &RequestFrame { id: 0, request: hello }).unwrap();
+}
+
 fn greeted(env: &Env) -> UnixStream {
     let mut s = UnixStream::connect(&env.socket).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: "test".into() });
-    framing::write_frame(&mut s, &RequestFrame { id: 0, request: hello }).unwrap();
+    send_hello(&mut s);
     let mut buf = Vec::new();
     framing::read_frame(&mut s, 1 << 20, &mut buf).unwrap();
     s
@@ -377,10 +378,6 @@ fn r9_8_a_stopped_host_fails_clients_within_their_deadline_with_the_reason() {
 fn r10_connection_churn_does_not_grow_the_host() {
     let env = Env::new();
     let pid = env.client().hello().pid;
-    let hello = |s: &mut UnixStream| {
-        let h = Request::Hello(Hello { version: PROTOCOL_VERSION, client: "churn".into() });
-        framing::write_frame(s, &RequestFrame { id: 0, request: h }).unwrap();
-    };
     let bulk = |s: &mut UnixStream| {
         let texts = (0..64).map(|i| format!("bulk text number {i} about retries")).collect();
         let req = EmbedRequest { model: ModelRef::Role(Role::Unified), texts };
@@ -390,18 +387,18 @@ fn r10_connection_churn_does_not_grow_the_host() {
         let mut s = UnixStream::connect(&env.socket).unwrap();
         match i % 5 {
             0 => {}
-            1 => hello(&mut s),
+            1 => send_hello(&mut s),
             2 => {
-                hello(&mut s);
+                send_hello(&mut s);
                 bulk(&mut s);
             }
             3 => {
-                hello(&mut s);
+                send_hello(&mut s);
                 let _ = s.write_all(&(1000u32).to_le_bytes());
                 let _ = s.write_all(&[0u8; 10]);
             }
             _ => {
-                hello(&mut s);
+                send_hello(&mut s);
                 bulk(&mut s);
                 let mut b = [0u8; 64];
                 let _ = s.read(&mut b);

@@ -23,7 +23,7 @@ const BULK_TEXTS_PER_REQUEST: usize = 256;
 /// Expected reply bytes a client keeps unread at most while pipelining: the
 /// host stops reading a connection's requests past this much (PROTOCOL.md),
 /// so a client that wrote more before reading could block on its own write.
-const ROOM_BYTES: usize = 2 << 20;
+const ROOM_BYTES: usize = vembed_protocol::UNREAD_REPLY_ROOM_BYTES;
 /// Chunks the host embeds between two progress replies of an index job.
 const INDEX_CHUNKS_PER_PROGRESS: usize = 256;
 
@@ -438,7 +438,8 @@ impl Client {
         // What each reply will weigh, so that no more than the host's room
         // for unread replies is in flight (see ROOM_BYTES).
         let dim = self.hello.models.iter().map(|m| m.dim as usize).max().unwrap_or(1024);
-        let reply_bytes = |r: &std::ops::Range<usize>| r.len() * (dim * 4 + 4) + 64;
+        let reply_bytes =
+            |r: &std::ops::Range<usize>| vembed_protocol::embeddings_reply_bytes(r.len(), dim);
         let mut results: Vec<Option<Embeddings>> = vec![None; chunks.len()];
         if !self.in_sync {
             return Err(Error::Disconnected);

@@ -194,14 +194,7 @@ impl Indexer {
                 crate::fault::maybe_panic_in_indexer();
                 me.run(&root, &dir, req.rebuild, &job)
             }))
-            .unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(IndexerError::Panicked(msg))
-            });
+            .unwrap_or_else(|p| Err(IndexerError::Panicked(crate::queue::panic_message(&*p))));
             drop(leave);
             match result {
                 Ok(mut summary) => {

@@ -165,7 +165,7 @@ impl Infer {
                     });
             ids.push(tokenized.map_err(|e| InferError::Tokenizer(e.to_string()))?);
         }
-        let reply_bytes = req.texts.len() * (embedder.dim() * 4 + 4) + 64;
+        let reply_bytes = vembed_protocol::embeddings_reply_bytes(req.texts.len(), embedder.dim());
         let job = Job { model, ids, reply: reply(reply_bytes), received, cached };
         self.queue.submit(job).map_err(|e| match e {
             SubmitError::Overloaded { queued, limit } => InferError::Overloaded { queued, limit },

@@ -9,7 +9,7 @@
 //! Replies a client has not read are bounded. Each admitted request reserves
 //! the size of its expected reply ([`Outbox::admit`]) until the reply is
 //! handed on; the reader stops reading new requests while reserved plus
-//! queued bytes exceed [`ROOM_BYTES`] ([`Outbox::wait_for_room`]), so the
+//! queued bytes exceed [`UNREAD_REPLY_ROOM_BYTES`] ([`Outbox::wait_for_room`]), so the
 //! client's own writes block instead of the host's memory growing. A writer
 //! that makes no progress for the write timeout gives up: the backlog is
 //! dropped and the connection shut down.
@@ -22,13 +22,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::socket::{MsgFlags, send};
-use vembed_protocol::ResponseFrame;
 use vembed_protocol::framing;
-
-/// Unread reply bytes (reserved or queued) past which a connection's next
-/// request is not read until the client catches up. One request is always
-/// admitted, however large its reply.
-pub const ROOM_BYTES: usize = 2 << 20;
+use vembed_protocol::{ResponseFrame, UNREAD_REPLY_ROOM_BYTES};
 
 struct State {
     stream: UnixStream,
@@ -134,7 +129,7 @@ impl Outbox {
                 return Room::Broken;
             }
             let unread = st.reserved + st.queued_bytes;
-            if unread == 0 || unread <= ROOM_BYTES {
+            if unread <= UNREAD_REPLY_ROOM_BYTES {
                 return Room::Free;
             }
             let now = Instant::now();
@@ -185,7 +180,6 @@ impl Outbox {
                 return;
             }
             bytes.drain(..sent);
-            bytes.shrink_to_fit();
             st.backlog = true;
         }
         st.queued_bytes += bytes.len();

@@ -53,6 +53,18 @@ pub const CONFIG: bincode::config::Configuration<
 /// possibly smaller, limit in [`Limits::max_frame_bytes`].
 pub const ABSOLUTE_MAX_FRAME_BYTES: u32 = 256 << 20;
 
+/// Bytes of replies a connection may leave unread (counting the expected
+/// replies of requests not answered yet) before the host stops reading its
+/// next request; one request is always read, whatever its reply weighs. A
+/// client that pipelines keeps within this much, or its own writes may block.
+pub const UNREAD_REPLY_ROOM_BYTES: usize = 2 << 20;
+
+/// What a host reserves for the reply to an `Embed` of `texts` texts with a
+/// model of `dim` dimensions: the vectors, the token counts and the frame.
+pub const fn embeddings_reply_bytes(texts: usize, dim: usize) -> usize {
+    texts * (dim * 4 + 4) + 64
+}
+
 /// The largest frame a host reads before the handshake. A `Hello` is a few
 /// dozen bytes; anything longer before it is refused and the connection closed,
 /// so a connection that has not said who it is holds no real memory.

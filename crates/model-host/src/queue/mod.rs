@@ -178,6 +178,10 @@ struct Active {
     job: Job,
     /// Text indices, longest first.
     order: Vec<usize>,
+    /// Their token counts, in the same order.
+    lens: Vec<usize>,
+    /// The job's engine pads batches.
+    padded: bool,
     next: usize,
     out: Vec<f32>,
     done: usize,
@@ -187,11 +191,17 @@ struct Active {
     alone: bool,
 }
 
+/// What the planner sees of an active job.
+fn view(a: &Active, waited: u32) -> plan::Pending<'_> {
+    plan::Pending { model: a.job.model, padded: a.padded, lens: &a.lens[a.next..], waited }
+}
+
 /// Batches a job may be passed over before it goes first: a long text
 /// under a stream of short queries waits at most this many small batches.
 const MAX_WAIT_BATCHES: u32 = 8;
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+/// The message of a caught panic.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -372,45 +382,23 @@ impl Batcher {
     /// The next batch, from the pure planner. Jobs to be run alone (after a
     /// failed batch) go one at a time, before anything else.
     fn next_batch(&self, active: &[Active]) -> Vec<(usize, usize)> {
+        let budget = plan::Budget { max_tokens: self.max_batch_tokens, max_wait: MAX_WAIT_BATCHES };
         if let Some(ai) = active.iter().position(|a| a.alone) {
-            let a = &active[ai];
-            let lens: Vec<usize> = a.order[a.next..].iter().map(|&t| a.job.ids[t].len()).collect();
-            let view = [plan::Pending { model: a.job.model, lens: &lens, waited: 0 }];
-            let budget = self.budget(a.job.model);
-            return plan::plan(&view, &budget).into_iter().map(|(_, n)| (ai, n)).collect();
+            let picks = plan::plan(&[view(&active[ai], 0)], &budget);
+            return picks.into_iter().map(|(_, n)| (ai, n)).collect();
         }
-        let lens: Vec<Vec<usize>> = active
-            .iter()
-            .map(|a| a.order[a.next..].iter().map(|&t| a.job.ids[t].len()).collect())
-            .collect();
-        let views: Vec<plan::Pending<'_>> = active
-            .iter()
-            .zip(&lens)
-            .map(|(a, l)| plan::Pending { model: a.job.model, lens: l, waited: a.waited })
-            .collect();
-        // The first pick's model decides how the batch is costed.
-        let first = plan::plan(&views, &self.budget(0));
-        let model = active[first[0].0].job.model;
-        if self.registry.get(model).pads_batches() == self.registry.get(0).pads_batches() {
-            return first;
-        }
-        plan::plan(&views, &self.budget(model))
-    }
-
-    fn budget(&self, model: usize) -> plan::Budget {
-        plan::Budget {
-            max_tokens: self.max_batch_tokens,
-            padded: self.registry.get(model).pads_batches(),
-            max_wait: MAX_WAIT_BATCHES,
-        }
+        let views: Vec<plan::Pending<'_>> = active.iter().map(|a| view(a, a.waited)).collect();
+        plan::plan(&views, &budget)
     }
 
     fn activate(&self, job: Job) -> Active {
         let mut order: Vec<usize> = (0..job.ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(job.ids[i].len()));
-        let dim = self.registry.get(job.model).dim();
+        let lens = order.iter().map(|&i| job.ids[i].len()).collect();
+        let embedder = self.registry.get(job.model);
+        let (dim, padded) = (embedder.dim(), embedder.pads_batches());
         let out = vec![0f32; job.ids.len() * dim];
-        Active { job, order, next: 0, out, done: 0, waited: 0, alone: false }
+        Active { job, order, lens, padded, next: 0, out, done: 0, waited: 0, alone: false }
     }
 
     /// Answers a job whose texts are all embedded. A panic while building

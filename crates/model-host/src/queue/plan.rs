@@ -7,7 +7,8 @@
 //! long text is never starved by a stream of short ones. The batch takes the
 //! first job's model, then fills with that model's texts, job after job in
 //! the same order, while the cost stays under the token budget: real tokens
-//! for an engine that packs texts, `texts × longest` for one that pads. The
+//! for an engine that packs texts, `texts × longest` for one that pads
+//! (as the first job's model says). The
 //! first text always goes in, whatever it costs.
 
 /// What the planner sees of one pending job, in arrival order.
@@ -15,6 +16,8 @@
 pub struct Pending<'a> {
     /// The model the job needs.
     pub model: usize,
+    /// That model's engine pads every text to the batch's longest.
+    pub padded: bool,
     /// Token counts of the job's texts still to embed, in the order they
     /// are to run.
     pub lens: &'a [usize],
@@ -33,8 +36,6 @@ impl Pending<'_> {
 pub struct Budget {
     /// Tokens per forward pass.
     pub max_tokens: usize,
-    /// The engine pads every text to the batch's longest.
-    pub padded: bool,
     /// Batches a job may be passed over before it goes first.
     pub max_wait: u32,
 }
@@ -52,14 +53,14 @@ pub fn plan(pending: &[Pending<'_>], budget: &Budget) -> Vec<(usize, usize)> {
         (!aged, if aged { u32::MAX - p.waited } else { 0 }, if aged { 0 } else { p.remaining() })
     });
     let Some(&first) = order.first() else { return Vec::new() };
-    let model = pending[first].model;
+    let (model, padded) = (pending[first].model, pending[first].padded);
     let mut picks: Vec<(usize, usize)> = Vec::new();
     let (mut texts, mut total, mut longest) = (0usize, 0usize, 0usize);
     'fill: for &i in order.iter().filter(|&&i| pending[i].model == model) {
         let mut taken = 0;
         for &len in pending[i].lens {
             let len = len.max(1);
-            let cost = if budget.padded { (texts + 1) * longest.max(len) } else { total + len };
+            let cost = if padded { (texts + 1) * longest.max(len) } else { total + len };
             if texts > 0 && cost > budget.max_tokens {
                 if taken > 0 {
                     picks.push((i, taken));
@@ -82,10 +83,10 @@ pub fn plan(pending: &[Pending<'_>], budget: &Budget) -> Vec<(usize, usize)> {
 mod tests {
     use super::*;
 
-    const B: Budget = Budget { max_tokens: 100, padded: false, max_wait: 4 };
+    const B: Budget = Budget { max_tokens: 100, max_wait: 4 };
 
     fn job(model: usize, lens: &[usize]) -> Pending<'_> {
-        Pending { model, lens, waited: 0 }
+        Pending { model, padded: false, lens, waited: 0 }
     }
 
     #[test]
@@ -131,8 +132,8 @@ mod tests {
         let lens = [40, 10, 10];
         // Unpadded: 40 + 10 + 10 = 60 fits. Padded: 3 × 40 = 120 does not.
         assert_eq!(plan(&[job(0, &lens)], &B), vec![(0, 3)]);
-        let padded = Budget { padded: true, ..B };
-        assert_eq!(plan(&[job(0, &lens)], &padded), vec![(0, 2)]);
+        let padded = Pending { padded: true, ..job(0, &lens) };
+        assert_eq!(plan(&[padded], &B), vec![(0, 2)]);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn hello(shared: &Shared) -> HelloReply {
         version: PROTOCOL_VERSION,
         host_version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
-        models: shared.registry.infos(),
+        models: shared.infer.registry.infos(),
         limits: shared.config.limits,
     }
 }
@@ -98,10 +98,11 @@ fn embed(ctx: &Ctx<'_>, id: u64, req: EmbedRequest, cached: bool) {
 fn status(shared: &Shared, queue: &Queue) -> HostStatus {
     let (p50, p99) = shared.stats.latency_percentiles();
     let models = shared
+        .infer
         .registry
         .infos()
         .into_iter()
-        .zip(shared.registry.all())
+        .zip(shared.infer.registry.all())
         .map(|(info, m)| ModelStatus {
             info,
             files: m
@@ -137,6 +138,6 @@ fn status(shared: &Shared, queue: &Queue) -> HostStatus {
         threads: crate::threads() as u32,
         idle_timeout_secs: shared.config.settings.idle_timeout_secs,
         limits: shared.config.limits,
-        cache: shared.cache.status(),
+        cache: shared.infer.cache.status(),
     }
 }

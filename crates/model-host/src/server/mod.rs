@@ -132,9 +132,7 @@ impl InFlight {
 /// State shared by every thread of a host.
 struct Shared {
     config: HostConfig,
-    registry: Arc<Registry>,
     stats: Arc<Stats>,
-    cache: Arc<EmbedCache>,
     indexer: Arc<Indexer>,
     infer: Infer,
     started: Instant,
@@ -180,19 +178,12 @@ pub fn serve(
         config.limits.max_queue_texts as usize,
     );
     let indexer = Indexer::new(registry.clone(), queue.clone());
-    let infer = Infer {
-        registry: registry.clone(),
-        cache: cache.clone(),
-        queue: queue.clone(),
-        limits: config.limits,
-        stop: stop.clone(),
-    };
+    let infer =
+        Infer { registry, cache, queue: queue.clone(), limits: config.limits, stop: stop.clone() };
     let inflight = InFlight { used: AtomicUsize::new(0), limit: config.max_inflight_bytes };
     let shared = Arc::new(Shared {
         config,
-        registry,
         stats,
-        cache,
         indexer,
         infer,
         started: Instant::now(),
