@@ -9,6 +9,7 @@ use vembed_protocol::{
     ABSOLUTE_MAX_FRAME_BYTES, EmbedRequest, Embeddings, ErrorCode, FrameReader, Hello, HelloReply,
     HostStatus, IndexProgress, IndexRequest, IndexSummary, ModelRef, PROTOCOL_VERSION, Poll,
     Request, RequestFrame, Response, ResponseFrame, Role, SearchHit, SearchRequest,
+    SelectToolsRequest, ToolSelections,
 };
 
 use crate::connect::{self, Timeouts};
@@ -238,6 +239,28 @@ impl Client {
         match self.call(Request::Search(req))? {
             Response::SearchResults(hits) => Ok(hits),
             other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Ranks a tool set in the host ([`crate::tools`] has the convenient
+    /// form). Retried once on a new host if the host died.
+    pub fn select_tools_request(&mut self, req: SelectToolsRequest) -> Result<ToolSelections> {
+        let texts = req.queries.len() + req.tools.len();
+        let once = |c: &mut Client, req: SelectToolsRequest| {
+            let id = c.start(Request::SelectTools(req))?;
+            let response = c.reply_within(id, c.timeouts.for_texts(texts), true)?;
+            c.in_sync = true;
+            match response {
+                Response::ToolSelections(s) => Ok(s),
+                other => Err(unexpected(&other)),
+            }
+        };
+        match once(self, req.clone()) {
+            Err(Error::Disconnected) if self.spawn.is_some() => {
+                self.reconnect()?;
+                once(self, req)
+            }
+            other => other,
         }
     }
 
@@ -536,6 +559,7 @@ fn unexpected(r: &Response) -> Error {
         Response::IndexProgress(_) => "IndexProgress",
         Response::IndexDone(_) => "IndexDone",
         Response::SearchResults(_) => "SearchResults",
+        Response::ToolSelections(_) => "ToolSelections",
     };
     Error::Protocol(format!("unexpected {name} reply"))
 }

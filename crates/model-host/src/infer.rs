@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use vembed_protocol::{EmbedRequest, ErrorCode, Limits};
+use vembed_protocol::{EmbedRequest, ErrorCode, Limits, ModelRef};
 
 use crate::cache::{self, EmbedCache, TextHash};
 use crate::queue::{CachedJob, Job, JobError, Queue, Respond, SubmitError};
@@ -93,6 +93,8 @@ pub struct Infer {
     pub limits: Limits,
     /// Set when the host stops taking work.
     pub stop: Arc<AtomicBool>,
+    /// The tool sets whose vectors `SelectTools` keeps.
+    pub tools: Arc<crate::tool_select::Rankers>,
 }
 
 impl Infer {
@@ -105,15 +107,22 @@ impl Infer {
         cached: bool,
         reply: impl FnOnce(usize) -> Box<dyn Respond>,
     ) -> Result<(), InferError> {
+        self.check(&req.texts)?;
+        let model = self.resolve(&req.model)?;
+        self.embed_on(model, &req.texts, cached, reply)
+    }
+
+    /// Checks texts against the limits: how many, and how long each is.
+    pub fn check(&self, texts: &[String]) -> Result<(), InferError> {
         let limits = self.limits;
-        if req.texts.len() > limits.max_texts_per_request as usize {
+        if texts.len() > limits.max_texts_per_request as usize {
             return Err(InferError::TooManyTexts {
-                n: req.texts.len(),
+                n: texts.len(),
                 limit: limits.max_texts_per_request,
             });
         }
         if let Some((index, t)) =
-            req.texts.iter().enumerate().find(|(_, t)| t.len() > limits.max_text_bytes as usize)
+            texts.iter().enumerate().find(|(_, t)| t.len() > limits.max_text_bytes as usize)
         {
             return Err(InferError::TextTooLarge {
                 index,
@@ -121,30 +130,46 @@ impl Infer {
                 limit: limits.max_text_bytes,
             });
         }
-        // A model the host was not started with is loaded now, if it is on
-        // disk. Loading runs third-party code on files: a panic is this
-        // request's error.
+        Ok(())
+    }
+
+    /// The registry index of the model a request names, loading a model the
+    /// host was not started with if it is on disk.
+    pub fn resolve(&self, model: &ModelRef) -> Result<usize, InferError> {
+        // Loading runs third-party code on files: a panic is this request's error.
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.registry.lookup_or_load(&req.model)
+            self.registry.lookup_or_load(model)
         }))
         .unwrap_or_else(|_| Err(crate::model::ModelError::Store("loading it panicked".into())));
-        let model = loaded.map_err(|e| InferError::UnknownModel {
-            model: format!("{:?}", req.model),
+        loaded.map_err(|e| InferError::UnknownModel {
+            model: format!("{model:?}"),
             reason: e.to_string(),
             served: self.registry.all().iter().map(|m| m.name.clone()).collect(),
-        })?;
+        })
+    }
+
+    /// Embeds texts, already checked against the limits, with the model at
+    /// registry index `model` (see [`Infer::embed`]).
+    pub fn embed_on(
+        &self,
+        model: usize,
+        texts: &[String],
+        cached: bool,
+        reply: impl FnOnce(usize) -> Box<dyn Respond>,
+    ) -> Result<(), InferError> {
         if self.stop.load(Ordering::Acquire) {
             return Err(InferError::ShuttingDown);
         }
         let received = Instant::now();
         let embedder = self.registry.get(model);
         // Cached texts are answered from the cache; only the others are embedded.
+        let all = texts;
         let (texts, cached) = if cached {
-            let hashes: Vec<TextHash> = req.texts.iter().map(|t| cache::text_hash(t)).collect();
+            let hashes: Vec<TextHash> = all.iter().map(|t| cache::text_hash(t)).collect();
             let hits = self.cache.get(&embedder.identity, embedder.dim(), &hashes);
             let mut misses = Vec::new();
             let mut miss_hashes = Vec::new();
-            for ((t, h), hit) in req.texts.iter().zip(&hashes).zip(&hits) {
+            for ((t, h), hit) in all.iter().zip(&hashes).zip(&hits) {
                 if hit.is_none() {
                     misses.push(t.as_str());
                     miss_hashes.push(*h);
@@ -152,7 +177,7 @@ impl Infer {
             }
             (misses, Some(CachedJob { identity: embedder.identity.clone(), hits, miss_hashes }))
         } else {
-            (req.texts.iter().map(String::as_str).collect(), None)
+            (all.iter().map(String::as_str).collect(), None)
         };
         let mut ids = Vec::with_capacity(texts.len());
         for t in texts {
@@ -165,7 +190,7 @@ impl Infer {
                     });
             ids.push(tokenized.map_err(|e| InferError::Tokenizer(e.to_string()))?);
         }
-        let reply_bytes = vembed_protocol::embeddings_reply_bytes(req.texts.len(), embedder.dim());
+        let reply_bytes = vembed_protocol::embeddings_reply_bytes(all.len(), embedder.dim());
         let job = Job { model, ids, reply: reply(reply_bytes), received, cached };
         self.queue.submit(job).map_err(|e| match e {
             SubmitError::Overloaded { queued, limit } => InferError::Overloaded { queued, limit },

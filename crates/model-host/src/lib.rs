@@ -22,6 +22,7 @@ mod queue;
 mod registry;
 mod server;
 mod stats;
+mod tool_select;
 mod weights;
 
 pub use backend::{Backend, BackendError, Batch};

@@ -47,6 +47,96 @@ pub enum Request {
     /// cannot open LMDB themselves (tag 7). Answered with
     /// [`Response::SearchResults`].
     Search(SearchRequest),
+    /// Rank a tool set against requests on the host (tag 8): the one
+    /// implementation of tool selection, for clients in every language. The
+    /// host keeps the tool set's vectors (from its embedding cache) for
+    /// later requests that send the same set. Answered with
+    /// [`Response::ToolSelections`].
+    SelectTools(SelectToolsRequest),
+}
+
+/// Rank tools against requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectToolsRequest {
+    /// The model (normally `Role(Tools)`).
+    pub model: ModelRef,
+    /// The tool set: 1 to 1000 tools, names unique and non-empty,
+    /// descriptions non-empty.
+    pub tools: Vec<ToolSpec>,
+    /// How tools are scored.
+    pub method: ToolMethod,
+    /// The requests to rank tools for, at most
+    /// [`Limits::max_texts_per_request`]; one selection each, in order.
+    pub queries: Vec<String>,
+    /// Most tools returned per request (when some pass the threshold).
+    pub k: u32,
+    /// Least score kept.
+    pub threshold: f32,
+    /// What to return when no tool reaches the threshold.
+    pub fallback: ToolFallback,
+}
+
+/// One tool of a tool set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// Its name, as the LLM calls it.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Its parameters' names.
+    pub parameters: Vec<String>,
+    /// Requests it serves, in the words a user would use.
+    pub use_cases: Vec<String>,
+}
+
+/// How tools are scored against a request. The variant order is part of the
+/// wire format: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToolMethod {
+    /// Victor's: cosine with one text per tool (`name. description.
+    /// Parameters: a, b. Use for: x; y.`).
+    Plain,
+    /// Cosine with one text per tool, identifiers split into words.
+    Split,
+    /// The best cosine over the tool's text (split) and each use case alone.
+    MaxSim,
+    /// `max-sim` plus a lexical score: the idf-weighted share of the
+    /// request's words found in the tool's text.
+    Hybrid,
+}
+
+/// What a selection holds when no tool reaches the threshold. The variant
+/// order is part of the wire format: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToolFallback {
+    /// Every tool, ranked (Victor's choice: let the LLM decide).
+    All,
+    /// The top k, whatever their scores.
+    TopK,
+}
+
+/// The answer to a [`SelectToolsRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSelections {
+    /// The canonical name of the model that ranked them.
+    pub model: String,
+    /// One selection per request, in request order; each best first.
+    pub selections: Vec<Vec<ToolPick>>,
+    /// Whether the host already held this tool set's vectors.
+    pub tools_cached: bool,
+    /// Microseconds the host spent on the request.
+    pub host_us: u64,
+}
+
+/// A selected tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolPick {
+    /// The tool's name.
+    pub name: String,
+    /// Its score (cosine, plus the lexical part for `hybrid`).
+    pub score: f32,
 }
 
 /// Index a repository.
@@ -198,6 +288,8 @@ pub enum Response {
     IndexDone(IndexSummary),
     /// Results of a [`SearchRequest`], best first (tag 7).
     SearchResults(Vec<SearchHit>),
+    /// The ranked tools of a [`SelectToolsRequest`] (tag 8).
+    ToolSelections(ToolSelections),
 }
 
 /// What the host tells a client after a good handshake.
@@ -322,6 +414,9 @@ pub enum ErrorCode {
     /// A code index cannot be used: built by another model, another schema,
     /// missing, or an I/O error. The message says how to fix it.
     Index,
+    /// The request decoded but its content is not valid (an empty or
+    /// duplicate tool name, say); the message says what to change.
+    InvalidRequest,
 }
 
 impl std::fmt::Display for ErrorCode {

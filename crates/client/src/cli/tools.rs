@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use vembed::tools::{Fallback, Method, SelectOptions, Selection, Selector, ToolSet};
+use vembed::tools::{
+    Fallback, METHODS, Method, SelectOptions, Selection, Selector, ToolSet, method_name,
+    parse_fallback, parse_method,
+};
 use vembed::{Client, ModelRef, Role};
 
 /// `vembed tools ...`
@@ -23,7 +26,7 @@ pub enum ToolsCommand {
         #[arg(long, default_value_t = 0.15)]
         threshold: f32,
         /// What to return when no tool reaches the threshold.
-        #[arg(long, value_enum, default_value_t = Fallback::All)]
+        #[arg(long, value_parser = parse_fallback, default_value = "all")]
         fallback: Fallback,
         /// Print JSON.
         #[arg(long)]
@@ -62,8 +65,8 @@ pub struct SetArgs {
     /// The tool set: a JSON list of {"name", "description", "parameters", "use_cases"}.
     #[arg(long)]
     tools: PathBuf,
-    /// How tools are scored.
-    #[arg(long, value_enum, default_value_t = Method::Hybrid)]
+    /// How tools are scored: plain, split, max-sim or hybrid.
+    #[arg(long, value_parser = parse_method, default_value = "hybrid")]
     method: Method,
 }
 
@@ -76,15 +79,16 @@ pub fn run(client: &mut Client, command: &ToolsCommand) -> anyhow::Result<()> {
     match command {
         ToolsCommand::Select { set, k, threshold, fallback, json, jsonl, query } => {
             let opts = SelectOptions { k: *k, threshold: *threshold, fallback: *fallback };
-            let selector = Selector::new(client, &load(&set.tools)?, set.method)?;
+            let tools = load(&set.tools)?;
             if *jsonl {
                 if query.is_some() {
                     bail!("--jsonl reads requests from stdin; do not also pass one");
                 }
-                return select_jsonl(client, &selector, &opts);
+                return select_jsonl(client, &tools, set.method, &opts);
             }
             let Some(query) = query else { bail!("no request given (or use --jsonl)") };
-            let picks = selector.select(client, query, &opts)?;
+            let mut picks = client.select_tools(&tools, set.method, &[query], &opts)?.selections;
+            let picks = picks.pop().unwrap_or_default();
             if *json {
                 println!("{}", serde_json::to_string(&picks)?);
             } else {
@@ -98,33 +102,45 @@ pub fn run(client: &mut Client, command: &ToolsCommand) -> anyhow::Result<()> {
             let tools = load(&set.tools)?;
             let before = client.status()?.cache;
             let t = Instant::now();
-            Selector::new(client, &tools, set.method)?;
+            let held = client.select_tools(&tools, set.method, &[], &SelectOptions::default())?;
             let after = client.status()?.cache;
-            println!(
-                "{} tools ready in {:.1} ms: {} embedding(s) computed, {} from the host's cache",
-                tools.tools.len(),
-                t.elapsed().as_secs_f64() * 1e3,
-                after.misses - before.misses,
-                (after.hits + after.disk_hits) - (before.hits + before.disk_hits),
-            );
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if held.tools_cached {
+                println!(
+                    "{} tools ready in {ms:.1} ms: the host holds their vectors",
+                    tools.tools.len()
+                );
+            } else {
+                println!(
+                    "{} tools ready in {ms:.1} ms: {} embedding(s) computed, {} from the host's cache",
+                    tools.tools.len(),
+                    after.misses - before.misses,
+                    (after.hits + after.disk_hits) - (before.hits + before.disk_hits),
+                );
+            }
             Ok(())
         }
         ToolsCommand::Eval { set, cases, json } => eval(client, &load(&set.tools)?, cases, *json),
     }
 }
 
+/// Requests per `SelectTools` request when reading JSON lines.
+const QUERIES_PER_REQUEST: usize = 256;
+
 fn select_jsonl(
     client: &mut Client,
-    selector: &Selector,
+    tools: &ToolSet,
+    method: Method,
     opts: &SelectOptions,
 ) -> anyhow::Result<()> {
     let queries = super::read_jsonl_texts(io::stdin().lock(), "query")?;
-    let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
-    let e = client.embed_with(&ModelRef::Role(Role::Tools), &refs)?;
     let mut w = BufWriter::new(io::stdout().lock());
-    for (q, v) in queries.iter().zip(e.rows()) {
-        serde_json::to_writer(&mut w, &selector.rank(q, v, opts))?;
-        w.write_all(b"\n")?;
+    for part in queries.chunks(QUERIES_PER_REQUEST) {
+        let refs: Vec<&str> = part.iter().map(String::as_str).collect();
+        for picks in client.select_tools(tools, method, &refs, opts)?.selections {
+            serde_json::to_writer(&mut w, &picks)?;
+            w.write_all(b"\n")?;
+        }
     }
     w.flush()?;
     Ok(())
@@ -171,7 +187,7 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
     let queries = client.embed_with(&ModelRef::Role(Role::Tools), &refs)?;
     let opts = SelectOptions { k: 5, threshold: f32::NEG_INFINITY, fallback: Fallback::TopK };
     let mut reports = Vec::new();
-    for method in [Method::Plain, Method::Split, Method::MaxSim, Method::Hybrid] {
+    for method in METHODS {
         let selector = Selector::new(client, tools, method)?;
         let (mut tune, mut dev, mut holdout, mut all) =
             (Score::default(), Score::default(), Score::default(), Score::default());
@@ -210,13 +226,15 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
         }
         reports.push(MethodReport { method, tune, dev, holdout, all, rank_us });
     }
-    // Latency of a whole selection with the default method: the query's
-    // round trip to the host plus ranking, tools already embedded.
-    let selector = Selector::new(client, tools, Method::Hybrid)?;
+    // Latency of a whole selection with the default method, as
+    // `vembed tools select` and every client get it: one `SelectTools`
+    // round trip (the query's embedding and the ranking in the host, the
+    // tool set's vectors already held there).
+    client.select_tools(tools, Method::Hybrid, &[], &SelectOptions::default())?;
     let mut select_us: Vec<f64> = Vec::new();
     for c in cases.iter().cycle().take(200) {
         let t = Instant::now();
-        selector.select(client, &c.query, &SelectOptions::default())?;
+        client.select_tools(tools, Method::Hybrid, &[&c.query], &SelectOptions::default())?;
         select_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
     select_us.sort_by(f64::total_cmp);
@@ -242,7 +260,7 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
     for r in &reports {
         println!(
             "{:<8} {:>13} {:>13} {:>13} {:>13} {:>9.1}",
-            format!("{:?}", r.method).to_lowercase(),
+            method_name(r.method),
             pair(&r.tune),
             pair(&r.dev),
             pair(&r.holdout),
@@ -251,7 +269,7 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
         );
     }
     println!(
-        "select with the default method (query round trip + ranking): p50 {:.0} µs",
+        "select with the default method (one SelectTools round trip): p50 {:.0} µs",
         select_p50_us
     );
     Ok(())

@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 
 use vembed_protocol::{
     EmbedRequest, Embeddings, ErrorCode, ErrorReply, HelloReply, HostStatus, ModelStatus,
-    PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame,
+    PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame, SelectToolsRequest,
+    ToolSelections,
 };
 
 use super::connection::error;
@@ -13,6 +14,7 @@ use super::{Shared, StopReason};
 use crate::outbox::{Outbox, SocketReply};
 use crate::queue::{JobError, Queue, Respond};
 use crate::stats;
+use crate::tool_select::{self, SelectError};
 
 /// What a handler needs of its connection and host.
 pub(super) struct Ctx<'a> {
@@ -52,6 +54,28 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
             send(Response::Ok);
         }
         Request::Ping => send(Response::Ok),
+        Request::SelectTools(req) => select_tools(ctx, id, req),
+    }
+}
+
+fn select_tools(ctx: &Ctx<'_>, id: u64, req: SelectToolsRequest) {
+    // The reply names every tool at most once per query.
+    let names: usize = req.tools.iter().map(|t| t.name.len() + 16).sum();
+    let reply = ctx.outbox.admit(req.queries.len().saturating_mul(names) + 256);
+    let stats = ctx.shared.stats.clone();
+    let deliver = Box::new(move |result: Result<ToolSelections, SelectError>| {
+        let response = match result {
+            Ok(s) => Response::ToolSelections(s),
+            Err(e) => {
+                stats.record_error();
+                Response::Error(ErrorReply { code: e.code(), message: e.to_string() })
+            }
+        };
+        reply.send(&ResponseFrame { id, response });
+    });
+    if let Err(e) = tool_select::select(&ctx.shared.infer, req, deliver) {
+        ctx.shared.stats.record_error();
+        ctx.outbox.send(&error(id, e.code(), e.to_string()));
     }
 }
 

@@ -178,8 +178,14 @@ pub fn serve(
         config.limits.max_queue_texts as usize,
     );
     let indexer = Indexer::new(registry.clone(), queue.clone());
-    let infer =
-        Infer { registry, cache, queue: queue.clone(), limits: config.limits, stop: stop.clone() };
+    let infer = Infer {
+        registry,
+        cache,
+        queue: queue.clone(),
+        limits: config.limits,
+        stop: stop.clone(),
+        tools: Default::default(),
+    };
     let inflight = InFlight { used: AtomicUsize::new(0), limit: config.max_inflight_bytes };
     let shared = Arc::new(Shared {
         config,
