@@ -1,0 +1,101 @@
+"""Typed errors with messages that say what to do, and recovery from a dead
+host. Each test that breaks something runs its own host on its own socket."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+import vembed
+from conftest import HOST_BIN, cosine
+
+
+def private_dir():
+    d = tempfile.mkdtemp(prefix="vembed-err-")
+    os.chmod(d, 0o700)
+    return d
+
+
+def run_python(code, env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_no_host_binary_says_how_to_install_one():
+    d = private_dir()
+    env = {k: v for k, v in os.environ.items() if k != "VEMBED_HOST_BIN"}
+    env["VEMBED_RUNTIME_DIR"] = os.path.join(d, "run")
+    env["PATH"] = "/usr/bin:/bin"  # no vembed here
+    out = run_python(
+        "import vembed\n"
+        "try:\n    vembed.Client()\n"
+        "except vembed.HostUnavailable as e:\n    print('HostUnavailable:', e)\n",
+        env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "HostUnavailable:" in out.stdout, out.stdout
+    assert "vembed-host was not found" in out.stdout and "VEMBED_HOST_BIN" in out.stdout
+    assert "cargo build --release" in out.stdout
+
+
+def test_no_spawn_means_host_unavailable():
+    d = private_dir()
+    with pytest.raises(vembed.HostUnavailable, match="no vembed host is running"):
+        vembed.Client(os.path.join(d, "host.sock"), spawn=False)
+
+
+def test_a_socket_dir_others_can_write_is_refused_before_sending(tmp_path):
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    with pytest.raises(vembed.UnsafeSocket, match="writable by other users"):
+        vembed.Client(str(d / "host.sock"), spawn=False)
+
+
+def test_a_huge_text_is_text_too_large_and_the_client_goes_on(client):
+    with pytest.raises(vembed.TextTooLarge) as info:
+        client.embed(["word " * (2 << 20)])  # 10 MiB
+    assert info.value.code == "TextTooLarge" and "limit" in str(info.value)
+    assert len(client.embed(["still fine"])) == 1
+
+
+def test_a_host_killed_with_sigkill_is_replaced_on_the_next_call():
+    d = private_dir()
+    sock = os.path.join(d, "host.sock")
+    c = vembed.Client(sock, host_bin=HOST_BIN)
+    before = c.embed(["the same text"])[0]
+    pid = c.status()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    after = c.embed(["the same text"])[0]
+    assert cosine(before, after) >= 0.99999
+    new_pid = c.status()["pid"]
+    assert new_pid != pid
+    c.shutdown()
+
+
+def test_an_overloaded_host_says_retry_later():
+    d = private_dir()
+    sock = os.path.join(d, "host.sock")
+    c = vembed.Client(sock, host_bin=HOST_BIN, host_args=["--max-queue-texts", "8"])
+    try:
+        long_texts = ["a long text to keep the queue busy %d " % i * 30 for i in range(1024)]
+        with pytest.raises(vembed.Overloaded, match="retry"):
+            c.embed(long_texts)
+        assert len(c.embed(["fine again"])) == 1
+    finally:
+        c.shutdown()
+
+
+def test_unknown_model_names_what_to_do(client):
+    with pytest.raises(vembed.UnknownModel, match="vembed model fetch"):
+        client.embed(["x"], model="no-such-org/no-such-model")
