@@ -20,7 +20,7 @@ PROTOCOL_VERSION = 1
 ERROR_CODES = [
     "VersionMismatch", "Malformed", "FrameTooLarge", "TooManyTexts", "TextTooLarge",
     "Overloaded", "UnknownModel", "PermissionDenied", "HandshakeRequired",
-    "ShuttingDown", "Internal", "Index",
+    "ShuttingDown", "Internal", "Index", "InvalidRequest",
 ]
 
 

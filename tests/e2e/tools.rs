@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use vembed::tools::{Method, SelectOptions, Selector, ToolSet};
+use vembed::tools::{Fallback, METHODS, Method, SelectOptions, Selector, Tool, ToolSet};
 use vembed::{ModelRef, Role};
 use vembed_tests::{Env, link_model};
 
@@ -110,9 +110,10 @@ fn tool_vectors_are_cached_across_processes_restarts_and_edits() {
     ok_stdout(&env.vembed(&["tools", "embed", "--tools", tools_arg], ""));
     assert_eq!(counters(&env), (n, 0, 0, n));
 
-    // A second process selects: only its query goes through the model.
+    // A second process selects: only its query goes through the model (the
+    // host holds the set's vectors, so even the cache is not asked).
     ok_stdout(&env.vembed(&["tools", "select", "--tools", tools_arg, "run the tests"], ""));
-    assert_eq!(counters(&env), (n + 1, n, 0, n));
+    assert_eq!(counters(&env), (n + 1, 0, 0, n));
 
     // A restarted host reads the vectors back from disk.
     vembed::Client::connect(&env.socket).unwrap().shutdown().unwrap();
@@ -192,4 +193,77 @@ fn tools_and_code_share_one_model_unless_configured_apart() {
     let tools_model = models.iter().find(|m| m.info.roles.contains(&Role::Tools)).unwrap();
     assert_eq!(tools_model.info.roles, [Role::Tools]);
     assert!(tools_model.info.path.ends_with("cls-model"), "{}", tools_model.info.path);
+}
+
+/// The host's `SelectTools` ranks as the in-process `Selector` does (one
+/// scoring, `crates/tools`), keeps the set's vectors, and refuses bad input
+/// with typed errors.
+#[test]
+fn the_host_ranks_tool_sets_like_the_library_and_refuses_bad_ones() {
+    let env = Env::new();
+    let mut client = env.client();
+    let set = ToolSet::load(&example_tools()).unwrap();
+    let queries = ["run pytest and tell me what fails", "spin up the postgres container", "zzz"];
+    let opts = SelectOptions { k: 4, threshold: 0.2, fallback: Fallback::TopK };
+    for method in METHODS {
+        let local = Selector::new(&mut client, &set, method).unwrap();
+        let first = client.select_tools(&set, method, &queries, &opts).unwrap();
+        let again = client.select_tools(&set, method, &queries, &opts).unwrap();
+        assert!(!first.tools_cached, "{method:?}: a new set");
+        assert!(again.tools_cached, "{method:?}: the host kept the set");
+        assert_eq!(first.selections.len(), queries.len());
+        for (q, (host, again)) in queries.iter().zip(first.selections.iter().zip(&again.selections)) {
+            let mine = local.select(&mut client, q, &opts).unwrap();
+            let names = |p: &[vembed::tools::ToolPick]| p.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+            assert_eq!(names(host), names(&mine), "{method:?} {q:?}");
+            assert_eq!(names(host), names(again), "{method:?} {q:?}");
+            for (a, b) in host.iter().zip(&mine) {
+                assert!((a.score - b.score).abs() < 1e-5, "{method:?} {q:?}: {a:?} vs {b:?}");
+            }
+        }
+    }
+    // No queries: the set is embedded and kept, nothing is ranked.
+    let warm = client.select_tools(&set, Method::Hybrid, &[], &opts).unwrap();
+    assert!(warm.selections.is_empty() && warm.tools_cached);
+
+    let host_error = |r: vembed::Result<vembed::ToolSelections>| match r {
+        Err(vembed::Error::Host { code, message }) => (code, message),
+        other => panic!("expected a host error, got {other:?}"),
+    };
+    let tool = |name: &str, description: &str| Tool {
+        name: name.into(),
+        description: description.into(),
+        parameters: vec![],
+        use_cases: vec![],
+    };
+    let raw = |tools: Vec<Tool>, queries: Vec<String>| vembed::SelectToolsRequest {
+        model: ModelRef::Role(Role::Tools),
+        tools,
+        method: Method::Hybrid,
+        queries,
+        k: 5,
+        threshold: 0.15,
+        fallback: Fallback::All,
+    };
+    for (tools, want) in [
+        (vec![], "the tool set is empty"),
+        (vec![tool("a", "x"), tool("a", "y")], "duplicate tool name \"a\""),
+        (vec![tool(" ", "x")], "tool 0 has an empty name"),
+        (vec![tool("a", "")], "tool \"a\" has an empty description"),
+    ] {
+        let (code, message) = host_error(client.select_tools_request(raw(tools, vec!["q".into()])));
+        assert_eq!(code, vembed::ErrorCode::InvalidRequest, "{message}");
+        assert!(message.contains(want), "{message}");
+    }
+    let many: Vec<String> = (0..3000).map(|i| format!("query {i}")).collect();
+    let (code, _) = host_error(client.select_tools_request(raw(vec![tool("a", "x")], many)));
+    assert_eq!(code, vembed::ErrorCode::TooManyTexts);
+    let huge = vec!["x".repeat(2 << 20)];
+    let (code, _) = host_error(client.select_tools_request(raw(vec![tool("a", "x")], huge)));
+    assert_eq!(code, vembed::ErrorCode::TextTooLarge);
+    let mut unknown = raw(vec![tool("a", "x")], vec!["q".into()]);
+    unknown.model = ModelRef::Name("no-such/model".into());
+    assert_eq!(host_error(client.select_tools_request(unknown)).0, vembed::ErrorCode::UnknownModel);
+    // The connection is still good.
+    assert_eq!(client.select_tools(&set, Method::Hybrid, &["commit it"], &opts).unwrap().selections.len(), 1);
 }

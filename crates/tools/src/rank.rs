@@ -1,6 +1,6 @@
 //! Scoring and ranking tools against a request.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use crate::{Fallback, Method, ToolPick, ToolSpec, split_identifier, split_text};
 
@@ -35,7 +35,7 @@ pub struct Ranker {
     vectors: Vec<f32>,
     owner: Vec<usize>,
     /// Lexical terms of each tool, and every term's idf.
-    terms: Vec<HashSet<String>>,
+    terms: Vec<BTreeSet<String>>,
     idf: HashMap<String, f32>,
 }
 
@@ -54,7 +54,7 @@ impl Ranker {
         vectors: Vec<f32>,
     ) -> Ranker {
         assert_eq!(vectors.len(), owner.len() * dim, "one vector per embedded text");
-        let terms: Vec<HashSet<String>> =
+        let terms: Vec<BTreeSet<String>> =
             tools.iter().map(|t| lexical_terms(&split_text(t))).collect();
         let mut df: HashMap<String, usize> = HashMap::new();
         for ts in &terms {
@@ -154,8 +154,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Lower-case word stems of a text, without stop words: the lexical score's
-/// terms.
-fn lexical_terms(text: &str) -> HashSet<String> {
+/// terms, in order, so that sums over them come out the same on every run.
+fn lexical_terms(text: &str) -> BTreeSet<String> {
     const STOP: &[&str] = &[
         "a", "an", "the", "and", "or", "of", "to", "in", "on", "for", "with", "by", "is", "are",
         "be", "it", "this", "that", "these", "my", "me", "i", "we", "our", "what", "which", "how",

@@ -29,6 +29,7 @@ class _Link:
         self.next_id = 1
         self.waiting = {}  # id -> asyncio.Queue of responses
         self.dead = None
+        self.loop = asyncio.get_running_loop()
         self.task = asyncio.ensure_future(self._read())
 
     async def _read(self):
@@ -130,6 +131,15 @@ class AsyncClient:
         if self._pid != os.getpid():  # a forked child: never the parent's socket
             self._link, self._connecting, self._pid = None, None, os.getpid()
         link = self._link
+        if link is not None and link.loop is not asyncio.get_running_loop():
+            # Made on another event loop (an earlier asyncio.run): its reader
+            # is gone with that loop. Drop its socket and connect anew.
+            try:
+                link.writer.transport.abort()
+            except Exception:
+                pass
+            self._link = link = None
+            self._connecting = None
         if link is not None and link.dead is None:
             return link
         if self._connecting is None:

@@ -116,6 +116,10 @@ class SentenceTransformer:
         """The embedding dimension (after ``truncate_dim``)."""
         return self.truncate_dim if self.truncate_dim else self._dim
 
+    def get_embedding_dimension(self):
+        """The embedding dimension (sentence-transformers 6's name)."""
+        return self.get_sentence_embedding_dimension()
+
     def get_max_seq_length(self):
         return self._max_seq_length
 

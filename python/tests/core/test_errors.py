@@ -99,3 +99,25 @@ def test_an_overloaded_host_says_retry_later():
 def test_unknown_model_names_what_to_do(client):
     with pytest.raises(vembed.UnknownModel, match="vembed model fetch"):
         client.embed(["x"], model="no-such-org/no-such-model")
+
+
+def test_a_parallel_start_gives_one_host_that_all_use():
+    d = private_dir()
+    env = dict(os.environ, VEMBED_RUNTIME_DIR=os.path.join(d, "run"), VEMBED_HOST_BIN=HOST_BIN)
+    code = (
+        "import vembed\n"
+        "c = vembed.Client()\n"
+        "assert len(c.embed(['parallel start'])) == 1\n"
+        "print(c.hello['pid'])\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(6)
+    ]
+    pids = set()
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        pids.add(int(out.strip()))
+    assert len(pids) == 1, pids
+    vembed.Client(os.path.join(d, "run", "host.sock"), spawn=False).shutdown()
