@@ -212,9 +212,12 @@ fn the_host_ranks_tool_sets_like_the_library_and_refuses_bad_ones() {
         assert!(!first.tools_cached, "{method:?}: a new set");
         assert!(again.tools_cached, "{method:?}: the host kept the set");
         assert_eq!(first.selections.len(), queries.len());
-        for (q, (host, again)) in queries.iter().zip(first.selections.iter().zip(&again.selections)) {
+        for (q, (host, again)) in queries.iter().zip(first.selections.iter().zip(&again.selections))
+        {
             let mine = local.select(&mut client, q, &opts).unwrap();
-            let names = |p: &[vembed::tools::ToolPick]| p.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+            let names = |p: &[vembed::tools::ToolPick]| {
+                p.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
+            };
             assert_eq!(names(host), names(&mine), "{method:?} {q:?}");
             assert_eq!(names(host), names(again), "{method:?} {q:?}");
             for (a, b) in host.iter().zip(&mine) {
@@ -265,5 +268,8 @@ fn the_host_ranks_tool_sets_like_the_library_and_refuses_bad_ones() {
     unknown.model = ModelRef::Name("no-such/model".into());
     assert_eq!(host_error(client.select_tools_request(unknown)).0, vembed::ErrorCode::UnknownModel);
     // The connection is still good.
-    assert_eq!(client.select_tools(&set, Method::Hybrid, &["commit it"], &opts).unwrap().selections.len(), 1);
+    assert_eq!(
+        client.select_tools(&set, Method::Hybrid, &["commit it"], &opts).unwrap().selections.len(),
+        1
+    );
 }

@@ -2,6 +2,7 @@
 async clients."""
 
 import json
+import os
 from array import array
 from collections import namedtuple
 
@@ -180,6 +181,20 @@ def select_request(tools, queries, k, threshold, method, fallback, role, model):
             "fallback": fallback,
         }
     }
+
+
+def _abs(path):
+    return None if path is None else os.path.abspath(os.fspath(path))
+
+
+def index_request(repo, index_dir, rebuild):
+    return {"Index": {"repo": _abs(repo), "index_dir": _abs(index_dir), "rebuild": bool(rebuild)}}
+
+
+def search_request(repo, query, k, index_dir):
+    if not isinstance(query, str):
+        raise TypeError("query must be a str")
+    return {"Search": {"repo": _abs(repo), "index_dir": _abs(index_dir), "query": query, "k": int(k)}}
 
 
 def picks(selections):

@@ -239,13 +239,7 @@ class AsyncClient:
 
     async def index(self, repo, progress=None, index_dir=None, rebuild=False):
         """Builds or updates a code index; see ``Client.index``."""
-        req = {
-            "Index": {
-                "repo": os.path.abspath(os.fspath(repo)),
-                "index_dir": None if index_dir is None else os.path.abspath(os.fspath(index_dir)),
-                "rebuild": bool(rebuild),
-            }
-        }
+        req = _results.index_request(repo, index_dir, rebuild)
 
         async def job(link):
             rid = link.send(req)
@@ -265,14 +259,7 @@ class AsyncClient:
 
     async def search(self, repo, query, k=10, index_dir=None):
         """Searches a code index through the host; see ``Client.search``."""
-        req = {
-            "Search": {
-                "repo": os.path.abspath(os.fspath(repo)),
-                "index_dir": None if index_dir is None else os.path.abspath(os.fspath(index_dir)),
-                "query": query,
-                "k": int(k),
-            }
-        }
+        req = _results.search_request(repo, query, k, index_dir)
         return (await self._run(lambda link: self._call(link, req)))["SearchResults"]
 
     async def status(self):

@@ -226,13 +226,7 @@ class Client:
         ``progress(dict)`` as it reports; returns the summary dict. A host
         that dies mid-job is replaced and the job resumes from its last
         commit."""
-        req = {
-            "Index": {
-                "repo": os.path.abspath(os.fspath(repo)),
-                "index_dir": None if index_dir is None else os.path.abspath(os.fspath(index_dir)),
-                "rebuild": bool(rebuild),
-            }
-        }
+        req = _results.index_request(repo, index_dir, rebuild)
 
         def job(c):
             rid = c.send(req)
@@ -251,14 +245,7 @@ class Client:
         """Searches ``repo``'s code index through the host: a list of hit
         dicts (``path``, ``start_line``, ``end_line``, ``symbol``, ``score``,
         ``text``), best first."""
-        req = {
-            "Search": {
-                "repo": os.path.abspath(os.fspath(repo)),
-                "index_dir": None if index_dir is None else os.path.abspath(os.fspath(index_dir)),
-                "query": query,
-                "k": int(k),
-            }
-        }
+        req = _results.search_request(repo, query, k, index_dir)
         return self._run(lambda c: _expect(c.call(req), "SearchResults"))
 
     # -- host --
