@@ -190,6 +190,36 @@ def _recv_exact(sock, n, deadline, on_silence):
     return buf
 
 
+def _connect_unix(path, timeout):
+    """A socket connected to ``path`` within ``timeout``. A host whose listen
+    queue is full makes a connect fail at once with EAGAIN (Unix sockets do
+    not wait): that is retried until the deadline, then reported as a host
+    that does not accept connections."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            raise NotRunning("no vembed host is running on %s" % path) from None
+        except (BlockingIOError, socket.timeout):
+            sock.close()
+            if time.monotonic() + pause >= deadline:
+                raise Unresponsive(
+                    "the vembed host on %s does not accept connections within %.1f s "
+                    "(stopped or hung)" % (path, timeout)
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        except BaseException:
+            sock.close()
+            raise
+
+
 class Connection:
     """A checked, handshaken connection. Not thread-safe: the client pools them."""
 
@@ -200,17 +230,8 @@ class Connection:
         self.pid = os.getpid()
         if not check_socket(path):
             raise NotRunning("no vembed host is running on %s" % path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _connect_unix(path, timeouts.connect)
         try:
-            sock.settimeout(timeouts.connect)
-            try:
-                sock.connect(path)
-            except (FileNotFoundError, ConnectionRefusedError):
-                raise NotRunning("no vembed host is running on %s" % path) from None
-            except socket.timeout:
-                raise Unresponsive(
-                    "the vembed host on %s does not accept connections (stopped or hung)" % path
-                ) from None
             fmt = "3i"
             pid, uid, _ = struct.unpack(
                 fmt, sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize(fmt))
