@@ -40,7 +40,7 @@ else:
     from sentence_transformers import SentenceTransformer
     model = SentenceTransformer(model_dir, device="cpu")
 ready_s = time.perf_counter() - t0
-query = %r
+query = QUERY_REPR
 for _ in range(20):
     model.encode(query)
 lat = []
@@ -77,7 +77,7 @@ print(json.dumps({"ready_s": ready_s, "query_p50_ms": lat[len(lat) // 2],
                   "bulk_chunks_per_s": len(texts) / bulk_s, **mem,
                   "bulk_host_cpu_s": host_cpu, "bulk_client_cpu_s": client_cpu,
                   "torch_loaded": "torch" in sys.modules}))
-""" % QUERY
+""".replace("QUERY_REPR", repr(QUERY))
 
 
 def run_json(cmd, env=None):

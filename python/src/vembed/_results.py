@@ -13,9 +13,11 @@ ROLES = {"unified": "Unified", "tools": "Tools", "code": "Code"}
 METHODS = ("plain", "split", "max-sim", "hybrid")
 FALLBACKS = ("all", "top-k")
 
-# Texts per request when a large input is split, and how many bytes of
-# replies one connection keeps in flight (PROTOCOL.md's unread-reply room).
+# Texts per request when a large input is split, and requests in flight at
+# once on one connection (both as in the Rust client); the bytes of replies in
+# flight also stay within PROTOCOL.md's unread-reply room.
 TEXTS_PER_REQUEST = 256
+PIPELINE_DEPTH = 4
 
 
 def have_numpy(choice):

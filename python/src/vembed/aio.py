@@ -219,8 +219,13 @@ class AsyncClient:
         async def run(link):
             per = max(1, min(_results.TEXTS_PER_REQUEST, link.hello["limits"]["max_texts_per_request"]))
             chunks = [texts[i : i + per] for i in range(0, len(texts), per)] or [[]]
-            calls = [self._call(link, {kind: {"model": ref, "texts": c}}, len(c)) for c in chunks]
-            replies = await asyncio.gather(*calls)
+            depth = asyncio.Semaphore(_results.PIPELINE_DEPTH)
+
+            async def part(c):
+                async with depth:
+                    return await self._call(link, {kind: {"model": ref, "texts": c}}, len(c))
+
+            replies = await asyncio.gather(*[part(c) for c in chunks])
             return [r["Embeddings"] for r in replies]
 
         return _results.assemble(await self._run(run), self._np)

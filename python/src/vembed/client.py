@@ -275,8 +275,9 @@ def _expect(response, name):
 
 
 def _pipelined(conn, kind, ref, texts, per_request):
-    """Sends ``texts`` in requests of ``per_request``, several in flight within
-    the host's unread-reply room, and returns the replies in input order."""
+    """Sends ``texts`` in requests of ``per_request``, up to PIPELINE_DEPTH in
+    flight within the host's unread-reply room (as the Rust client does), and
+    returns the replies in input order."""
     limits = conn.hello["limits"]
     per = max(1, min(per_request, limits["max_texts_per_request"]))
     dims = [m["dim"] for m in conn.hello["models"]] or [384]
@@ -291,7 +292,10 @@ def _pipelined(conn, kind, ref, texts, per_request):
         # Send while the replies expected fit the room (one is always sent).
         while next_chunk < len(chunks) and first_error is None:
             size = expect(len(chunks[next_chunk]))
-            if pending and in_flight_bytes + size > _wire.UNREAD_REPLY_ROOM_BYTES:
+            if pending and (
+                len(pending) >= _results.PIPELINE_DEPTH
+                or in_flight_bytes + size > _wire.UNREAD_REPLY_ROOM_BYTES
+            ):
                 break
             rid = conn.send({kind: {"model": ref, "texts": chunks[next_chunk]}})
             pending[rid] = (next_chunk, size)
