@@ -9,7 +9,6 @@ numpy installed, vectors come back as float32 arrays.
 
 from ._connection import Timeouts, socket_path
 from ._results import Embeddings, ToolPick
-from .aio import AsyncClient
 from .client import Client
 from .errors import (
     CodeIndexError,
@@ -39,11 +38,16 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # Imported on first use: `import vembed` stays small.
+    # Imported on first use, so that `import vembed` stays small (asyncio
+    # alone would double its import time).
     if name == "SentenceTransformer":
         from .sentence_transformer import SentenceTransformer
 
         return SentenceTransformer
+    if name == "AsyncClient":
+        from .aio import AsyncClient
+
+        return AsyncClient
     raise AttributeError("module 'vembed' has no attribute %r" % name)
 
 

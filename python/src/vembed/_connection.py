@@ -9,7 +9,6 @@ import select
 import socket
 import stat
 import struct
-import tempfile
 import time
 
 from . import _wire
@@ -41,7 +40,8 @@ def runtime_dir():
     p = _env_path("XDG_RUNTIME_DIR")
     if p:
         return os.path.join(p, "vembed")
-    return os.path.join(tempfile.gettempdir(), "vembed-%d" % os.getuid())
+    # $TMPDIR, else /tmp: what Rust's std::env::temp_dir() gives the host.
+    return os.path.join(os.environ.get("TMPDIR") or "/tmp", "vembed-%d" % os.getuid())
 
 
 def socket_path():
