@@ -6,7 +6,7 @@ import time
 import weakref
 
 from . import _results, _wire
-from ._connection import Connection, NotRunning, Timeouts, socket_path
+from ._connection import Timeouts, socket_path
 from ._spawn import connect_or_spawn
 from .errors import (
     Disconnected,
@@ -326,4 +326,4 @@ def _pipelined(conn, kind, ref, texts, per_request):
     return results
 
 
-__all__ = ["Client", "NotRunning"]
+__all__ = ["Client"]
