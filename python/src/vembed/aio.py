@@ -11,17 +11,19 @@ the event loop.
 import asyncio
 import os
 import struct
+import time
 
 from . import _results, _wire
-from ._connection import Timeouts, socket_path
+from ._connection import Connection, NotRunning, Timeouts, socket_path
 from ._spawn import connect_or_spawn
-from .errors import Disconnected, ProtocolError, Timeout, host_error
+from .errors import Disconnected, ProtocolError, Timeout, Unresponsive, host_error
 
 
 class _Link:
     """One connection: the streams, the reader task and the calls waiting."""
 
-    def __init__(self, reader, writer, hello, timeouts):
+    def __init__(self, reader, writer, hello, timeouts, path):
+        self.path = path
         self.reader = reader
         self.writer = writer
         self.hello = hello
@@ -73,14 +75,38 @@ class _Link:
         self.writer.write(_wire.encode_request(rid, request))
         return rid
 
-    async def reply(self, rid, timeout):
-        """The next reply to ``rid``; an error reply raises."""
-        q = self.waiting[rid]
+    async def _probe(self):
+        """The host stayed silent for the connect timeout: is it alive? A
+        handshake on a second connection, in a worker thread."""
+        loop = asyncio.get_running_loop()
         try:
-            response = await asyncio.wait_for(q.get(), timeout)
-        except asyncio.TimeoutError:
-            self.waiting.pop(rid, None)
-            raise Timeout("the vembed host did not answer within %.0f s" % timeout) from None
+            conn = await loop.run_in_executor(None, Connection, self.path, self.timeouts)
+            conn.close()
+        except (Unresponsive, NotRunning) as e:
+            raise Unresponsive(
+                "the vembed host (pid %d) stopped answering: %s" % (self.hello["pid"], e)
+            ) from None
+
+    async def reply(self, rid, timeout):
+        """The next reply to ``rid``; an error reply raises. Every connect
+        timeout of silence, a second connection checks that the host is
+        alive, so a stopped or hung host is reported long before ``timeout``."""
+        q = self.waiting[rid]
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.waiting.pop(rid, None)
+                raise Timeout("the vembed host did not answer within %.0f s" % timeout)
+            try:
+                response = await asyncio.wait_for(q.get(), min(left, self.timeouts.connect))
+                break
+            except asyncio.TimeoutError:
+                try:
+                    await self._probe()
+                except Unresponsive:
+                    self.waiting.pop(rid, None)
+                    raise
         if isinstance(response, BaseException):
             self.waiting.pop(rid, None)
             raise response
@@ -166,7 +192,7 @@ class AsyncClient:
         sock = conn.sock
         sock.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
-        self._link = _Link(reader, writer, conn.hello, self.timeouts)
+        self._link = _Link(reader, writer, conn.hello, self.timeouts, self.socket)
         return self._link
 
     async def _run(self, fn, retry=True):
@@ -194,9 +220,15 @@ class AsyncClient:
         return None if self._link is None else self._link.hello
 
     async def close(self):
-        if self._link is not None:
-            self._link.close()
-            self._link = None
+        """Closes the connection (the host keeps running)."""
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+            if link.loop is asyncio.get_running_loop():
+                try:
+                    await link.task
+                except (asyncio.CancelledError, Exception):
+                    pass
 
     async def __aenter__(self):
         return self

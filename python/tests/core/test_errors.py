@@ -121,3 +121,36 @@ def test_a_parallel_start_gives_one_host_that_all_use():
         pids.add(int(out.strip()))
     assert len(pids) == 1, pids
     vembed.Client(os.path.join(d, "run", "host.sock"), spawn=False).shutdown()
+
+
+def test_a_stopped_host_is_reported_unresponsive_not_waited_for():
+    import asyncio
+
+    d = private_dir()
+    sock = os.path.join(d, "host.sock")
+    quick = vembed.Timeouts(connect=0.5, request=120.0, per_text=0.0)
+    c = vembed.Client(sock, host_bin=HOST_BIN, timeouts=quick)
+    pid = c.status()["pid"]
+    a = vembed.AsyncClient(sock, timeouts=quick)
+
+    async def embed():
+        return await a.embed(["a query"])
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert len(loop.run_until_complete(embed())) == 1
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # With a 120 s request timeout, only the liveness check can answer this.
+            with pytest.raises(vembed.Unresponsive, match="pid %d" % pid):
+                c.embed(["while stopped"])
+            with pytest.raises(vembed.Unresponsive, match="pid %d" % pid):
+                loop.run_until_complete(embed())
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert len(c.embed(["after SIGCONT"])) == 1
+        assert len(loop.run_until_complete(embed())) == 1
+        loop.run_until_complete(a.close())
+    finally:
+        loop.close()
+        c.shutdown()
