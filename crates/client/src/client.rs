@@ -168,7 +168,7 @@ impl Client {
     /// If the host died, one new host is started (when this client may spawn)
     /// and the texts are embedded again.
     pub fn embed_with(&mut self, model: &ModelRef, texts: &[&str]) -> Result<Embeddings> {
-        self.embed_retrying(model, texts, false)
+        self.retrying(|c| c.embed_pipelined(model, texts, false))
     }
 
     /// Like [`Client::embed_with`], for texts that recur across processes
@@ -176,22 +176,7 @@ impl Client {
     /// this model before from its cache (memory, then disk) and embeds only
     /// the others.
     pub fn embed_cached(&mut self, model: &ModelRef, texts: &[&str]) -> Result<Embeddings> {
-        self.embed_retrying(model, texts, true)
-    }
-
-    fn embed_retrying(
-        &mut self,
-        model: &ModelRef,
-        texts: &[&str],
-        cached: bool,
-    ) -> Result<Embeddings> {
-        match self.embed_pipelined(model, texts, cached) {
-            Err(Error::Disconnected) if self.spawn.is_some() => {
-                self.reconnect()?;
-                self.embed_pipelined(model, texts, cached)
-            }
-            other => other,
-        }
+        self.retrying(|c| c.embed_pipelined(model, texts, true))
     }
 
     /// Builds or updates the code index of a repository in the host (the one
@@ -204,13 +189,7 @@ impl Client {
         req: IndexRequest,
         mut progress: impl FnMut(&IndexProgress),
     ) -> Result<IndexSummary> {
-        match self.index_once(req.clone(), &mut progress) {
-            Err(Error::Disconnected) if self.spawn.is_some() => {
-                self.reconnect()?;
-                self.index_once(req, &mut progress)
-            }
-            other => other,
-        }
+        self.retrying(|c| c.index_once(req.clone(), &mut progress))
     }
 
     fn index_once(
@@ -246,19 +225,24 @@ impl Client {
     /// form). Retried once on a new host if the host died.
     pub fn select_tools_request(&mut self, req: SelectToolsRequest) -> Result<ToolSelections> {
         let texts = req.queries.len() + req.tools.len();
-        let once = |c: &mut Client, req: SelectToolsRequest| {
-            let id = c.start(Request::SelectTools(req))?;
+        self.retrying(|c| {
+            let id = c.start(Request::SelectTools(req.clone()))?;
             let response = c.reply_within(id, c.timeouts.for_texts(texts), true)?;
             c.in_sync = true;
             match response {
                 Response::ToolSelections(s) => Ok(s),
                 other => Err(unexpected(&other)),
             }
-        };
-        match once(self, req.clone()) {
+        })
+    }
+
+    /// Runs `f`; if the host died under it, starts a new host (when this
+    /// client may spawn) and runs `f` once more.
+    fn retrying<T>(&mut self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+        match f(self) {
             Err(Error::Disconnected) if self.spawn.is_some() => {
                 self.reconnect()?;
-                once(self, req)
+                f(self)
             }
             other => other,
         }

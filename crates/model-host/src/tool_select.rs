@@ -109,7 +109,6 @@ pub fn select(infer: &Infer, req: SelectToolsRequest, deliver: Deliver) -> Resul
     let started = Instant::now();
     vembed_tools::validate(&req.tools)?;
     infer.check(&req.queries)?;
-    let limit = infer.limits.max_texts_per_request;
     let model = infer.resolve(&req.model)?;
     let embedder = infer.registry.get(model);
     let key = key(&embedder.identity, req.method, &req.tools);
@@ -120,13 +119,12 @@ pub fn select(infer: &Infer, req: SelectToolsRequest, deliver: Deliver) -> Resul
         Some(_) => (Vec::new(), Vec::new()),
         None => vembed_tools::texts_to_embed(&req.tools, req.method),
     };
-    for chunk in texts.chunks(limit.max(1) as usize) {
+    let per = infer.limits.max_texts_per_request.max(1) as usize;
+    for chunk in texts.chunks(per) {
         infer.check(chunk)?;
     }
-    let chunks: Vec<Vec<String>> =
-        texts.chunks(limit.max(1) as usize).map(<[String]>::to_vec).collect();
-    let with_queries = !req.queries.is_empty();
-    let remaining = chunks.len() + usize::from(with_queries);
+    let tool_parts = texts.len().div_ceil(per);
+    let queries = req.queries;
     let state = Arc::new(Mutex::new(Pending {
         started,
         key,
@@ -137,41 +135,39 @@ pub fn select(infer: &Infer, req: SelectToolsRequest, deliver: Deliver) -> Resul
         owner,
         tools_cached: cached.is_some(),
         ranker: cached,
-        parts: vec![None; chunks.len()],
-        queries: req.queries,
+        parts: vec![None; tool_parts],
+        queries: Vec::new(),
         query_vectors: None,
-        remaining,
+        // Every queued part, and this function until it has queued them all:
+        // whichever finishes last ranks and answers.
+        remaining: tool_parts + usize::from(!queries.is_empty()) + 1,
         opts,
         deliver: Some(deliver),
     }));
-    if remaining == 0 {
-        finish(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
-        return Ok(());
-    }
-    let submit = |texts: Vec<String>, slot: Slot, cached: bool| {
+    let submit = |texts: &[String], slot: Slot, cached: bool| {
         let part = Box::new(Part { state: state.clone(), slot });
-        infer.embed_on(model, &texts, cached, |_| part)
+        infer.embed_on(model, texts, cached, |_| part)
     };
     // The queries first: the queue serves the fewest tokens first anyway.
-    let queries = state.lock().unwrap_or_else(|p| p.into_inner()).queries.clone();
-    let mut submitted = Ok(());
-    if with_queries {
-        submitted = submit(queries, Slot::Queries, false);
-    }
-    for (i, chunk) in chunks.into_iter().enumerate() {
+    let mut submitted =
+        if queries.is_empty() { Ok(()) } else { submit(&queries, Slot::Queries, false) };
+    for (i, chunk) in texts.chunks(per).enumerate() {
         if submitted.is_err() {
             break;
         }
         submitted = submit(chunk, Slot::Tools(i), true);
     }
+    let mut p = state.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = submitted {
-        // Parts already queued find no one to deliver to when they finish.
-        let taken = state.lock().unwrap_or_else(|p| p.into_inner()).deliver.take();
-        if taken.is_none() {
-            return Ok(()); // an earlier part failed and answered already
-        }
-        return Err(e.into());
+        // Parts already queued find no one to deliver to when they finish;
+        // if one of them failed already, it has answered.
+        return match p.deliver.take() {
+            Some(_) => Err(e.into()),
+            None => Ok(()),
+        };
     }
+    p.queries = queries;
+    p.done_one();
     Ok(())
 }
 
@@ -222,11 +218,18 @@ impl Respond for Part {
                     Slot::Tools(i) => p.parts[i] = Some(e),
                     Slot::Queries => p.query_vectors = Some(e),
                 }
-                p.remaining -= 1;
-                if p.remaining == 0 {
-                    finish(&mut p);
-                }
+                p.done_one();
             }
+        }
+    }
+}
+
+impl Pending {
+    /// One part is in; the last one ranks and answers.
+    fn done_one(&mut self) {
+        self.remaining -= 1;
+        if self.remaining == 0 {
+            finish(self);
         }
     }
 }

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from ._connection import Connection, NotRunning, state_dir
+from ._connection import Connection, NotRunning, Timeouts, socket_path, state_dir
 from .errors import Disconnected, HostUnavailable
 
 INSTALL_HINT = (
@@ -118,3 +118,27 @@ def connect_or_spawn(socket, timeouts, spawn=True, host_bin=None, host_args=(), 
         if time.monotonic() - last_spawn > 0.5:
             last_spawn = time.monotonic()
             spawn_host(socket, host_bin, host_args, max(deadline - time.monotonic(), 1.0))
+
+
+class Target:
+    """Where a client connects, and how it starts a host there when none
+    runs: what ``Client`` and ``AsyncClient`` share."""
+
+    def __init__(self, socket=None, spawn=True, host_bin=None, host_args=(), timeouts=None, start_timeout=60.0):
+        self.socket = os.fspath(socket) if socket is not None else socket_path()
+        self.spawn = spawn
+        self.host_bin = host_bin
+        self.host_args = tuple(host_args)
+        self.timeouts = timeouts or Timeouts.from_settings()
+        self.start_timeout = start_timeout
+
+    def connect(self):
+        """A checked, handshaken connection, starting a host if allowed."""
+        return connect_or_spawn(
+            self.socket,
+            self.timeouts,
+            spawn=self.spawn,
+            host_bin=self.host_bin,
+            host_args=self.host_args,
+            timeout=self.start_timeout,
+        )

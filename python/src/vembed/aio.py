@@ -14,8 +14,8 @@ import struct
 import time
 
 from . import _results, _wire
-from ._connection import Connection, NotRunning, Timeouts, socket_path
-from ._spawn import connect_or_spawn
+from ._connection import Connection, NotRunning
+from ._spawn import Target
 from .errors import Disconnected, ProtocolError, Timeout, Unresponsive, host_error
 
 
@@ -142,13 +142,10 @@ class AsyncClient:
         numpy=None,
         start_timeout=60.0,
     ):
-        self.socket = os.fspath(socket) if socket is not None else socket_path()
-        self._spawn = spawn
-        self._host_bin = host_bin
-        self._host_args = tuple(host_args)
-        self.timeouts = timeouts or Timeouts.from_settings()
+        self._target = Target(socket, spawn, host_bin, host_args, timeouts, start_timeout)
+        self.socket = self._target.socket
+        self.timeouts = self._target.timeouts
         self._np = _results.have_numpy(numpy)
-        self._start_timeout = start_timeout
         self._link = None
         self._pid = os.getpid()
         self._connecting = None
@@ -178,17 +175,7 @@ class AsyncClient:
 
     async def _connect(self):
         loop = asyncio.get_running_loop()
-        conn = await loop.run_in_executor(
-            None,
-            lambda: connect_or_spawn(
-                self.socket,
-                self.timeouts,
-                spawn=self._spawn,
-                host_bin=self._host_bin,
-                host_args=self._host_args,
-                timeout=self._start_timeout,
-            ),
-        )
+        conn = await loop.run_in_executor(None, self._target.connect)
         sock = conn.sock
         sock.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
@@ -203,7 +190,7 @@ class AsyncClient:
             except Disconnected:
                 if link is self._link:
                     self._link = None
-                if attempt == 0 and retry and self._spawn:
+                if attempt == 0 and retry and self._target.spawn:
                     continue
                 raise
 

@@ -6,8 +6,7 @@ import time
 import weakref
 
 from . import _results, _wire
-from ._connection import Timeouts, socket_path
-from ._spawn import connect_or_spawn
+from ._spawn import Target
 from .errors import (
     Disconnected,
     HandshakeRequired,
@@ -68,13 +67,10 @@ class Client:
         start_timeout=60.0,
         max_idle_connections=8,
     ):
-        self.socket = os.fspath(socket) if socket is not None else socket_path()
-        self._spawn = spawn
-        self._host_bin = host_bin
-        self._host_args = tuple(host_args)
-        self.timeouts = timeouts or Timeouts.from_settings()
+        self._target = Target(socket, spawn, host_bin, host_args, timeouts, start_timeout)
+        self.socket = self._target.socket
+        self.timeouts = self._target.timeouts
         self._np = _results.have_numpy(numpy)
-        self._start_timeout = start_timeout
         self._max_idle = max_idle_connections
         self._lock = threading.Lock()
         self._idle = []
@@ -99,14 +95,7 @@ class Client:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        conn = connect_or_spawn(
-            self.socket,
-            self.timeouts,
-            spawn=self._spawn,
-            host_bin=self._host_bin,
-            host_args=self._host_args,
-            timeout=self._start_timeout,
-        )
+        conn = self._target.connect()
         self._hello = conn.hello
         return conn
 
@@ -139,7 +128,7 @@ class Client:
                 conn.close()
                 # The host died: its other connections are dead too.
                 self._drop_idle()
-                if attempt == 0 and retry and self._spawn:
+                if attempt == 0 and retry and self._target.spawn:
                     continue
                 raise
             except _BROKEN:

@@ -222,8 +222,8 @@ class SentenceTransformer:
                 bar = None
         np = self._np
         if bar is None:
-            e = self._embed(texts, batch_size)
-            return np.array(e.vectors) if np is not None else e.vectors
+            # A writable float32 array over the reply's own buffer: no copy.
+            return self._embed(texts, batch_size).vectors
         parts = []
         step = batch_size * 8
         try:

@@ -121,3 +121,11 @@ def test_the_documented_hello_bytes():
     assert _wire.encode_request(1, hello) == bytes.fromhex(
         "1a000000" "0100000000000000" "00000000" "01000000" "0200000000000000" "7079"
     )
+
+
+def test_every_error_code_has_its_exception_class():
+    from vembed import errors
+
+    for code in _wire.ERROR_CODES:
+        e = errors.host_error({"code": code, "message": "m"})
+        assert type(e) is not errors.HostError and e.code == code, code
