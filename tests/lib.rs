@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+pub mod http;
 use vembed::{Client, SpawnOptions};
 
 /// The golden file from sentence-transformers.

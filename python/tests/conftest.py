@@ -73,3 +73,92 @@ def client(host_env):
     import vembed
 
     return vembed.Client()
+
+
+MODEL_DIR = os.path.join(
+    os.environ.get("VEMBED_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "vembed"),
+    "models",
+    "sentence-transformers--all-MiniLM-L6-v2",
+)
+
+
+class HttpHost:
+    """A vembed host serving HTTP: ``url``, its process, and the environment
+    (``env``) that makes `vembed` and ``vembed.Client`` reach its socket."""
+
+    def __init__(self, url, env, proc, tmp):
+        self.url, self.env, self.proc, self.tmp = url, env, proc, tmp
+
+    def vembed_embed(self, texts):
+        """`vembed embed` on this host: (vectors, tokens) per text."""
+        import subprocess
+
+        lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+        out = subprocess.run(
+            [CLI_BIN, "embed", "--jsonl"], input=lines, capture_output=True, text=True, env=self.env, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(l) for l in out.stdout.splitlines()]
+        return [r["embedding"] for r in rows], [r["tokens"] for r in rows]
+
+    def metrics(self):
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as r:
+            return r.read().decode()
+
+
+def free_port():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="session")
+def http_host():
+    """The real host with `--http-listen` on a free loopback port, in a
+    runtime dir of its own (so no other test's host is reused)."""
+    import subprocess
+
+    tmp = tempfile.mkdtemp(prefix="vembed-http-")
+    os.chmod(tmp, 0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEMBED_")}
+    env.update(
+        VEMBED_RUNTIME_DIR=os.path.join(tmp, "run"),
+        VEMBED_STATE_DIR=os.path.join(tmp, "state"),
+        VEMBED_HOST_BIN=HOST_BIN,
+        HF_HUB_OFFLINE="1",
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [HOST_BIN, "--http-listen", "127.0.0.1:%d" % port],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    line = proc.stdout.readline().decode().strip()
+    assert line.startswith("vembed-host ready"), line
+    yield HttpHost("http://127.0.0.1:%d" % port, env, proc, tmp)
+    proc.terminate()
+    proc.wait(timeout=60)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiktoken_cache():
+    """A TIKTOKEN_CACHE_DIR holding cl100k_base, written by the Rust side
+    from the copy the host uses; tiktoken checks its sha256 before use."""
+    import hashlib
+    import subprocess
+
+    d = tempfile.mkdtemp(prefix="vembed-tiktoken-")
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    path = os.path.join(d, hashlib.sha1(url.encode()).hexdigest())
+    subprocess.run([os.path.join(BIN_DIR, "vembed-test-tiktoken"), path], check=True)
+    os.environ["TIKTOKEN_CACHE_DIR"] = d
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

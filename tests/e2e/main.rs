@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod faults;
+mod http;
 mod index;
 mod lifecycle;
 mod models;

@@ -1,7 +1,8 @@
 //! The vembed host: one process per user that memory-maps each model once,
 //! runs it on the CPU (its own BERT forward pass, candle as the fallback),
 //! and serves embeddings to every client over
-//! a Unix socket.
+//! a Unix socket, and, when configured, over HTTP in the OpenAI, Ollama and
+//! TEI request shapes.
 //!
 //! The binary `vembed-host` is a thin wrapper: [`acquire`] the lock, load
 //! the [`Registry`], [`bind`], then [`serve`]. [`Embedder`] can also be used
@@ -13,6 +14,7 @@ mod backend;
 mod bert;
 mod cache;
 mod fault;
+mod http;
 mod indexer;
 mod infer;
 mod model;
@@ -26,8 +28,9 @@ mod tool_select;
 mod weights;
 
 pub use backend::{Backend, BackendError, Batch};
+pub use http::{HttpError, Listeners as HttpListeners, bind as bind_http};
 pub use infer::InferError;
-pub use model::{Embedder, Engine, ModelError};
+pub use model::{Embedder, Engine, ModelError, TokenInfo};
 pub use pipeline::{Pipeline, Pooling};
 pub use queue::JobError;
 pub use registry::Registry;

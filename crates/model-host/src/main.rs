@@ -50,6 +50,16 @@ struct Args {
     /// Encoder implementation: native or candle.
     #[arg(long)]
     engine: Option<String>,
+    /// Also serve the HTTP endpoints (OpenAI, Ollama, TEI) on this TCP
+    /// address, such as 127.0.0.1:11435 (127.0.0.1:11434 stands in for Ollama).
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Also serve the HTTP endpoints on this Unix socket path.
+    #[arg(long)]
+    http_socket: Option<PathBuf>,
+    /// A 0600 file holding the bearer token HTTP requests must send.
+    #[arg(long)]
+    http_token_file: Option<PathBuf>,
     /// Log to stderr instead of the log file in the state dir.
     #[arg(long)]
     log_stderr: bool,
@@ -79,6 +89,9 @@ fn run() -> anyhow::Result<ExitCode> {
         ("max_queue_texts", args.max_queue_texts.map(|v| v.to_string())),
         ("threads", args.threads.map(|v| v.to_string())),
         ("engine", args.engine.clone()),
+        ("http_listen", args.http_listen.clone()),
+        ("http_socket", args.http_socket.as_ref().map(|p| p.display().to_string())),
+        ("http_token_file", args.http_token_file.as_ref().map(|p| p.display().to_string())),
     ] {
         if let Some(v) = value {
             settings.set(key, &v).map_err(anyhow::Error::msg)?;
@@ -105,6 +118,14 @@ fn run() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let started = std::time::Instant::now();
+    // HTTP first: a port in use or a bad token file stops the start, before
+    // the models load.
+    let http = server::bind_http(&settings)?;
+    if !http.is_empty() {
+        // An HTTP client (Victor's Ollama provider, say) expects the endpoint
+        // to be there when it starts: no idle exit while one is served.
+        settings.idle_timeout_secs = 0;
+    }
     let registry = Registry::load(&settings, &args.models)?;
     let listener = server::bind(&socket, &lock)?;
     tracing::info!(
@@ -120,7 +141,7 @@ fn run() -> anyhow::Result<ExitCode> {
 
     let mut config = HostConfig::new(socket, settings);
     config.extra_models = args.models;
-    let reason = server::serve(listener, config, registry, stop);
+    let reason = server::serve(listener, config, registry, stop, Some(http));
     tracing::info!("exiting: {reason:?}");
     drop(lock);
     Ok(ExitCode::SUCCESS)

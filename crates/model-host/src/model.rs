@@ -79,6 +79,19 @@ impl From<candle_core::Error> for ModelError {
     }
 }
 
+/// One token of a text (see [`Embedder::tokens_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Its id in the model's vocabulary.
+    pub id: u32,
+    /// The text it covers (the token itself for a special token).
+    pub text: String,
+    /// `[CLS]`, `[SEP]` and the like.
+    pub special: bool,
+    /// Its byte range in the input; none for a special token.
+    pub range: Option<(usize, usize)>,
+}
+
 /// A loaded model, ready to embed.
 pub struct Embedder {
     /// Canonical name.
@@ -236,6 +249,38 @@ impl Embedder {
             .encode_fast(text, true)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// The tokens of one text as TEI's `/tokenize` lists them: id, text,
+    /// whether it is a special token, and its byte range in `text` (none
+    /// for special tokens). Truncated to `max_seq_length` when `truncate`.
+    pub fn tokens_of(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        truncate: bool,
+    ) -> Result<Vec<TokenInfo>, ModelError> {
+        let tok = if truncate { &self.tokenizer } else { &self.counter };
+        let enc = tok
+            // `encode` tracks byte offsets; `encode_fast` does not.
+            .encode(text, add_special_tokens)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let special = enc.get_special_tokens_mask();
+        Ok(enc
+            .get_ids()
+            .iter()
+            .zip(enc.get_tokens())
+            .zip(enc.get_offsets())
+            .zip(special)
+            .map(|(((&id, token), &(start, stop)), &sp)| {
+                let special = sp == 1;
+                let range = (!special).then_some((start, stop));
+                let text = range
+                    .and_then(|(a, b)| text.get(a..b))
+                    .map_or_else(|| token.clone(), str::to_string);
+                TokenInfo { id, text, special, range }
+            })
+            .collect())
     }
 
     /// Which engine runs this model.

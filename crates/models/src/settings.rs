@@ -42,6 +42,16 @@ pub struct Settings {
     /// Milliseconds added to the reply deadline per text in flight (bulk
     /// requests take longer).
     pub request_timeout_per_text_ms: u64,
+    /// Serve the HTTP endpoints (OpenAI, Ollama and TEI shapes) on this TCP
+    /// address, such as `127.0.0.1:11435` (or `127.0.0.1:11434` to stand in
+    /// for Ollama). Off when unset. Any local user can reach a loopback port.
+    pub http_listen: Option<String>,
+    /// Also serve the HTTP endpoints on this Unix socket path (created 0600;
+    /// only this user's processes are answered).
+    pub http_socket: Option<PathBuf>,
+    /// A file (mode 0600, owned by this user) holding the bearer token every
+    /// HTTP request must send; no token is asked for when unset.
+    pub http_token_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -58,6 +68,9 @@ impl Default for Settings {
             connect_timeout_ms: 5000,
             request_timeout_secs: 60,
             request_timeout_per_text_ms: 250,
+            http_listen: None,
+            http_socket: None,
+            http_token_file: None,
         }
     }
 }
@@ -75,6 +88,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("connect_timeout_ms", "VEMBED_CONNECT_TIMEOUT_MS"),
     ("request_timeout_secs", "VEMBED_REQUEST_TIMEOUT_SECS"),
     ("request_timeout_per_text_ms", "VEMBED_REQUEST_TIMEOUT_PER_TEXT_MS"),
+    ("http_listen", "VEMBED_HTTP_LISTEN"),
+    ("http_socket", "VEMBED_HTTP_SOCKET"),
+    ("http_token_file", "VEMBED_HTTP_TOKEN_FILE"),
 ];
 
 impl Settings {
@@ -126,6 +142,9 @@ impl Settings {
             "connect_timeout_ms" => self.connect_timeout_ms = num(key, value)?,
             "request_timeout_secs" => self.request_timeout_secs = num(key, value)?,
             "request_timeout_per_text_ms" => self.request_timeout_per_text_ms = num(key, value)?,
+            "http_listen" => self.http_listen = non_empty(value),
+            "http_socket" => self.http_socket = non_empty(value).map(PathBuf::from),
+            "http_token_file" => self.http_token_file = non_empty(value).map(PathBuf::from),
             "engine" => match value {
                 "native" | "candle" => self.engine = value.to_string(),
                 other => return Err(format!("engine must be native or candle, got {other:?}")),
@@ -133,6 +152,12 @@ impl Settings {
             _ => return Err(format!("unknown setting {key:?}")),
         }
         Ok(())
+    }
+
+    /// Whether an HTTP listener is configured (the host then never idles out).
+    pub fn http_configured(&self) -> bool {
+        self.http_listen.as_deref().is_some_and(|s| !s.trim().is_empty())
+            || self.http_socket.as_ref().is_some_and(|p| !p.as_os_str().is_empty())
     }
 
     /// The model name a role uses.
@@ -144,6 +169,12 @@ impl Settings {
     pub fn code_model(&self) -> &str {
         self.codebase_embedding_model.as_deref().unwrap_or(&self.unified_embedding_model)
     }
+}
+
+/// `None` for an empty or blank value ("off").
+fn non_empty(value: &str) -> Option<String> {
+    let v = value.trim();
+    (!v.is_empty()).then(|| v.to_string())
 }
 
 #[cfg(test)]
@@ -171,5 +202,13 @@ mod tests {
         let err = Settings::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("unknown_key"), "{err}");
         assert_eq!(Settings::from_file(&dir.path().join("missing")).unwrap(), Settings::default());
+        let mut s = Settings::default();
+        assert!(!s.http_configured());
+        s.set("http_listen", "127.0.0.1:11435").unwrap();
+        assert!(s.http_configured());
+        s.set("http_listen", " ").unwrap();
+        assert!(!s.http_configured());
+        std::fs::write(&path, "http_socket = \"/run/x.sock\"\n").unwrap();
+        assert!(Settings::from_file(&path).unwrap().http_configured());
     }
 }

@@ -309,7 +309,7 @@ impl Batcher {
             big_batch |= ids.len() * longest >= 256;
             let result = catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
                 .unwrap_or_else(|p| Err(BackendError::Panicked(panic_message(&*p))));
-            self.stats.record_batch();
+            self.stats.record_batch(ids.len());
             let dim = embedder.dim();
             for a in active.iter_mut() {
                 a.waited += 1;

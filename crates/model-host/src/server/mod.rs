@@ -134,7 +134,7 @@ struct Shared {
     config: HostConfig,
     stats: Arc<Stats>,
     indexer: Arc<Indexer>,
-    infer: Infer,
+    infer: Arc<Infer>,
     started: Instant,
     stop: Arc<AtomicBool>,
     stop_reason: Mutex<Option<StopReason>>,
@@ -160,12 +160,15 @@ impl Shared {
 }
 
 /// Serves `listener` until a signal (`stop` set), a `Shutdown` request, or
-/// the idle timeout; then finishes requests in flight and returns.
+/// the idle timeout; then finishes requests in flight and returns. With
+/// `http` listeners, the HTTP front door serves them too, through the same
+/// inference layer, and the host never idles out.
 pub fn serve(
     listener: UnixListener,
     config: HostConfig,
     registry: Registry,
     stop: Arc<AtomicBool>,
+    http: Option<crate::http::Listeners>,
 ) -> StopReason {
     let registry = Arc::new(registry);
     let stats = Arc::new(Stats::default());
@@ -178,14 +181,28 @@ pub fn serve(
         config.limits.max_queue_texts as usize,
     );
     let indexer = Indexer::new(registry.clone(), queue.clone());
-    let infer = Infer {
+    let infer = Arc::new(Infer {
         registry,
         cache,
         queue: queue.clone(),
         limits: config.limits,
         stop: stop.clone(),
         tools: Default::default(),
-    };
+    });
+    let http = http.filter(|l| !l.is_empty()).and_then(|listeners| {
+        let endpoints = listeners.describe();
+        match crate::http::start(listeners, infer.clone(), stats.clone(), SHUTDOWN_GRACE / 4) {
+            Ok(h) => {
+                tracing::info!("HTTP endpoints on {endpoints}");
+                Some(h)
+            }
+            Err(e) => {
+                tracing::error!("cannot start the HTTP front door: {e}");
+                None
+            }
+        }
+    });
+    let http_on = http.is_some();
     let inflight = InFlight { used: AtomicUsize::new(0), limit: config.max_inflight_bytes };
     let shared = Arc::new(Shared {
         config,
@@ -203,7 +220,13 @@ pub fn serve(
     });
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
     let mut lingering: VecDeque<(UnixStream, Instant)> = VecDeque::new();
-    let idle = Duration::from_secs(shared.config.settings.idle_timeout_secs);
+    // While HTTP is served, clients such as Victor expect the endpoint to
+    // be there when they start: the host does not idle out.
+    let idle = if http_on {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(shared.config.settings.idle_timeout_secs)
+    };
     let mut trimmed = Instant::now();
     loop {
         // Connections free their buffers on their own threads, in the
@@ -295,6 +318,10 @@ pub fn serve(
         let _ = h.join();
     }
     queue.wait_idle();
+    if let Some(h) = http {
+        // The queue is drained: every HTTP request in flight has its answer.
+        h.shutdown(Duration::from_secs(5));
+    }
     tracing::info!("stopped");
     reason
 }

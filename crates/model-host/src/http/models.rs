@@ -1,0 +1,146 @@
+//! The names HTTP clients send, mapped to the models the host serves.
+//!
+//! A name is matched without regard to case and with Ollama's `:latest`
+//! tag dropped, in this order:
+//! 1. a role: `unified`, `tools`, `code` (also `vembed:unified`, ...), or
+//!    none at all (TEI sends none): the unified model;
+//! 2. [`ALIASES`]: Ollama's library names and short names of the
+//!    sentence-transformers models, such as `all-minilm`;
+//! 3. a served model's canonical name (`sentence-transformers/all-MiniLM-L6-v2`)
+//!    or its part after the `/` (`all-MiniLM-L6-v2`);
+//! 4. a Hugging Face name (`org/name`) of a model on disk, which is loaded
+//!    as the socket would load it.
+//!
+//! Anything else is 404, in the API's error shape, listing what is served.
+
+use vembed_protocol::{ModelRef, Role};
+
+use super::error::{ApiError, Kind};
+use crate::infer::Infer;
+
+/// What clients send (lower case) → the model it means.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("all-minilm", "sentence-transformers/all-MiniLM-L6-v2"),
+    ("all-minilm:l6-v2", "sentence-transformers/all-MiniLM-L6-v2"),
+    ("all-minilm:22m", "sentence-transformers/all-MiniLM-L6-v2"),
+    ("all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2"),
+    ("all-minilm:l12-v2", "sentence-transformers/all-MiniLM-L12-v2"),
+    ("all-minilm:33m", "sentence-transformers/all-MiniLM-L12-v2"),
+    ("all-minilm-l12-v2", "sentence-transformers/all-MiniLM-L12-v2"),
+    ("bge-small", "BAAI/bge-small-en-v1.5"),
+    ("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5"),
+    ("e5-small-v2", "intfloat/e5-small-v2"),
+];
+
+/// Role names → roles.
+const ROLES: &[(&str, Role)] =
+    &[("unified", Role::Unified), ("tools", Role::Tools), ("code", Role::Code)];
+
+/// The registry index of the model `requested` names (`None` or empty: the
+/// unified model).
+pub(crate) fn resolve(infer: &Infer, requested: Option<&str>) -> Result<usize, ApiError> {
+    let raw = requested.map(str::trim).unwrap_or("");
+    let name = raw.to_lowercase();
+    let name = name.strip_suffix(":latest").unwrap_or(&name);
+    let role = if name.is_empty() {
+        Some(Role::Unified)
+    } else {
+        let bare = name.strip_prefix("vembed:").unwrap_or(name);
+        ROLES.iter().find(|(n, _)| *n == bare).map(|&(_, r)| r)
+    };
+    if let Some(role) = role {
+        return infer
+            .resolve(&ModelRef::Role(role))
+            .map_err(|e| not_found(infer, raw, &e.to_string()));
+    }
+    let canonical = ALIASES.iter().find(|(a, _)| *a == name).map(|&(_, c)| c.to_lowercase());
+    let wanted = canonical.as_deref().unwrap_or(name);
+    for (i, m) in infer.registry.all().iter().enumerate() {
+        let full = m.name.to_lowercase();
+        let short = full.rsplit('/').next().unwrap_or(&full).to_string();
+        if full == wanted || (canonical.is_none() && short == wanted) {
+            return Ok(i);
+        }
+    }
+    // A Hugging Face name the host has not loaded: load it if it is on disk.
+    // Paths are not taken from HTTP clients (any local user may reach a
+    // loopback port).
+    let hf_name = match canonical {
+        Some(_) => ALIASES.iter().find(|(a, _)| *a == name).map(|&(_, c)| c.to_string()),
+        None => Some(raw.to_string()).filter(|n| looks_like_hub_name(n)),
+    };
+    match hf_name {
+        Some(n) => infer
+            .resolve(&ModelRef::Name(n))
+            .map_err(|e| not_found(infer, raw, &short_reason(&e.to_string()))),
+        None => Err(not_found(infer, raw, "no such model or alias")),
+    }
+}
+
+/// `org/name`: two plain parts, no path.
+fn looks_like_hub_name(n: &str) -> bool {
+    let mut parts = n.split('/');
+    let ok = |p: Option<&str>| {
+        p.is_some_and(|p| {
+            !p.is_empty()
+                && p != "."
+                && p != ".."
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+    };
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+}
+
+/// The first clause of a load error, without the list of served models the
+/// inference layer adds (the 404 lists them itself).
+fn short_reason(reason: &str) -> String {
+    reason.split(" (serving:").next().unwrap_or(reason).to_string()
+}
+
+fn not_found(infer: &Infer, requested: &str, reason: &str) -> ApiError {
+    ApiError::new(
+        Kind::NotFound,
+        format!(
+            "model {requested:?} is not served here ({reason}); served: {}",
+            served_list(infer)
+        ),
+    )
+}
+
+/// "name (also a, b), ...; roles: unified, tools, code".
+pub(crate) fn served_list(infer: &Infer) -> String {
+    let models: Vec<String> = infer
+        .registry
+        .all()
+        .iter()
+        .map(|m| {
+            let aliases = aliases_of(&m.name);
+            if aliases.is_empty() {
+                m.name.clone()
+            } else {
+                format!("{} (also {})", m.name, aliases.join(", "))
+            }
+        })
+        .collect();
+    format!("{}; or a role: unified, tools, code", models.join(", "))
+}
+
+/// The aliases that name `canonical`.
+pub(crate) fn aliases_of(canonical: &str) -> Vec<&'static str> {
+    ALIASES.iter().filter(|(_, c)| c.eq_ignore_ascii_case(canonical)).map(|&(a, _)| a).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_names_only() {
+        assert!(looks_like_hub_name("BAAI/bge-small-en-v1.5"));
+        for n in ["/etc/x", "../x/y", "a/b/c", "x", "a/..", "./a"] {
+            assert!(!looks_like_hub_name(n), "{n}");
+        }
+        assert_eq!(aliases_of("sentence-transformers/all-MiniLM-L6-v2").len(), 4);
+        assert!(ALIASES.iter().all(|(a, _)| a.to_lowercase() == *a));
+    }
+}
