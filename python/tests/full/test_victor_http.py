@@ -72,7 +72,8 @@ intent = None
 if os.environ.get("VEMBED_VICTOR") == "1":
     from victor.storage.embeddings.intent_classifier import IntentClassifier
     from victor.storage.embeddings.service import EmbeddingService
-    clf = IntentClassifier.get_instance(cache_dir=tempfile.mkdtemp())
+    from pathlib import Path
+    clf = IntentClassifier.get_instance(cache_dir=Path(tempfile.mkdtemp()))
     clf.initialize_sync()
     r = clf.classify_intent_sync("Let me start by examining the orchestrator.py file")
     svc = EmbeddingService.get_instance()
