@@ -102,12 +102,21 @@ pub fn bind(settings: &Settings) -> Result<Listeners, HttpError> {
         out.tcp.push(l);
     }
     if let Some(path) = settings.http_socket.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-        out.unix.push((bind_unix(path)?, Some(path.to_path_buf())));
+        let path = expand_home(path);
+        out.unix.push((bind_unix(&path)?, Some(path)));
     }
     if let Some(path) = &settings.http_token_file {
-        out.token = Some(read_token(path)?);
+        out.token = Some(read_token(&expand_home(path))?);
     }
     Ok(out)
+}
+
+/// `~/x` as `$HOME/x`, as a shell would (config files are not run by one).
+fn expand_home(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// `127.0.0.1:11435`, `[::1]:11435`, `localhost:11435`, with or without `http://`.
