@@ -78,7 +78,12 @@ fn main() {
     }
     let (s50, s99) = percentiles(&mut sock);
     println!("\none query, {} requests each, alternating:", sock.len());
-    println!("  {:<28} p50 {:>8.3} ms   p99 {:>8.3} ms", "socket (vembed::Client)", ms(s50), ms(s99));
+    println!(
+        "  {:<28} p50 {:>8.3} ms   p99 {:>8.3} ms",
+        "socket (vembed::Client)",
+        ms(s50),
+        ms(s99)
+    );
     for (name, v) in [("HTTP /v1/embeddings", &mut openai), ("HTTP /api/embeddings", &mut ollama)] {
         let (p50, p99) = percentiles(v);
         println!(
@@ -151,14 +156,21 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_default()
 }
 

@@ -10,6 +10,8 @@ use vembed_protocol::Embeddings;
 
 use super::error::{ApiError, Kind};
 use super::{MAX_INPUTS, State};
+use crate::infer::Infer;
+use crate::model::Embedder;
 use crate::queue::{JobError, Respond};
 
 /// The vectors of one request, in input order.
@@ -116,39 +118,20 @@ pub(crate) async fn embed(
         let dim = embedder.dim();
         return Ok(Output { model: embedder.name.clone(), dim, tokens: vec![], data: vec![] });
     }
-    // Checking lengths and tokenizing take real CPU time: off the reactor.
-    let queued = tokio::task::spawn_blocking(move || {
-        let step = (infer.limits.max_texts_per_request as usize).max(1);
-        for (c, chunk) in texts.chunks(step).enumerate() {
-            infer.check(chunk).map_err(|e| ApiError::from(renumber(e, c * step)))?;
-        }
-        if !truncate {
-            let max = embedder.max_seq_length();
-            for (index, text) in texts.iter().enumerate() {
-                let n = embedder
-                    .count_tokens(text)
-                    .map_err(|e| ApiError::new(Kind::Internal, e.to_string()))?;
-                if n > max {
-                    return Err(ApiError::new(
-                        Kind::TooLong,
-                        format!(
-                            "input {index} is {n} tokens; the model takes at most {max} \
-                             (send truncate: true to cut it, as sentence-transformers does)"
-                        ),
-                    ));
-                }
-            }
-        }
-        let mut replies = Vec::new();
-        for chunk in texts.chunks(step) {
-            let (tx, rx) = oneshot::channel();
-            infer.embed_on(model, chunk, false, |_| Box::new(Reply(tx)))?;
-            replies.push(rx);
-        }
-        Ok(replies)
-    })
-    .await
-    .map_err(|e| ApiError::new(Kind::Internal, format!("the request's task failed: {e}")))??;
+    // Checking lengths and tokenizing take real CPU time: off the reactor,
+    // unless the request is a few short texts (a query: tens of
+    // microseconds), where the hop to a blocking thread would cost more.
+    let small =
+        texts.len() <= INLINE_TEXTS && texts.iter().map(String::len).sum::<usize>() <= INLINE_BYTES;
+    let queued = if small {
+        submit(&infer, &embedder, model, &texts, truncate)?
+    } else {
+        tokio::task::spawn_blocking(move || submit(&infer, &embedder, model, &texts, truncate))
+            .await
+            .map_err(|e| {
+                ApiError::new(Kind::Internal, format!("the request's task failed: {e}"))
+            })??
+    };
 
     let mut out: Option<Output> = None;
     for rx in queued {
@@ -172,6 +155,50 @@ pub(crate) async fn embed(
         }
     }
     out.ok_or_else(|| ApiError::new(Kind::Internal, "no result"))
+}
+
+/// Requests of at most this many texts ...
+const INLINE_TEXTS: usize = 8;
+/// ... and this many bytes are tokenized on the reactor thread itself.
+const INLINE_BYTES: usize = 4096;
+
+/// Checks `texts` against the limits (and, without `truncate`, the model's
+/// length), tokenizes them and queues them in jobs of the host's size.
+fn submit(
+    infer: &Infer,
+    embedder: &Embedder,
+    model: usize,
+    texts: &[String],
+    truncate: bool,
+) -> Result<Vec<oneshot::Receiver<Result<Embeddings, JobError>>>, ApiError> {
+    let step = (infer.limits.max_texts_per_request as usize).max(1);
+    for (c, chunk) in texts.chunks(step).enumerate() {
+        infer.check(chunk).map_err(|e| ApiError::from(renumber(e, c * step)))?;
+    }
+    if !truncate {
+        let max = embedder.max_seq_length();
+        for (index, text) in texts.iter().enumerate() {
+            let n = embedder
+                .count_tokens(text)
+                .map_err(|e| ApiError::new(Kind::Internal, e.to_string()))?;
+            if n > max {
+                return Err(ApiError::new(
+                    Kind::TooLong,
+                    format!(
+                        "input {index} is {n} tokens; the model takes at most {max} \
+                         (send truncate: true to cut it, as sentence-transformers does)"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut replies = Vec::new();
+    for chunk in texts.chunks(step) {
+        let (tx, rx) = oneshot::channel();
+        infer.embed_on(model, chunk, false, |_| Box::new(Reply(tx)))?;
+        replies.push(rx);
+    }
+    Ok(replies)
 }
 
 /// An error about a text of the chunk that starts at input `start`, with
