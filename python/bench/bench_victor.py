@@ -8,7 +8,9 @@ registry and SemanticToolSelector (Victor's own code, unchanged), and reports:
 - start to first selection: from the parent's spawn to the first
   ``select_relevant_tools`` answer, with Victor's tool-embedding cache warm
   (a previous start wrote it, as on every start after a user's first);
-- one selection: the median of ``select_relevant_tools`` over the queries;
+- one selection: the median of ``select_relevant_tools`` over 16 distinct
+  queries, each selected once (Victor's EmbeddingService caches the vectors
+  of texts it has seen, so a repeated query would time its cache);
 - the process's PSS after selecting.
 The vembed side runs with the plug-in on (VEMBED_VICTOR=1), so that process
 loads no torch at all; the host is started first (its own start is not in
@@ -34,44 +36,17 @@ QUERIES = [
     "show me the git diff of the last commit",
     "find all TODO comments in the project",
     "write unit tests for the parser module",
+    "create a new file called utils.py with a slugify helper",
+    "fix the failing import in the tests directory",
+    "list the files in the current directory",
+    "what does the function handle_request return",
+    "run the linter and fix the warnings",
+    "edit the README to document the new flag",
+    "find where the variable MAX_RETRIES is defined",
+    "summarize the changes in this pull request",
 ]
 
-CHILD = r"""
-import asyncio, json, os, sys, time
-provider, model, url, cache = sys.argv[1:5]
-queries = json.loads(sys.argv[5])
-if os.environ.get("VEMBED_VICTOR") == "1":
-    from victor.core.bootstrap import bootstrap_container
-    bootstrap_container()
-from victor.agent.shared_tool_registry import SharedToolRegistry
-from victor.tools.registry import ToolRegistry
-from victor.tools.semantic_selector import SemanticToolSelector
-registry = ToolRegistry()
-for t in SharedToolRegistry.get_instance().get_all_tools_for_registration():
-    try:
-        registry.register(t)
-    except Exception:
-        pass
-sel = SemanticToolSelector(embedding_model=model, embedding_provider=provider,
-                           ollama_base_url=url, cache_embeddings=True, cache_dir=cache)
-async def main():
-    await sel.initialize_tool_embeddings(registry)
-    await sel.select_relevant_tools(queries[0], registry, max_tools=5)
-    first = time.time()
-    times = []
-    for _ in range(3):
-        for q in queries:
-            t = time.perf_counter()
-            await sel.select_relevant_tools(q, registry, max_tools=5)
-            times.append(time.perf_counter() - t)
-    return first, times
-first, times = asyncio.run(main())
-pss = 0
-for line in open("/proc/self/smaps_rollup"):
-    if line.startswith("Pss:"):
-        pss = int(line.split()[1]) * 1024
-print(json.dumps({"first": first, "times": times, "pss": pss, "torch": "torch" in sys.modules}))
-"""
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "victor_select.py")
 
 
 def loadavg():
@@ -89,7 +64,7 @@ def run(side, args, home):
         argv = ["sentence-transformers", args.model_dir, args.url]
     cache = os.path.join(home, "cache-" + side)
     started = time.time()
-    out = subprocess.run([sys.executable, "-c", CHILD] + argv + [cache, json.dumps(QUERIES)],
+    out = subprocess.run([sys.executable, CHILD] + argv + [cache, json.dumps(QUERIES)],
                          capture_output=True, text=True, env=env, timeout=1200)
     if out.returncode != 0:
         sys.exit("%s side failed:\n%s" % (side, out.stderr[-3000:]))

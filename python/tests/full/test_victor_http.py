@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from conftest import MODEL_DIR
+from conftest import MODEL_DIR, ROOT
 
 QUERIES = [
     "read the file src/main.py and explain what it does",
@@ -43,49 +43,7 @@ QUERIES = [
     "look up the documentation of the os.path module",
 ]
 
-SELECT = r"""
-import asyncio, json, os, sys, tempfile
-provider, model, url, cache = sys.argv[1:5]
-queries = json.loads(sys.argv[5])
-if os.environ.get("VEMBED_VICTOR") == "1":
-    from victor.core.bootstrap import bootstrap_container
-    bootstrap_container()
-from victor.agent.shared_tool_registry import SharedToolRegistry
-from victor.tools.registry import ToolRegistry
-from victor.tools.semantic_selector import SemanticToolSelector
-registry = ToolRegistry()
-for t in SharedToolRegistry.get_instance().get_all_tools_for_registration():
-    try:
-        registry.register(t)
-    except Exception:
-        pass
-sel = SemanticToolSelector(embedding_model=model, embedding_provider=provider,
-                           ollama_base_url=url, cache_embeddings=True, cache_dir=cache)
-async def main():
-    await sel.initialize_tool_embeddings(registry)
-    picks = []
-    for q in queries:
-        picks.append([t.name for t in await sel.select_relevant_tools(q, registry, max_tools=5)])
-    return picks
-picks = asyncio.run(main())
-intent = None
-if os.environ.get("VEMBED_VICTOR") == "1":
-    from victor.storage.embeddings.intent_classifier import IntentClassifier
-    from victor.storage.embeddings.service import EmbeddingService
-    from pathlib import Path
-    clf = IntentClassifier.get_instance(cache_dir=Path(tempfile.mkdtemp()))
-    clf.initialize_sync()
-    r = clf.classify_intent_sync("Let me start by examining the orchestrator.py file")
-    svc = EmbeddingService.get_instance()
-    v = svc.embed_text_sync("hello", use_cache=False)
-    intent = {"intent": str(r.intent), "model": svc.model_name, "norm": float((v * v).sum()) ** 0.5,
-              "tools": len(registry.list_tools())}
-print(json.dumps({"picks": picks, "torch": "torch" in sys.modules,
-                  "shim": type(sys.modules.get("sentence_transformers")).__name__, "intent": intent}))
-if os.environ.get("VEMBED_HOLD") == "1":
-    sys.stdout.flush()
-    sys.stdin.read()
-"""
+SELECT = os.path.join(ROOT, "python", "bench", "victor_select.py")
 
 
 def victor_env(http_host, tmp_path, **extra):
@@ -97,7 +55,7 @@ def victor_env(http_host, tmp_path, **extra):
 
 def run_select(env, provider, model, url, cache, queries=QUERIES):
     out = subprocess.run(
-        [sys.executable, "-c", SELECT, provider, model, url, str(cache), json.dumps(queries)],
+        [sys.executable, SELECT, provider, model, url, str(cache), json.dumps(queries)],
         capture_output=True, text=True, env=env, timeout=900,
     )
     assert out.returncode == 0, out.stderr[-4000:]
@@ -157,7 +115,7 @@ def pss(pid):
 def test_four_victors_on_vembed_use_less_memory_than_one_with_sentence_transformers(http_host, tmp_path):
     def start(env, provider, model, cache):
         p = subprocess.Popen(
-            [sys.executable, "-c", SELECT, provider, model, http_host.url, str(cache), json.dumps(QUERIES[:2])],
+            [sys.executable, SELECT, provider, model, http_host.url, str(cache), json.dumps(QUERIES[:2])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env=dict(env, VEMBED_HOLD="1"),
         )

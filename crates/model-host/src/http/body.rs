@@ -5,6 +5,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::Request;
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::BODY_TIMEOUT;
 use super::error::{ApiError, Kind};
@@ -49,5 +50,26 @@ pub(crate) async fn read(req: Request<Incoming>, limit: usize) -> Result<bytes::
         }
         Ok(Err(e)) => Err(ApiError::bad(format!("reading the request body failed: {e}"))),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// `value` as texts: a string (one text) or an array of strings; `None`
+/// when the field is absent or null. `field` names it in the error.
+pub(crate) fn texts(value: Option<Value>, field: &str) -> Result<Option<Vec<String>>, ApiError> {
+    let wrong = |found: &Value| {
+        ApiError::bad(format!("`{field}` must be a string or an array of strings; found {found}"))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(vec![s])),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(wrong(&other)),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(other) => Err(wrong(&other)),
     }
 }

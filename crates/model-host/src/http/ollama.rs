@@ -62,25 +62,8 @@ pub(crate) async fn embed(
     let model = models::resolve(&state.infer, Some(&name))?;
     let embedder = state.infer.registry.get(model);
     let dims = embed::check_dimensions(r.dimensions, embedder.dim())?;
-    let texts = match r.input {
-        // No input loads the model, as Ollama's preload: nothing to embed.
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => vec![s],
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                other => Err(ApiError::bad(format!(
-                    "input must be a string or an array of strings; found {other}"
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(ApiError::bad(format!(
-                "input must be a string or an array of strings; found {other}"
-            )));
-        }
-    };
+    // No input loads the model, as Ollama's preload: nothing to embed.
+    let texts = body::texts(r.input, "input")?.unwrap_or_default();
     let mut out = embed::embed(state, model, texts, r.truncate.unwrap_or(true)).await?;
     match dims {
         Some(d) => out.cut(d),

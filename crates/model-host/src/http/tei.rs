@@ -37,24 +37,10 @@ struct TokenizeRequest {
 
 /// `inputs` as texts: a string or a non-empty list of strings.
 fn texts(inputs: Option<Value>) -> Result<Vec<String>, ApiError> {
-    match inputs {
-        Some(Value::String(s)) => Ok(vec![s]),
-        Some(Value::Array(a)) if a.is_empty() => {
-            Err(ApiError::new(Kind::Empty, "`inputs` cannot be empty"))
-        }
-        Some(Value::Array(a)) => a
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                other => Err(ApiError::bad(format!(
-                    "`inputs` must be a string or a list of strings; found {other}"
-                ))),
-            })
-            .collect(),
-        None | Some(Value::Null) => Err(ApiError::bad("`inputs` is required")),
-        Some(other) => Err(ApiError::bad(format!(
-            "`inputs` must be a string or a list of strings; found {other}"
-        ))),
+    match body::texts(inputs, "inputs")? {
+        None => Err(ApiError::bad("`inputs` is required")),
+        Some(t) if t.is_empty() => Err(ApiError::new(Kind::Empty, "`inputs` cannot be empty")),
+        Some(t) => Ok(t),
     }
 }
 
