@@ -531,3 +531,22 @@ fn a_socket_passed_by_systemd_is_served() {
     );
     let _ = child.wait();
 }
+
+/// A request of more inputs than one socket request may carry (2,048) is
+/// queued as several jobs and answered together, in input order.
+#[test]
+fn a_request_over_the_socket_limit_is_split_and_answered_in_order() {
+    let env = Env::new();
+    let host = HttpHost::start(&env, &[]);
+    let texts: Vec<String> = (0..5000).map(|i| format!("snippet number {i}")).collect();
+    let r = post(host.addr, "/v1/embeddings", &json!({"model": "all-minilm", "input": texts}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = openai_rows(&r.json());
+    assert_eq!(got.len(), 5000);
+    let mut client = vembed::Client::connect(&env.socket).unwrap();
+    for i in [0usize, 2047, 2048, 4095, 4096, 4999] {
+        let want = client.embed(&[texts[i].as_str()]).unwrap();
+        assert!(cosine(&got[i], &want[0]) >= 0.99999, "input {i} out of order or wrong");
+    }
+    assert!(cosine(&got[0], &got[1]) < 0.9999, "distinct inputs, distinct vectors");
+}
