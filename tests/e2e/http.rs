@@ -550,3 +550,35 @@ fn a_request_over_the_socket_limit_is_split_and_answered_in_order() {
     }
     assert!(cosine(&got[0], &got[1]) < 0.9999, "distinct inputs, distinct vectors");
 }
+
+/// A Hugging Face name of a model on disk that the host has not loaded is
+/// loaded on first use (off the reactor), as over the socket; a path never is.
+#[test]
+fn a_hub_name_on_disk_is_loaded_on_first_use() {
+    let env = Env::new();
+    let snap = env.path("hf/models--acme--cls-mini/snapshots/0123abc");
+    vembed_tests::link_model(
+        &snap,
+        Some(
+            r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+        ),
+    );
+    let host = HttpHost::start(&env, &[]);
+    let a = host.addr;
+    let r = post(a, "/api/embed", &json!({"model": "acme/cls-mini", "input": [TEXTS[0]]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cls = rows(&r.json()["embeddings"]);
+    let mean = rows(
+        &post(a, "/api/embed", &json!({"model": "all-minilm", "input": [TEXTS[0]]})).json()["embeddings"],
+    );
+    assert!(cosine(&cls[0], &mean[0]) < 0.999, "CLS pooling gives another vector");
+    let names: Vec<String> = get(a, "/v1/models").json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let path = snap.display().to_string();
+    assert_eq!(post(a, "/api/embed", &json!({"model": path, "input": "x"})).status, 404);
+}

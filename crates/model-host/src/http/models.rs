@@ -13,6 +13,8 @@
 //!
 //! Anything else is 404, in the API's error shape, listing what is served.
 
+use std::sync::Arc;
+
 use vembed_protocol::{ModelRef, Role};
 
 use super::error::{ApiError, Kind};
@@ -37,8 +39,34 @@ const ROLES: &[(&str, Role)] =
     &[("unified", Role::Unified), ("tools", Role::Tools), ("code", Role::Code)];
 
 /// The registry index of the model `requested` names (`None` or empty: the
-/// unified model).
-pub(crate) fn resolve(infer: &Infer, requested: Option<&str>) -> Result<usize, ApiError> {
+/// unified model). A model that must first be loaded from disk is loaded
+/// on a blocking thread, not on the reactor.
+pub(crate) async fn resolve(
+    infer: &Arc<Infer>,
+    requested: Option<&str>,
+) -> Result<usize, ApiError> {
+    match find(infer, requested)? {
+        Found::Loaded(i) => Ok(i),
+        Found::Load(name) => {
+            let (infer, raw) = (infer.clone(), requested.unwrap_or("").trim().to_string());
+            tokio::task::spawn_blocking(move || {
+                infer
+                    .resolve(&ModelRef::Name(name))
+                    .map_err(|e| not_found(&infer, &raw, &short_reason(&e.to_string())))
+            })
+            .await
+            .map_err(|e| ApiError::new(Kind::Internal, format!("loading the model failed: {e}")))?
+        }
+    }
+}
+
+/// What a name comes to: a loaded model, or a Hugging Face name to load.
+enum Found {
+    Loaded(usize),
+    Load(String),
+}
+
+fn find(infer: &Infer, requested: Option<&str>) -> Result<Found, ApiError> {
     let raw = requested.map(str::trim).unwrap_or("");
     let name = raw.to_lowercase();
     let name = name.strip_suffix(":latest").unwrap_or(&name);
@@ -51,6 +79,7 @@ pub(crate) fn resolve(infer: &Infer, requested: Option<&str>) -> Result<usize, A
     if let Some(role) = role {
         return infer
             .resolve(&ModelRef::Role(role))
+            .map(Found::Loaded)
             .map_err(|e| not_found(infer, raw, &e.to_string()));
     }
     let canonical = ALIASES.iter().find(|(a, _)| *a == name).map(|&(_, c)| c.to_lowercase());
@@ -59,7 +88,7 @@ pub(crate) fn resolve(infer: &Infer, requested: Option<&str>) -> Result<usize, A
         let full = m.name.to_lowercase();
         let short = full.rsplit('/').next().unwrap_or(&full).to_string();
         if full == wanted || (canonical.is_none() && short == wanted) {
-            return Ok(i);
+            return Ok(Found::Loaded(i));
         }
     }
     // A Hugging Face name the host has not loaded: load it if it is on disk.
@@ -69,12 +98,7 @@ pub(crate) fn resolve(infer: &Infer, requested: Option<&str>) -> Result<usize, A
         Some(_) => ALIASES.iter().find(|(a, _)| *a == name).map(|&(_, c)| c.to_string()),
         None => Some(raw.to_string()).filter(|n| looks_like_hub_name(n)),
     };
-    match hf_name {
-        Some(n) => infer
-            .resolve(&ModelRef::Name(n))
-            .map_err(|e| not_found(infer, raw, &short_reason(&e.to_string()))),
-        None => Err(not_found(infer, raw, "no such model or alias")),
-    }
+    hf_name.map(Found::Load).ok_or_else(|| not_found(infer, raw, "no such model or alias"))
 }
 
 /// `org/name`: two plain parts, no path.

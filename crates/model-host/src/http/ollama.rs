@@ -59,7 +59,7 @@ pub(crate) async fn embed(
     let started = Instant::now();
     let r: EmbedRequest = body::json(req, state.max_body_bytes).await?;
     let name = required_model(r.model)?;
-    let model = models::resolve(&state.infer, Some(&name))?;
+    let model = models::resolve(&state.infer, Some(&name)).await?;
     let embedder = state.infer.registry.get(model);
     let dims = embed::check_dimensions(r.dimensions, embedder.dim())?;
     // No input loads the model, as Ollama's preload: nothing to embed.
@@ -93,7 +93,7 @@ pub(crate) async fn embeddings(
     let r: EmbeddingsRequest = body::json(req, state.max_body_bytes).await?;
     let name = required_model(r.model)?;
     let prompt = r.prompt.ok_or_else(|| ApiError::bad("prompt is required"))?;
-    let model = models::resolve(&state.infer, Some(&name))?;
+    let model = models::resolve(&state.infer, Some(&name)).await?;
     let out = embed::embed(state, model, vec![prompt], true).await?;
     let embedding = out.rows().next().unwrap_or(&[]);
     Ok(super::error::json(StatusCode::OK, &json!({ "embedding": embedding })))
@@ -157,7 +157,7 @@ pub(crate) async fn show(
     }
     let r: Show = body::json(req, state.max_body_bytes).await?;
     let name = required_model(r.model.or(r.name))?;
-    let i = models::resolve(&state.infer, Some(&name))?;
+    let i = models::resolve(&state.infer, Some(&name)).await?;
     let m = state.infer.registry.get(i);
     Ok(super::error::json(
         StatusCode::OK,

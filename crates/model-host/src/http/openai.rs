@@ -114,7 +114,7 @@ pub(crate) async fn embeddings(
             )));
         }
     };
-    let model = models::resolve(&state.infer, r.model.as_deref())?;
+    let model = models::resolve(&state.infer, r.model.as_deref()).await?;
     let dims = embed::check_dimensions(r.dimensions, state.infer.registry.get(model).dim())?;
     let texts = match inputs(r.input)? {
         Inputs::Texts(t) => t,
@@ -176,8 +176,8 @@ pub(crate) fn list(state: &State) -> Response<Full<Bytes>> {
 }
 
 /// `GET /v1/models/{id}`: one model, by any name the host answers to.
-pub(crate) fn get(state: &State, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-    let i = models::resolve(&state.infer, Some(id))?;
+pub(crate) async fn get(state: &State, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+    let i = models::resolve(&state.infer, Some(id)).await?;
     Ok(json(StatusCode::OK, &model_entry(&state.infer.registry.get(i).name)))
 }
 

@@ -145,7 +145,7 @@ async fn dispatch(
     match route {
         Route::OpenAiEmbeddings => openai::embeddings(state, req).await,
         Route::OpenAiModels => Ok(openai::list(state)),
-        Route::OpenAiModel => openai::get(state, path.trim_start_matches("/v1/models/")),
+        Route::OpenAiModel => openai::get(state, path.trim_start_matches("/v1/models/")).await,
         Route::OllamaEmbed => ollama::embed(state, req).await,
         Route::OllamaEmbeddings => ollama::embeddings(state, req).await,
         Route::OllamaTags | Route::OllamaPs => Ok(ollama::tags(state)),
@@ -154,7 +154,7 @@ async fn dispatch(
         Route::OllamaRoot => Ok(ollama::root()),
         Route::TeiEmbed => tei::embed(state, req).await,
         Route::TeiTokenize => tei::tokenize(state, req).await,
-        Route::TeiInfo => tei::info(state),
+        Route::TeiInfo => tei::info(state).await,
         Route::TeiHealth => Ok(tei::health(state)),
         Route::Metrics => Ok(bytes_response(
             StatusCode::OK,

@@ -62,7 +62,7 @@ pub(crate) async fn embed(
         )));
     }
     let texts = texts(r.inputs)?;
-    let model = models::resolve(&state.infer, None)?;
+    let model = models::resolve(&state.infer, None).await?;
     let normalizes = state.infer.registry.get(model).pipeline().normalize;
     let normalize = r.normalize.unwrap_or(true);
     if !normalize && normalizes {
@@ -87,7 +87,7 @@ pub(crate) async fn tokenize(
     let r: TokenizeRequest = body::json(req, state.max_body_bytes).await?;
     let texts = texts(r.inputs)?;
     state.infer.check(&texts).map_err(ApiError::from)?;
-    let model = models::resolve(&state.infer, None)?;
+    let model = models::resolve(&state.infer, None).await?;
     let embedder = state.infer.registry.get(model);
     let special = r.add_special_tokens.unwrap_or(true);
     let truncate = r.truncate.unwrap_or(false);
@@ -119,8 +119,8 @@ pub(crate) async fn tokenize(
 }
 
 /// `GET /info`: the unified model, in TEI's fields.
-pub(crate) fn info(state: &State) -> Result<Response<Full<Bytes>>, ApiError> {
-    let model = models::resolve(&state.infer, None)?;
+pub(crate) async fn info(state: &State) -> Result<Response<Full<Bytes>>, ApiError> {
+    let model = models::resolve(&state.infer, None).await?;
     let m = state.infer.registry.get(model);
     let p = m.pipeline().pooling;
     let pooling =
