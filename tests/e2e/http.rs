@@ -260,6 +260,10 @@ fn a_trickling_client_does_not_delay_others() {
     let host = HttpHost::start(&env, &[]);
     let a = host.addr;
     let mut slow = TcpStream::connect(a).unwrap();
+    // A connection that sends nothing at all, and one idle after a request.
+    let mut silent = TcpStream::connect(a).unwrap();
+    let mut idle = TcpStream::connect(a).unwrap();
+    idle.write_all(b"GET /api/version HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
     let started = Instant::now();
     let head = b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n";
     let trickler = std::thread::spawn(move || {
@@ -297,6 +301,12 @@ fn a_trickling_client_does_not_delay_others() {
         post(a, "/api/embeddings", &json!({"model": "all-minilm", "prompt": "after"})).status,
         200
     );
+    // Both were closed by the header deadline too (read_to_end ends at EOF).
+    for (name, c) in [("silent", &mut silent), ("idle keep-alive", &mut idle)] {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut rest = Vec::new();
+        assert!(c.read_to_end(&mut rest).is_ok(), "the {name} connection was not closed");
+    }
 }
 
 /// 1,000 connections at once against a small queue: each gets 200 or 429,

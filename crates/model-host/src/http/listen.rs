@@ -123,9 +123,13 @@ fn expand_home(path: &Path) -> PathBuf {
 fn parse_addr(value: &str) -> Result<SocketAddr, HttpError> {
     let v = value.trim().trim_start_matches("http://").trim_end_matches('/');
     let bad = |reason: String| HttpError::BadAddress { value: value.to_string(), reason };
-    v.to_socket_addrs()
-        .map_err(|e| bad(e.to_string()))?
-        .next()
+    let addrs: Vec<SocketAddr> = v.to_socket_addrs().map_err(|e| bad(e.to_string()))?.collect();
+    // `localhost` may resolve to ::1 first; clients mostly try 127.0.0.1.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| bad("it resolves to no address".into()))
 }
 
@@ -352,6 +356,8 @@ where
 {
     let service = hyper::service::service_fn(move |req| super::route::handle(state.clone(), req));
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // Headers within HEADER_TIMEOUT (hyper's timer also bounds how long an
+    // idle keep-alive connection waits for its next request).
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
