@@ -300,12 +300,15 @@ pub fn panel_matmul_acc(
     let m = x.len() / k;
     assert!(panels.len() >= cols.div_ceil(NR) * k * NR, "panels cover the columns");
     assert!(m == 0 || y.len() >= (m - 1) * ld + col + cols, "y holds m rows of ld");
+    // Rows per sweep of a panel: 8 with AVX-512's 32 registers, 6 with
+    // AVX2's 16 (a query of 10 tokens is then 6 + 4 rows, two sweeps).
+    let block = if level() == Level::V3 { 6 } else { 8 };
     for (p, panel) in panels.chunks_exact(k * NR).take(cols.div_ceil(NR)).enumerate() {
         let c = col + p * NR;
         let width = NR.min(col + cols - c);
         let mut r = 0;
         while r < m {
-            let rows = (m - r).min(8);
+            let rows = (m - r).min(block);
             let mut acc = [[0f32; NR]; 8];
             let xr = &x[r * k..(r + rows) * k];
             match level() {
