@@ -121,11 +121,6 @@ fn run() -> anyhow::Result<ExitCode> {
     // HTTP first: a port in use or a bad token file stops the start, before
     // the models load.
     let http = server::bind_http(&settings)?;
-    if !http.is_empty() {
-        // An HTTP client (Victor's Ollama provider, say) expects the endpoint
-        // to be there when it starts: no idle exit while one is served.
-        settings.idle_timeout_secs = 0;
-    }
     let registry = Registry::load(&settings, &args.models)?;
     let listener = server::bind(&socket, &lock)?;
     tracing::info!(
@@ -141,7 +136,7 @@ fn run() -> anyhow::Result<ExitCode> {
 
     let mut config = HostConfig::new(socket, settings);
     config.extra_models = args.models;
-    let reason = server::serve(listener, config, registry, stop, Some(http));
+    let reason = server::serve(listener, config, registry, stop, http);
     tracing::info!("exiting: {reason:?}");
     drop(lock);
     Ok(ExitCode::SUCCESS)

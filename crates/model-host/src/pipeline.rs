@@ -235,7 +235,7 @@ fn pool(tokens: &[f32], h: usize, p: Pooling, out: &mut [f32]) {
 }
 
 /// L2 normalization as `torch.nn.functional.normalize` (eps 1e-12).
-fn normalize(v: &mut [f32]) {
+pub(crate) fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt().max(1e-12);
     for x in v {
         *x = (f64::from(*x) / norm) as f32;

@@ -12,6 +12,7 @@ use super::error::{ApiError, Kind};
 use super::{MAX_INPUTS, State};
 use crate::infer::Infer;
 use crate::model::Embedder;
+use crate::pipeline::normalize;
 use crate::queue::{JobError, Respond};
 
 /// The vectors of one request, in input order.
@@ -60,14 +61,6 @@ impl Output {
     /// The model's tokens over all inputs.
     pub fn total_tokens(&self) -> u64 {
         self.tokens.iter().map(|&t| u64::from(t)).sum()
-    }
-}
-
-/// L2 normalization as `torch.nn.functional.normalize` (eps 1e-12).
-fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt().max(1e-12);
-    for x in v {
-        *x = (f64::from(*x) / norm) as f32;
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) struct HttpMetrics {
     /// Requests answered, by endpoint and status.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Seconds per request, by endpoint.
-    seconds: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
+    seconds: Mutex<BTreeMap<&'static str, Histogram>>,
     /// Connections open now.
     pub open: AtomicU64,
     /// Connections refused (over the limit, or another user's).
@@ -27,11 +27,10 @@ impl HttpMetrics {
     /// One request to `endpoint` answered with `status` after `took`.
     pub fn record(&self, endpoint: &'static str, status: u16, took: Duration) {
         *lock(&self.requests).entry((endpoint, status)).or_default() += 1;
-        let h = lock(&self.seconds)
+        lock(&self.seconds)
             .entry(endpoint)
-            .or_insert_with(|| std::sync::Arc::new(Histogram::new(LATENCY_BUCKETS)))
-            .clone();
-        h.observe(took.as_secs_f64());
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(took.as_secs_f64());
     }
 }
 

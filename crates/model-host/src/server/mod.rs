@@ -160,15 +160,15 @@ impl Shared {
 }
 
 /// Serves `listener` until a signal (`stop` set), a `Shutdown` request, or
-/// the idle timeout; then finishes requests in flight and returns. With
-/// `http` listeners, the HTTP front door serves them too, through the same
-/// inference layer, and the host never idles out.
+/// the idle timeout; then finishes requests in flight and returns. When
+/// `http` holds listeners, the HTTP front door serves them too, through the
+/// same inference layer, and the host never idles out.
 pub fn serve(
     listener: UnixListener,
-    config: HostConfig,
+    mut config: HostConfig,
     registry: Registry,
     stop: Arc<AtomicBool>,
-    http: Option<crate::http::Listeners>,
+    http: crate::http::Listeners,
 ) -> StopReason {
     let registry = Arc::new(registry);
     let stats = Arc::new(Stats::default());
@@ -189,7 +189,7 @@ pub fn serve(
         stop: stop.clone(),
         tools: Default::default(),
     });
-    let http = http.filter(|l| !l.is_empty()).and_then(|listeners| {
+    let http = Some(http).filter(|l| !l.is_empty()).and_then(|listeners| {
         let endpoints = listeners.describe();
         match crate::http::start(listeners, infer.clone(), stats.clone(), SHUTDOWN_GRACE / 4) {
             Ok(h) => {
@@ -202,7 +202,11 @@ pub fn serve(
             }
         }
     });
-    let http_on = http.is_some();
+    if http.is_some() {
+        // HTTP clients (Victor's Ollama provider, say) expect the endpoint
+        // to be there when they start: no idle exit (status shows 0).
+        config.settings.idle_timeout_secs = 0;
+    }
     let inflight = InFlight { used: AtomicUsize::new(0), limit: config.max_inflight_bytes };
     let shared = Arc::new(Shared {
         config,
@@ -220,13 +224,7 @@ pub fn serve(
     });
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
     let mut lingering: VecDeque<(UnixStream, Instant)> = VecDeque::new();
-    // While HTTP is served, clients such as Victor expect the endpoint to
-    // be there when they start: the host does not idle out.
-    let idle = if http_on {
-        Duration::ZERO
-    } else {
-        Duration::from_secs(shared.config.settings.idle_timeout_secs)
-    };
+    let idle = Duration::from_secs(shared.config.settings.idle_timeout_secs);
     let mut trimmed = Instant::now();
     loop {
         // Connections free their buffers on their own threads, in the
