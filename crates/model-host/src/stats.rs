@@ -131,23 +131,15 @@ impl Stats {
     }
 }
 
-fn kib_field(text: &str, key: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
-
-/// Memory of a process from `/proc/PID/status` and `/proc/PID/smaps_rollup`.
+/// Memory of a process (a pid, or `self`), as the status reports it.
 pub fn memory_of(pid: &str) -> MemoryStatus {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let m = vembed_models::os::memory_of(pid);
     MemoryStatus {
-        rss: kib_field(&status, "VmRSS:"),
-        pss: kib_field(&rollup, "Pss:"),
-        rss_anon: kib_field(&status, "RssAnon:"),
-        rss_file: kib_field(&status, "RssFile:"),
-        peak_rss: kib_field(&status, "VmHWM:"),
+        rss: m.rss,
+        pss: m.pss,
+        rss_anon: m.rss_anon,
+        rss_file: m.rss_file,
+        peak_rss: m.peak_rss,
     }
 }
 

@@ -54,33 +54,6 @@ impl Weights {
     }
 }
 
-/// How many bytes of a file sit in the page cache, from `mincore(2)`.
-/// Returns `(file size, resident bytes)`.
-pub fn residency(path: &Path) -> io::Result<(u64, u64)> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok((0, 0));
-    }
-    // SAFETY: as in `Weights::open`. The mapping is never read: mincore only
-    // inspects which of its pages are resident, so no page is faulted in.
-    let map = unsafe { Mmap::map(&file)? };
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-    let pages = (map.len()).div_ceil(page);
-    let mut vec = vec![0u8; pages];
-    // SAFETY: `map` is a live mapping of `map.len()` bytes starting at a
-    // page-aligned address, and `vec` has one byte per page of it, as
-    // mincore(2) requires.
-    let rc =
-        unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, map.len(), vec.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let resident = vec.iter().filter(|&&b| b & 1 != 0).count() as u64 * page as u64;
-    Ok((len, resident.min(len)))
-}
-
 /// Checks that every floating-point tensor of a safetensors file holds only
 /// finite values: a corrupt file (a block overwritten with 0xFF, say) must be
 /// refused at load, not serve NaN vectors. About 10 ms for 90 MB.

@@ -11,14 +11,17 @@
 //! 4. vembed's own cache (`~/.cache/vembed/models/ORG--NAME`).
 #![warn(missing_docs)]
 
+pub mod os;
 pub mod paths;
 pub mod private_dir;
 pub mod settings;
+mod standin;
 mod store;
 
 use std::path::PathBuf;
 
 pub use settings::{DEFAULT_MODEL, Settings};
+pub use standin::{make_standin, standin_name};
 pub use store::{
     FetchSource, LocalModel, ModelDir, PACKAGED, Packaged, SHA256_RECORD, canonical_name, fetch,
     import, list, resolve, sha256_file, validate_dir,

@@ -107,6 +107,17 @@ pub(crate) enum ModelCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Make a timing stand-in for a deeper model: the model's encoder layers
+    /// repeated (L6's six layers twice for a 12-layer stand-in), with the
+    /// deeper model's cost in time and memory but no meaning for search.
+    Standin {
+        /// The model whose layers are repeated.
+        #[arg(long, default_value = vembed_models::DEFAULT_MODEL)]
+        from: String,
+        /// Layers of the stand-in (a multiple of the model's own).
+        #[arg(long, default_value_t = 12)]
+        layers: usize,
+    },
     /// List the models available locally.
     List {
         /// Print JSON.

@@ -1,4 +1,4 @@
-//! `vembed model fetch|import|list`.
+//! `vembed model fetch|import|list|standin`.
 
 use super::*;
 
@@ -22,6 +22,17 @@ pub(super) fn run(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
                 dir.name,
                 dir.path.display(),
                 dir.sha256()?
+            );
+            Ok(())
+        }
+        ModelCommand::Standin { from, layers } => {
+            let src = vembed_models::resolve(from)?;
+            let dir = vembed_models::make_standin(&src, *layers)?;
+            println!(
+                "{}: a {layers}-layer TIMING STAND-IN made from {} (not for search quality) at {}",
+                dir.name,
+                src.name,
+                dir.path.display()
             );
             Ok(())
         }

@@ -133,7 +133,7 @@ fn status(shared: &Shared, queue: &Queue) -> HostStatus {
                 .files
                 .iter()
                 .filter_map(|f| {
-                    let (bytes, resident_bytes) = crate::weights::residency(f).ok()?;
+                    let (bytes, resident_bytes) = vembed_models::os::residency(f).ok()?;
                     Some(vembed_protocol::FileResidency {
                         path: f.display().to_string(),
                         bytes,
