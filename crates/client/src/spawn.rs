@@ -40,6 +40,15 @@ impl Default for SpawnOptions {
     }
 }
 
+impl SpawnOptions {
+    /// The host binary a spawn would start: [`SpawnOptions::host_bin`],
+    /// else `$VEMBED_HOST_BIN`, else `vembed-host` beside the current
+    /// executable, else on `PATH`.
+    pub fn resolve_host_bin(&self) -> Result<PathBuf> {
+        find_host_bin(self)
+    }
+}
+
 /// What a started host reported on its first line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartupStatus {

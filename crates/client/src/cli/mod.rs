@@ -16,6 +16,7 @@ use vembed_models::Settings;
 mod bench;
 mod demo;
 mod embed;
+mod experiment;
 mod index;
 mod model;
 mod search;
@@ -90,6 +91,13 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fetch the model if needed, start the host, embed, and show status.
     Demo,
+    /// Measure the seed document's claims on this machine: memory, page
+    /// cache, startup, CPU cache and N agents, for separate models, one
+    /// unified model and (with --baseline-python) per-process models.
+    Experiment(experiment::ExperimentArgs),
+    /// One agent process of `vembed experiment` (internal).
+    #[command(hide = true)]
+    ExperimentAgent(experiment::agent::AgentArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +199,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tools { command } => tools::run(&mut cli.client(None)?, command),
         Command::Bench(args) => bench::run(&mut cli.client(None)?, args),
         Command::Demo => demo::run(&cli),
+        Command::Experiment(args) => experiment::run(args),
+        Command::ExperimentAgent(args) => {
+            experiment::agent::run_agent(&mut cli.client(None)?, args)
+        }
     }
 }
 
