@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod concurrency;
+mod experiment;
 mod faults;
 mod http;
 mod index;

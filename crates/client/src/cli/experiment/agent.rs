@@ -85,12 +85,18 @@ pub struct AgentProc {
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<std::io::Result<String>>,
     what: String,
+    log: PathBuf,
 }
 
 impl AgentProc {
-    /// Starts `cmd` (stdout piped, stderr to `log`).
-    pub fn spawn(mut cmd: Command, what: &str, log: std::fs::File) -> anyhow::Result<AgentProc> {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
+    /// Starts `cmd` (stdout piped, stderr appended to `log`).
+    pub fn spawn(mut cmd: Command, what: &str, log: PathBuf) -> anyhow::Result<AgentProc> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| log.display().to_string())?;
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(file);
         let mut child = cmd.spawn().with_context(|| format!("starting {what}"))?;
         let stdout: ChildStdout = child.stdout.take().context("no stdout")?;
         let (tx, rx) = mpsc::channel();
@@ -101,7 +107,7 @@ impl AgentProc {
                 }
             }
         });
-        Ok(AgentProc { stdin: child.stdin.take(), child, lines: rx, what: what.to_string() })
+        Ok(AgentProc { stdin: child.stdin.take(), child, lines: rx, what: what.to_string(), log })
     }
 
     pub fn pid(&self) -> u32 {
@@ -115,8 +121,15 @@ impl AgentProc {
                 bail!("{} gave no answer in {} s", self.what, timeout.as_secs())
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = self.child.wait().ok();
-                bail!("{} exited ({status:?}); its log says why", self.what)
+                let status = self.child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                bail!(
+                    "{} exited ({status}): {} (log: {})",
+                    self.what,
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+                    self.log.display()
+                )
             }
         };
         serde_json::from_str(&line).with_context(|| format!("{}: not JSON: {line}", self.what))

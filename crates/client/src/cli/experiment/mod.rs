@@ -78,18 +78,23 @@ fn check_python(python: &Path) -> anyhow::Result<()> {
     {
         bail!("--baseline-python {}: not an executable file", python.display());
     }
-    let probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('sentence_transformers') and importlib.util.find_spec('numpy') else 3)";
-    let status = Command::new(python)
+    let probe = "import importlib.util as u; print('vembed-probe', 'ok' if u.find_spec('sentence_transformers') and u.find_spec('numpy') else 'missing')";
+    let out = Command::new(python)
         .args(["-c", probe])
-        .status()
+        .output()
         .with_context(|| format!("--baseline-python {}: cannot run it", python.display()))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(3) => bail!(
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "vembed-probe ok" => Ok(()),
+        "vembed-probe missing" => bail!(
             "--baseline-python {}: sentence-transformers (and numpy) are not installed for it",
             python.display()
         ),
-        _ => bail!("--baseline-python {}: not a working Python ({status})", python.display()),
+        _ => bail!(
+            "--baseline-python {}: not a working Python ({}: {})",
+            python.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
     }
 }
 
@@ -224,8 +229,6 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
     let out = args.out.canonicalize()?;
-    let logs = out.join("logs");
-    std::fs::create_dir_all(&logs)?;
     let work = tempfile::Builder::new().prefix("vembed-experiment-").tempdir()?;
     let ctx = Ctx::new(
         work.path().to_path_buf(),

@@ -247,7 +247,7 @@ impl Report {
             if self.configs.iter().all(|c| c.eviction_confirmed) {
                 "and mincore confirmed 0 bytes of weights resident before each cold start"
             } else {
-                "but mincore did NOT confirm 0 bytes resident before every cold start (see the JSON: resident_before)"
+                "but mincore did NOT confirm 0 bytes resident before every cold start (see resident_before in the JSON): another process maps the model files (stop other vembed hosts, `vembed stop`, and agents)"
             }
         );
     }

@@ -143,7 +143,7 @@ impl Ctx {
             }
             Kind::PerProcess => self.python_agent(&config.code)?,
         };
-        AgentProc::spawn(cmd, &what, self.log(&format!("{}-agents", config.name))?)
+        AgentProc::spawn(cmd, &what, self.logs.join(format!("{}-agents.log", config.name)))
     }
 
     fn python_agent(&self, model: &ModelDir) -> anyhow::Result<Command> {
