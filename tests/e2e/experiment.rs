@@ -87,6 +87,15 @@ fn a_quick_experiment_measures_every_table_with_consistent_values() {
     ] {
         assert!(md.contains(table), "report has {table}");
     }
+    // Every row of a table has as many cells as its header.
+    let mut cells = None;
+    for line in md.lines() {
+        let n = line.starts_with('|').then(|| line.matches('|').count());
+        match (cells, n) {
+            (Some(c), Some(n)) => assert_eq!(c, n, "row of another width: {line}"),
+            _ => cells = n,
+        }
+    }
     assert!(std::fs::read_to_string(out.join("chart.svg")).unwrap().starts_with("<svg"));
     assert!(r["machine"]["cpu_model"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(num(&r["machine"]["llc_bytes"]) > 0.0);

@@ -161,6 +161,11 @@ impl Report {
             if self.quick { " (--quick)" } else { "" },
             self.seconds
         );
+        let _ = writeln!(
+            o,
+            "Code search reads an index of {} ({} snippets; built or brought up to date in {:.0} s with the code model).\n",
+            self.corpus, self.index_chunks, self.index_seconds
+        );
         let _ = writeln!(o, "Models:\n");
         for model in &self.models {
             let _ = writeln!(
@@ -361,9 +366,9 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "| Operation | Separate: seed | measured | Unified: seed | measured | Delta: seed | Delta: measured | Per-process: measured |"
+            "| Operation | Separate: seed | measured | Unified: seed | measured | Delta: seed | Delta: measured | Ratio: seed | Ratio: measured | Per-process: measured |"
         );
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
         type Get<'a> = &'a dyn Fn(&Inference) -> &Vec<Sample>;
         let rows: [(&str, i32, i32, Get); 5] = [
             ("Tool selection (cold cache)", 5, 8, &|i| &i.tools_cold),
