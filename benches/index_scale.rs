@@ -9,6 +9,10 @@
 //! ```sh
 //! VEMBED_SCALE_N=1000000 VEMBED_SCALE_TREES=auto,16 cargo bench -p vembed-benches --bench index_scale
 //! ```
+//!
+//! The row with `search_k` 0 is the index's exhaustive scan
+//! (`IndexReader::search_exact`): where its p50 meets the forest's is the
+//! crossover below which a plain search scans (`EXACT_MAX_ITEMS`).
 
 use std::time::Instant;
 
@@ -146,13 +150,19 @@ fn main() {
         let disk = std::fs::metadata(dir.path().join("data.mdb")).unwrap().len() as f64 / 1048576.0;
         let r = w.reader();
         let trees = r.n_trees().unwrap();
-        for factor in [15usize, 50, 150] {
+        // Forest searches at three search_k, then the index's own exact scan
+        // (search_k 0 here), which plain search() uses below EXACT_MAX_ITEMS.
+        for factor in [15usize, 50, 150, 0] {
             let search_k = 10 * trees * factor;
             let mut lat = Vec::new();
             let mut found = 0usize;
             for (q, want) in queries.iter().zip(&truth) {
                 let t = Instant::now();
-                let hits = r.search_with(q, 10, Some(search_k)).unwrap();
+                let hits = if factor == 0 {
+                    r.search_exact(q, 10).unwrap()
+                } else {
+                    r.search_with(q, 10, Some(search_k)).unwrap()
+                };
                 lat.push(t.elapsed().as_secs_f64() * 1e3);
                 // Snippet ids are sequential in insertion order: recover the
                 // vector index from file and line.

@@ -42,14 +42,14 @@ fn no_chunk_exceeds_the_models_token_limit() {
     }
 }
 
-fn write(root: &Path, rel: &str, text: &str) {
+pub(crate) fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, text).unwrap();
 }
 
 /// A small repository: a few files per language, each function with a clear job.
-fn fixture(root: &Path) {
+pub(crate) fn fixture(root: &Path) {
     write(
         root,
         "auth/passwords.py",

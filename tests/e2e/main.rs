@@ -12,5 +12,6 @@ mod lifecycle;
 mod models;
 mod parity;
 mod python;
+mod search_eval;
 mod security;
 mod tools;

@@ -89,6 +89,22 @@ impl Searcher {
         Ok(self.reader.search_with(vector, k, search_k)?.into_iter().map(wire_hit).collect())
     }
 
+    /// The `k` best snippets by an exhaustive scan of every vector (exact,
+    /// whatever the index's size; [`Searcher::search_vector`] scans only
+    /// small indexes and walks the forest of larger ones).
+    pub fn search_vector_exact(
+        &self,
+        vector: &[f32],
+        k: usize,
+    ) -> Result<Vec<SearchHit>, SearchError> {
+        Ok(self.reader.search_exact(vector, k)?.into_iter().map(wire_hit).collect())
+    }
+
+    /// The forest's default `search_k` for `k` results on this index.
+    pub fn default_search_k(&self, k: usize) -> Result<usize, SearchError> {
+        Ok(k * self.reader.n_trees()?.max(1) * vembed_index::SEARCH_K_PER_TREE)
+    }
+
     /// Embeds `query` with the code model and returns the `k` best snippets.
     pub fn search(
         &self,

@@ -25,7 +25,8 @@ pub enum IndexError {
     },
     /// The index has another layout version.
     #[error(
-        "the index at {path} has schema {found}, this vembed reads {SCHEMA_VERSION}; rebuild it"
+        "the index at {path} has schema {found}, this vembed reads {SCHEMA_VERSION}: `vembed index` \
+         updates a schema-1 index in place; rebuild any other with `vembed index --rebuild`"
     )]
     Schema {
         /// The index.

@@ -17,7 +17,7 @@ mod reader;
 mod writer;
 
 pub use error::{IndexError, Result};
-pub use reader::{IndexReader, MAX_K, MAX_SEARCH_K};
+pub use reader::{EXACT_MAX_ITEMS, IndexReader, MAX_K, MAX_SEARCH_K};
 pub use writer::{Batch, IndexWriter};
 
 use std::num::NonZeroUsize;
@@ -29,8 +29,9 @@ use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-/// The on-disk layout version; a different one must be rebuilt.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The on-disk layout version. Version 1 (no scan store) is migrated by
+/// the writer when it opens it; any other must be rebuilt.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Trees in the forest unless set otherwise. Measured at 1M vectors of
 /// real-code structure (`benches/index_scale.rs`): 16 trees build in 81 s
@@ -129,6 +130,9 @@ struct Dbs {
     snippets: Database<U32<BigEndian>, Bytes>,
     files: Database<Str, Bytes>,
     meta: Database<Str, Bytes>,
+    /// Per file, its snippets' ids and vectors side by side (see
+    /// [`scan`]): what an exact search reads, one value per file.
+    scan: Database<Str, Bytes>,
 }
 
 type DbTuple = (
@@ -136,11 +140,110 @@ type DbTuple = (
     Database<U32<BigEndian>, Bytes>,
     Database<Str, Bytes>,
     Database<Str, Bytes>,
+    Database<Str, Bytes>,
 );
 
 impl Dbs {
     fn from(t: DbTuple) -> Dbs {
-        Dbs { vectors: t.0, snippets: t.1, files: t.2, meta: t.3 }
+        Dbs { vectors: t.0, snippets: t.1, files: t.2, meta: t.3, scan: t.4 }
+    }
+}
+
+/// The scan store's value for one file: the snippets' ids (`u32`), their
+/// vectors' norms (`f32`), then the vectors (`dim` `f32` each), all little
+/// endian, in order. An exact search reads these values and nothing else.
+mod scan {
+    /// Encodes ids and vectors (norms computed here).
+    pub fn encode<'v>(ids: &[u32], vectors: impl Iterator<Item = &'v [f32]> + Clone) -> Vec<u8> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        for v in vectors.clone() {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            out.extend_from_slice(&norm.to_le_bytes());
+        }
+        for v in vectors {
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// A decoded value: ids, norms and the vectors' bytes.
+    pub struct Value<'a> {
+        pub ids: &'a [u8],
+        pub norms: &'a [u8],
+        pub vectors: &'a [u8],
+    }
+
+    fn le(b: &[u8]) -> [u8; 4] {
+        [b[0], b[1], b[2], b[3]]
+    }
+
+    impl Value<'_> {
+        /// `(id, norm, vector bytes)` of each snippet.
+        pub fn rows(&self, dim: usize) -> impl Iterator<Item = (u32, f32, &[u8])> {
+            self.ids
+                .chunks_exact(4)
+                .zip(self.norms.chunks_exact(4))
+                .zip(self.vectors.chunks_exact(4 * dim))
+                .map(|((i, n), v)| (u32::from_le_bytes(le(i)), f32::from_le_bytes(le(n)), v))
+        }
+    }
+
+    /// Splits a value, or `None` if its length does not fit `dim`.
+    pub fn decode(bytes: &[u8], dim: usize) -> Option<Value<'_>> {
+        let row = 8 + 4 * dim;
+        let n = bytes.len() / row;
+        if n * row != bytes.len() {
+            return None;
+        }
+        let (ids, rest) = bytes.split_at(4 * n);
+        let (norms, vectors) = rest.split_at(4 * n);
+        Some(Value { ids, norms, vectors })
+    }
+
+    /// The dot product of a stored vector (little-endian bytes, any
+    /// alignment) with `q`: AVX2 and FMA where the CPU has them.
+    pub fn dot(v: &[u8], q: &[f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { dot_avx2(v, q) };
+        }
+        dot_lanes(v, q)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_avx2(v: &[u8], q: &[f32]) -> f32 {
+        dot_lanes(v, q)
+    }
+
+    /// Eight independent lanes, so the compiler keeps them in SIMD
+    /// registers (and, inlined into `dot_avx2`, in one AVX register).
+    #[inline(always)]
+    fn dot_lanes(v: &[u8], q: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let mut vs = v.chunks_exact(32);
+        let mut qs = q.chunks_exact(8);
+        for (vb, qb) in (&mut vs).zip(&mut qs) {
+            let mut x = [0f32; 8];
+            for (i, b) in vb.chunks_exact(4).enumerate() {
+                x[i] = f32::from_le_bytes(le(b));
+            }
+            for i in 0..8 {
+                acc[i] = x[i].mul_add(qb[i], acc[i]);
+            }
+        }
+        let mut d = acc.iter().sum::<f32>();
+        for (b, y) in vs.remainder().chunks_exact(4).zip(qs.remainder()) {
+            d += f32::from_le_bytes(le(b)) * y;
+        }
+        d
     }
 }
 
@@ -204,6 +307,117 @@ mod tests {
             symbol: None,
             text: format!("{path}:{line}"),
         }
+    }
+
+    /// An index of `n` random unit vectors in 8 dimensions, 5 per file.
+    fn filled(dir: &Path, n: usize) -> (IndexWriter, Vec<Vec<f32>>) {
+        let w = IndexWriter::open(dir, Path::new("/repo"), &model(8), false).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let vectors: Vec<Vec<f32>> = (0..n)
+            .map(|_| {
+                unit(
+                    &(0..8)
+                        .map(|_| rand::RngExt::random_range(&mut rng, -1.0..1.0))
+                        .collect::<Vec<f32>>(),
+                )
+            })
+            .collect();
+        let mut batch = w.batch().unwrap();
+        for (f, group) in vectors.chunks(5).enumerate() {
+            let path = format!("f{f}.py");
+            let snippets: Vec<(Snippet, &[f32])> = group
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (snippet(&path, i as u32 * 3 + 1), v.as_slice()))
+                .collect();
+            batch.put_file(&path, "h", &snippets).unwrap();
+        }
+        batch.commit().unwrap();
+        (w, vectors)
+    }
+
+    fn keys(hits: &[Hit]) -> Vec<(String, u32)> {
+        hits.iter().map(|h| (h.snippet.path.clone(), h.snippet.start_line)).collect()
+    }
+
+    #[test]
+    fn exact_and_exhaustive_forest_agree_and_small_indexes_search_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, vectors) = filled(dir.path(), 400);
+        let r = w.reader();
+        for q in vectors.iter().step_by(37) {
+            let exact = r.search_exact(q, 10).unwrap();
+            let forest = r.search_with(q, 10, Some(MAX_SEARCH_K)).unwrap();
+            assert_eq!(keys(&exact), keys(&forest), "same top 10");
+            for (a, b) in exact.iter().zip(&forest) {
+                assert!((a.score - b.score).abs() < 1e-5, "{} vs {}", a.score, b.score);
+            }
+            // A query that is a stored vector finds itself first.
+            assert!(exact[0].score > 0.9999);
+            // Below EXACT_MAX_ITEMS a plain search is the exact one.
+            assert_eq!(keys(&r.search(q, 10).unwrap()), keys(&exact));
+        }
+        // Removed files leave the scan store with the forest.
+        let mut batch = w.batch().unwrap();
+        batch.remove_file("f0.py").unwrap();
+        batch.commit().unwrap();
+        let hits = r.search_exact(&vectors[0], 400).unwrap();
+        assert_eq!(hits.len(), 395);
+        assert!(hits.iter().all(|h| h.snippet.path != "f0.py"));
+    }
+
+    #[test]
+    fn a_schema_1_index_is_migrated_by_the_writer_and_refused_by_readers_until_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, vectors) = filled(dir.path(), 60);
+        let r = w.reader();
+        let before: Vec<_> =
+            vectors.iter().map(|q| keys(&r.search_exact(q, 10).unwrap())).collect();
+        // Make it what schema 1 wrote: no scan store.
+        let mut wtxn = w.env.write_txn().unwrap();
+        w.dbs.scan.clear(&mut wtxn).unwrap();
+        w.dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&1u32)).unwrap();
+        wtxn.commit().unwrap();
+        drop((w, r));
+
+        let err = IndexReader::open(dir.path(), None).err().unwrap().to_string();
+        assert!(err.contains("schema 1") && err.contains("vembed index"), "{err}");
+        let w = IndexWriter::open(dir.path(), Path::new("/repo"), &model(8), false).unwrap();
+        let r = w.reader();
+        assert_eq!(r.stats().unwrap().snippets, 60);
+        let after: Vec<_> = vectors.iter().map(|q| keys(&r.search_exact(q, 10).unwrap())).collect();
+        assert_eq!(before, after, "migrated: the same results");
+        // Another schema is not migrated.
+        let mut wtxn = w.env.write_txn().unwrap();
+        w.dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&7u32)).unwrap();
+        wtxn.commit().unwrap();
+        drop((w, r));
+        let err =
+            IndexWriter::open(dir.path(), Path::new("/repo"), &model(8), false).err().unwrap();
+        assert!(
+            err.to_string().contains("schema 7") && err.to_string().contains("--rebuild"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn scan_values_round_trip() {
+        let (a, b) = ([3.0f32, 4.0, 0.0], [-1.0f32, 0.5, 0.0]);
+        let bytes = scan::encode(&[7, 9], [&a[..], &b[..]].into_iter());
+        let value = scan::decode(&bytes, 3).unwrap();
+        let rows: Vec<_> = value.rows(3).collect();
+        assert_eq!((rows[0].0, rows[0].1, rows[1].0), (7, 5.0, 9));
+        assert_eq!(scan::dot(rows[0].2, &[1.0, 1.0, 1.0]), 7.0);
+        assert_eq!(scan::dot(rows[1].2, &[2.0, 2.0, 2.0]), -1.0);
+        assert!(scan::decode(&bytes[1..], 3).is_none());
+        // Eight lanes and a remainder agree with a plain loop.
+        let v: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let q: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let bytes = scan::encode(&[1], [&v[..]].into_iter());
+        let value = scan::decode(&bytes, 19).unwrap();
+        let d = scan::dot(value.rows(19).next().unwrap().2, &q);
+        let want: f32 = v.iter().zip(&q).map(|(x, y)| x * y).sum();
+        assert!((d - want).abs() < 1e-4, "{d} vs {want}");
     }
 
     #[test]

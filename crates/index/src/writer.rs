@@ -5,8 +5,8 @@ use super::*;
 
 /// The single writer of an index (the host).
 pub struct IndexWriter {
-    env: Env<WithoutTls>,
-    dbs: Dbs,
+    pub(crate) env: Env<WithoutTls>,
+    pub(crate) dbs: Dbs,
     model: ModelIdentity,
     dir: PathBuf,
     n_trees: Option<usize>,
@@ -27,6 +27,7 @@ impl IndexWriter {
                     dbo.create_database(wtxn, Some("snippets"))?,
                     dbo.create_database(wtxn, Some("files"))?,
                     dbo.create_database(wtxn, Some("meta"))?,
+                    dbo.create_database(wtxn, Some("scan"))?,
                 )))
             })?
             .commit()
@@ -45,7 +46,9 @@ impl IndexWriter {
         if let Some(found) = &stored
             && !rebuild
         {
-            if schema != Some(SCHEMA_VERSION) {
+            if schema == Some(1) && found == model {
+                migrate_v1(&dbs, &mut wtxn, model.dim as usize)?;
+            } else if schema != Some(SCHEMA_VERSION) {
                 return Err(IndexError::Schema {
                     path: dir.to_path_buf(),
                     found: schema.unwrap_or(0),
@@ -133,6 +136,37 @@ impl IndexWriter {
     }
 }
 
+/// Schema 1 → 2: fills the scan store from the forest's own copy of each
+/// vector, in the transaction that opens the index.
+fn migrate_v1(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, dim: usize) -> Result<()> {
+    let mut files = Vec::new();
+    for item in dbs.files.iter(wtxn)? {
+        let (path, bytes) = item?;
+        files.push((path.to_string(), parse::<FileEntry>(bytes, "file entry")?));
+    }
+    let reader = arroy::Reader::open(wtxn, 0, dbs.vectors)?;
+    let mut values = Vec::with_capacity(files.len());
+    for (path, entry) in files {
+        let mut vectors = Vec::with_capacity(entry.snippets.len());
+        for &id in &entry.snippets {
+            let v = reader.item_vector(wtxn, id)?.ok_or_else(|| {
+                IndexError::Corrupt(format!("snippet {id} of {path} has no vector"))
+            })?;
+            if v.len() != dim {
+                return Err(IndexError::Dimension { want: dim, got: v.len() });
+            }
+            vectors.push(v);
+        }
+        values.push((path, scan::encode(&entry.snippets, vectors.iter().map(Vec::as_slice))));
+    }
+    drop(reader);
+    for (path, value) in values {
+        dbs.scan.put(wtxn, &path, &value)?;
+    }
+    dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
+    Ok(())
+}
+
 /// Empties every database and starts a fresh index for `model`, with an
 /// empty forest built so readers can open it at once.
 fn reset(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, model: &ModelIdentity) -> Result<()> {
@@ -140,6 +174,7 @@ fn reset(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, model: &ModelIdentity) -> Result
     dbs.snippets.clear(wtxn)?;
     dbs.files.clear(wtxn)?;
     dbs.meta.clear(wtxn)?;
+    dbs.scan.clear(wtxn)?;
     dbs.meta.put(wtxn, META_MODEL, &json(model))?;
     dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
     dbs.meta.put(wtxn, META_NEXT_ID, &json(&0u32))?;
@@ -173,6 +208,7 @@ impl Batch<'_> {
             self.w.dbs.snippets.delete(&mut self.wtxn, &id)?;
         }
         self.w.dbs.files.delete(&mut self.wtxn, path)?;
+        self.w.dbs.scan.delete(&mut self.wtxn, path)?;
         self.changed = true;
         Ok(entry.snippets.len())
     }
@@ -219,6 +255,8 @@ impl Batch<'_> {
             self.w.dbs.snippets.put(&mut self.wtxn, &id, &json(snippet))?;
             ids.push(id);
         }
+        let value = scan::encode(&ids, snippets.iter().map(|(_, v)| *v));
+        self.w.dbs.scan.put(&mut self.wtxn, path, &value)?;
         let entry = FileEntry { hash: hash.to_string(), snippets: ids };
         self.w.dbs.files.put(&mut self.wtxn, path, &json(&entry))?;
         self.changed = true;

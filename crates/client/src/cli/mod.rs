@@ -20,6 +20,7 @@ mod experiment;
 mod index;
 mod model;
 mod search;
+mod search_eval;
 mod status;
 mod stop;
 mod tools;

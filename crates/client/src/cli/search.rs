@@ -35,10 +35,28 @@ pub struct SearchArgs {
     /// more exact.
     #[arg(long)]
     search_k: Option<usize>,
+    /// Evaluate search on labelled cases instead: JSON lines of {"query":
+    /// ..., "path": ...} (path relative to --repo). Indexes --repo first
+    /// (unless --no-index), then prints MRR@10, R@1 and R@10 per method.
+    #[arg(long, value_name = "CASES.jsonl", conflicts_with_all = ["query", "jsonl", "via_host"])]
+    eval: Option<PathBuf>,
+    /// With --eval: search the index as it is, without updating it first.
+    #[arg(long, requires = "eval")]
+    no_index: bool,
 }
 
 /// Runs `vembed search`.
 pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
+    if let Some(cases) = &args.eval {
+        return super::search_eval::run(
+            client,
+            &args.repo,
+            args.index_dir.as_deref(),
+            cases,
+            args.no_index,
+            args.json,
+        );
+    }
     let queries: Vec<String> = if args.jsonl {
         if args.query.is_some() {
             bail!("--jsonl reads queries from stdin; do not also pass one");

@@ -1,0 +1,81 @@
+//! `vembed search --eval`: labelled queries against a real index, model
+//! and host.
+
+use vembed_tests::Env;
+
+use crate::index::{fixture, write};
+
+fn eval(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["search", "--eval"];
+    all.extend_from_slice(args);
+    env.vembed(&all, "")
+}
+
+#[test]
+fn eval_scores_every_method_on_labelled_queries() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    fixture(&repo);
+    let cases = env.path("cases.jsonl");
+    let lines = [
+        ("derive a storage hash from a user's password", "auth/passwords.py"),
+        ("call a function again and again, waiting longer after each failure", "net/retry.rs"),
+        ("sum the prices in the shopping cart and add tax", "web/cart.js"),
+        ("answer the load balancer's liveness probe", "cmd/server.go"),
+    ];
+    let text: String = lines
+        .iter()
+        .map(|(q, p)| serde_json::json!({"query": q, "path": p}).to_string() + "\n")
+        .collect();
+    std::fs::write(&cases, text).unwrap();
+    let index = env.path("index");
+    let (r, c, i) = (repo.to_str().unwrap(), cases.to_str().unwrap(), index.to_str().unwrap());
+    let o = eval(&env, &[c, "--repo", r, "--index-dir", i, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["cases"], 4);
+    assert!(report["snippets"].as_u64().unwrap() >= 4);
+    assert!(report["index_chunks_added"].as_u64().unwrap() >= 4);
+    assert!(report["index_seconds"].as_f64().unwrap() > 0.0);
+    let methods = report["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods.iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(names, ["semantic", "semantic-exact", "semantic-forest"]);
+    for m in methods {
+        let (mrr, r1, r10) = (
+            m["mrr_at_10"].as_f64().unwrap(),
+            m["recall_at_1"].as_f64().unwrap(),
+            m["recall_at_10"].as_f64().unwrap(),
+        );
+        assert!(r1 <= mrr && mrr <= r10 && r10 <= 1.0, "{m}");
+        assert!(m["search_p50_ms"].as_f64().unwrap() > 0.0);
+    }
+    // A small index is searched exactly: the default and the exact scan agree.
+    assert_eq!(methods[0]["mrr_at_10"], methods[1]["mrr_at_10"]);
+    assert_eq!(methods[1]["recall_at_10"], 1.0, "every function found in the top 10");
+    assert!(methods[1]["mrr_at_10"].as_f64().unwrap() >= 0.75, "{}", methods[1]);
+
+    // Text output: a row per method; --no-index searches the index as it is.
+    let o = eval(&env, &[c, "--repo", r, "--index-dir", i, "--no-index"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("MRR@10") && out.contains("semantic-exact"),
+        "{out}"
+    );
+    assert!(!out.contains("added in"), "not indexed again: {out}");
+
+    // Bad cases are named.
+    write(&env.path("."), "bad.jsonl", "{\"query\": \"x\", \"path\": \"no/such/file.py\"}\n");
+    let o = eval(
+        &env,
+        &[env.path("bad.jsonl").to_str().unwrap(), "--repo", r, "--index-dir", i, "--no-index"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no/such/file.py"), "{err}");
+    write(&env.path("."), "bad2.jsonl", "{\"query\": \"x\"}\n");
+    let o = eval(&env, &[env.path("bad2.jsonl").to_str().unwrap(), "--repo", r, "--index-dir", i]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("line 1"), "{err}");
+    // --eval takes no query.
+    let o = env.vembed(&["search", "a query", "--eval", c, "--repo", r], "");
+    assert!(!o.status.success());
+}
