@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use vembed_index::{IndexReader, IndexStats, ModelIdentity};
+
+pub use vembed_index::Mode;
 
 use crate::{Client, ModelRef, Role, SearchHit};
 
@@ -105,6 +108,41 @@ impl Searcher {
         Ok(k * self.reader.n_trees()?.max(1) * vembed_index::SEARCH_K_PER_TREE)
     }
 
+    /// The `k` snippets that best match the query's words (BM25 over code
+    /// tokens, identifiers split), no embedding needed.
+    pub fn search_lexical(&self, query: &str, k: usize) -> Result<Vec<RankedHit>, SearchError> {
+        Ok(self.reader.search_lexical(query, k)?.into_iter().map(ranked_hit).collect())
+    }
+
+    /// Hybrid: the semantic ranking of `vector` (the query's embedding) and
+    /// the lexical ranking of `query`, fused by normalised score.
+    pub fn search_hybrid(
+        &self,
+        query: &str,
+        vector: &[f32],
+        k: usize,
+    ) -> Result<Vec<RankedHit>, SearchError> {
+        Ok(self.reader.search_hybrid(query, vector, k)?.into_iter().map(ranked_hit).collect())
+    }
+
+    /// Searches in `mode`: `vector` is the query's embedding (unused by a
+    /// lexical search, which may pass an empty slice).
+    pub fn search_mode(
+        &self,
+        mode: Mode,
+        query: &str,
+        vector: &[f32],
+        k: usize,
+    ) -> Result<Vec<RankedHit>, SearchError> {
+        match mode {
+            Mode::Semantic => {
+                Ok(self.reader.search(vector, k)?.into_iter().map(ranked_hit).collect())
+            }
+            Mode::Lexical => self.search_lexical(query, k),
+            Mode::Hybrid => self.search_hybrid(query, vector, k),
+        }
+    }
+
     /// Embeds `query` with the code model and returns the `k` best snippets.
     pub fn search(
         &self,
@@ -114,6 +152,33 @@ impl Searcher {
     ) -> Result<Vec<SearchHit>, SearchError> {
         let e = client.embed_with(&ModelRef::Role(Role::Code), &[query])?;
         self.search_vector(&e.data, k)
+    }
+}
+
+/// A hit with its place in each ranking that found it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankedHit {
+    /// The hit (its `score` is the mode's own).
+    #[serde(flatten)]
+    pub hit: SearchHit,
+    /// Rank (1-based) in the semantic ranking, where it had one.
+    pub semantic_rank: Option<u32>,
+    /// Cosine similarity, where it was ranked semantically.
+    pub semantic_score: Option<f32>,
+    /// Rank (1-based) in the lexical ranking, where it had one.
+    pub lexical_rank: Option<u32>,
+    /// BM25 score, where it was ranked lexically.
+    pub lexical_score: Option<f32>,
+}
+
+fn ranked_hit(h: vembed_index::Hit) -> RankedHit {
+    let (semantic, lexical) = (h.semantic, h.lexical);
+    RankedHit {
+        hit: wire_hit(h),
+        semantic_rank: semantic.map(|s| s.0),
+        semantic_score: semantic.map(|s| s.1),
+        lexical_rank: lexical.map(|s| s.0),
+        lexical_score: lexical.map(|s| s.1),
     }
 }
 

@@ -13,11 +13,15 @@
 
 pub mod chunk;
 mod error;
+pub mod lexical;
 mod reader;
 mod writer;
 
 pub use error::{IndexError, Result};
-pub use reader::{EXACT_MAX_ITEMS, IndexReader, MAX_K, MAX_SEARCH_K};
+pub use reader::{
+    EXACT_MAX_ITEMS, HYBRID_DEPTH, IndexReader, LEXICAL_WEIGHT, MAX_K, MAX_SEARCH_K,
+    SEMANTIC_WEIGHT,
+};
 pub use writer::{Batch, IndexWriter};
 
 use std::num::NonZeroUsize;
@@ -118,8 +122,25 @@ pub struct IndexStats {
 pub struct Hit {
     /// The snippet.
     pub snippet: Snippet,
-    /// Cosine similarity to the query.
+    /// Its score in the search's mode: cosine similarity (semantic), BM25
+    /// (lexical), or the fused score (hybrid).
     pub score: f32,
+    /// Its rank (1-based) and score in the semantic ranking, where it had one.
+    pub semantic: Option<(u32, f32)>,
+    /// Its rank (1-based) and BM25 score in the lexical ranking, where it had one.
+    pub lexical: Option<(u32, f32)>,
+}
+
+/// How a search ranks snippets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// By the cosine similarity of the query's embedding.
+    Semantic,
+    /// By BM25 over code tokens.
+    Lexical,
+    /// Both, fused by normalised score.
+    Hybrid,
 }
 
 type Database<K, V> = heed::Database<'static, K, V>;
@@ -133,6 +154,8 @@ struct Dbs {
     /// Per file, its snippets' ids and vectors side by side (see
     /// [`scan`]): what an exact search reads, one value per file.
     scan: Database<Str, Bytes>,
+    /// The lexical (BM25) index.
+    lex: lexical::LexDbs,
 }
 
 type DbTuple = (
@@ -141,11 +164,14 @@ type DbTuple = (
     Database<Str, Bytes>,
     Database<Str, Bytes>,
     Database<Str, Bytes>,
+    Database<Bytes, Bytes>,
+    Database<U32<BigEndian>, U32<BigEndian>>,
 );
 
 impl Dbs {
     fn from(t: DbTuple) -> Dbs {
-        Dbs { vectors: t.0, snippets: t.1, files: t.2, meta: t.3, scan: t.4 }
+        let lex = lexical::LexDbs { postings: t.5, lengths: t.6 };
+        Dbs { vectors: t.0, snippets: t.1, files: t.2, meta: t.3, scan: t.4, lex }
     }
 }
 
@@ -334,6 +360,51 @@ mod tests {
         }
         batch.commit().unwrap();
         (w, vectors)
+    }
+
+    #[test]
+    fn lexical_and_hybrid_find_identifiers_and_follow_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = IndexWriter::open(dir.path(), Path::new("/repo"), &model(3), false).unwrap();
+        let text = |t: &str, path: &str| Snippet { text: t.into(), ..snippet(path, 1) };
+        let mut batch = w.batch().unwrap();
+        let (a, b) = (unit(&[1.0, 0.0, 0.0]), unit(&[0.0, 1.0, 0.0]));
+        batch
+            .put_file(
+                "auth.py",
+                "h",
+                &[(text("def hash_password(pw): return pbkdf2(pw)", "auth.py"), &a)],
+            )
+            .unwrap();
+        batch
+            .put_file(
+                "net.py",
+                "h",
+                &[(text("def retry_with_backoff(f): sleep and call again", "net.py"), &b)],
+            )
+            .unwrap();
+        batch.commit().unwrap();
+        let r = w.reader();
+        let hits = r.search_lexical("where is hash_password", 5).unwrap();
+        assert_eq!(hits[0].snippet.path, "auth.py");
+        assert!(hits[0].score > 0.0 && hits[0].lexical.unwrap().0 == 1, "{hits:?}");
+        assert_eq!(r.search_lexical("backoff", 5).unwrap()[0].snippet.path, "net.py");
+        assert!(r.search_lexical("nothing matches this", 5).unwrap().is_empty());
+        // Hybrid: the vector says net.py, the words say auth.py; both come back.
+        let hybrid = r.search_hybrid("hash_password", &b, 5).unwrap();
+        let paths: Vec<_> = hybrid.iter().map(|h| h.snippet.path.as_str()).collect();
+        assert!(paths.contains(&"auth.py") && paths.contains(&"net.py"), "{hybrid:?}");
+        assert!(hybrid.iter().any(|h| h.lexical.is_some() && h.semantic.is_some()));
+        // Removal takes its postings with it.
+        let mut batch = w.batch().unwrap();
+        batch.remove_file("auth.py").unwrap();
+        batch.commit().unwrap();
+        assert!(r.search_lexical("hash_password", 5).unwrap().is_empty());
+        let stats = {
+            let rtxn = r.env.read_txn().unwrap();
+            lexical::stats(&r.dbs.meta, &rtxn).unwrap()
+        };
+        assert_eq!(stats.docs, 1);
     }
 
     fn keys(hits: &[Hit]) -> Vec<(String, u32)> {

@@ -28,6 +28,8 @@ impl IndexWriter {
                     dbo.create_database(wtxn, Some("files"))?,
                     dbo.create_database(wtxn, Some("meta"))?,
                     dbo.create_database(wtxn, Some("scan"))?,
+                    dbo.create_database(wtxn, Some("postings"))?,
+                    dbo.create_database(wtxn, Some("lengths"))?,
                 )))
             })?
             .commit()
@@ -132,18 +134,30 @@ impl IndexWriter {
             Some(b) => parse(b, "next id")?,
             None => 0,
         };
-        Ok(Batch { w: self, wtxn, next_id, changed: false })
+        let lex = lexical::stats(&self.dbs.meta, &wtxn)?;
+        Ok(Batch { w: self, wtxn, next_id, changed: false, lex })
     }
 }
 
-/// Schema 1 → 2: fills the scan store from the forest's own copy of each
-/// vector, in the transaction that opens the index.
+/// Schema 1 → 2: fills the lexical index from the stored snippets and the
+/// scan store from the forest's own copy of each vector, in the
+/// transaction that opens the index.
 fn migrate_v1(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, dim: usize) -> Result<()> {
     let mut files = Vec::new();
     for item in dbs.files.iter(wtxn)? {
         let (path, bytes) = item?;
         files.push((path.to_string(), parse::<FileEntry>(bytes, "file entry")?));
     }
+    let mut lex = lexical::LexStats::default();
+    for (_, entry) in &files {
+        for &id in &entry.snippets {
+            let Some(bytes) = dbs.snippets.get(wtxn, &id)? else { continue };
+            let snippet: Snippet = parse(bytes, "snippet")?;
+            lex.tokens += dbs.lex.add(wtxn, id, &snippet)?;
+            lex.docs += 1;
+        }
+    }
+    lexical::put_stats(&dbs.meta, wtxn, lex)?;
     let reader = arroy::Reader::open(wtxn, 0, dbs.vectors)?;
     let mut values = Vec::with_capacity(files.len());
     for (path, entry) in files {
@@ -175,6 +189,8 @@ fn reset(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, model: &ModelIdentity) -> Result
     dbs.files.clear(wtxn)?;
     dbs.meta.clear(wtxn)?;
     dbs.scan.clear(wtxn)?;
+    dbs.lex.postings.clear(wtxn)?;
+    dbs.lex.lengths.clear(wtxn)?;
     dbs.meta.put(wtxn, META_MODEL, &json(model))?;
     dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
     dbs.meta.put(wtxn, META_NEXT_ID, &json(&0u32))?;
@@ -191,6 +207,7 @@ pub struct Batch<'a> {
     wtxn: heed::RwTxn<'a>,
     next_id: u32,
     changed: bool,
+    lex: lexical::LexStats,
 }
 
 impl Batch<'_> {
@@ -205,6 +222,12 @@ impl Batch<'_> {
         let writer = arroy::Writer::new(self.w.dbs.vectors, 0, self.w.model.dim as usize);
         for &id in &entry.snippets {
             writer.del_item(&mut self.wtxn, id)?;
+            if let Some(bytes) = self.w.dbs.snippets.get(&self.wtxn, &id)? {
+                let snippet: Snippet = parse(bytes, "snippet")?;
+                let len = self.w.dbs.lex.remove(&mut self.wtxn, id, &snippet)?;
+                self.lex.docs = self.lex.docs.saturating_sub(1);
+                self.lex.tokens = self.lex.tokens.saturating_sub(len);
+            }
             self.w.dbs.snippets.delete(&mut self.wtxn, &id)?;
         }
         self.w.dbs.files.delete(&mut self.wtxn, path)?;
@@ -253,6 +276,8 @@ impl Batch<'_> {
             self.next_id += 1;
             writer.add_item(&mut self.wtxn, id, vector)?;
             self.w.dbs.snippets.put(&mut self.wtxn, &id, &json(snippet))?;
+            self.lex.tokens += self.w.dbs.lex.add(&mut self.wtxn, id, snippet)?;
+            self.lex.docs += 1;
             ids.push(id);
         }
         let value = scan::encode(&ids, snippets.iter().map(|(_, v)| *v));
@@ -280,6 +305,7 @@ impl Batch<'_> {
             }
             builder.build(&mut self.wtxn)?;
             self.w.dbs.meta.put(&mut self.wtxn, META_NEXT_ID, &json(&self.next_id))?;
+            lexical::put_stats(&self.w.dbs.meta, &mut self.wtxn, self.lex)?;
             self.w.dbs.meta.put(&mut self.wtxn, META_UPDATED, &json(&now()))?;
         }
         self.wtxn.commit()?;

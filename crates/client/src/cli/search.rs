@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use vembed::search::Searcher;
+use vembed::search::{Mode, RankedHit, Searcher};
 use vembed::{Client, ModelRef, Role, SearchHit, SearchRequest};
 
 /// Options of `vembed search`.
@@ -32,9 +32,14 @@ pub struct SearchArgs {
     #[arg(long)]
     via_host: bool,
     /// Forest nodes to visit [default: k × trees × 50]; higher is slower and
-    /// more exact.
+    /// more exact. Semantic mode only.
     #[arg(long)]
     search_k: Option<usize>,
+    /// How to rank: semantic (the query's embedding), lexical (BM25 over
+    /// code tokens) or hybrid (both, fused by normalised score) [default:
+    /// hybrid; semantic with --via-host or --search-k, which only it takes].
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
     /// Evaluate search on labelled cases instead: JSON lines of {"query":
     /// ..., "path": ...} (path relative to --repo). Indexes --repo first
     /// (unless --no-index), then prints MRR@10, R@1 and R@10 per method.
@@ -43,6 +48,27 @@ pub struct SearchArgs {
     /// With --eval: search the index as it is, without updating it first.
     #[arg(long, requires = "eval")]
     no_index: bool,
+}
+
+/// `--mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    /// The query's embedding against the snippets'.
+    Semantic,
+    /// BM25 over code tokens (identifiers split), no embedding.
+    Lexical,
+    /// Both, fused by normalised score.
+    Hybrid,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Semantic => Mode::Semantic,
+            ModeArg::Lexical => Mode::Lexical,
+            ModeArg::Hybrid => Mode::Hybrid,
+        }
+    }
 }
 
 /// Runs `vembed search`.
@@ -65,29 +91,56 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
     } else {
         vec![args.query.clone().context("no query given (or use --jsonl)")?]
     };
-    let results: Vec<Vec<SearchHit>> = if args.via_host {
+    let mode = match args.mode {
+        Some(m) => Mode::from(m),
+        None if args.via_host || args.search_k.is_some() => Mode::Semantic,
+        None => Mode::Hybrid,
+    };
+    let results: Vec<Vec<RankedHit>> = if args.via_host {
+        if mode != Mode::Semantic {
+            bail!("--via-host searches by meaning only: add --mode semantic");
+        }
         let repo = args
             .repo
             .canonicalize()
             .with_context(|| format!("repository {}", args.repo.display()))?;
         let mut all = Vec::new();
         for q in &queries {
-            all.push(client.search_via_host(SearchRequest {
+            let hits = client.search_via_host(SearchRequest {
                 repo: repo.display().to_string(),
                 index_dir: args.index_dir.as_ref().map(|d| d.display().to_string()),
                 query: q.clone(),
                 k: args.k as u32,
-            })?);
+            })?;
+            all.push(hits.into_iter().enumerate().map(|(i, h)| semantic_only(i, h)).collect());
         }
         all
     } else {
         let searcher = Searcher::open(client, &args.repo, args.index_dir.as_deref())?;
+        if args.search_k.is_some() && mode != Mode::Semantic {
+            bail!("--search-k tunes the semantic forest: add --mode semantic");
+        }
         let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
-        let vectors = client.embed_with(&ModelRef::Role(Role::Code), &refs)?;
-        vectors
-            .rows()
-            .map(|v| searcher.search_vector_with(v, args.k, args.search_k))
-            .collect::<Result<_, _>>()?
+        let vectors = if mode == Mode::Lexical {
+            None
+        } else {
+            Some(client.embed_with(&ModelRef::Role(Role::Code), &refs)?)
+        };
+        let mut all = Vec::with_capacity(queries.len());
+        for (i, q) in queries.iter().enumerate() {
+            let v = vectors.as_ref().and_then(|e| e.rows().nth(i)).unwrap_or(&[]);
+            let hits = match args.search_k {
+                Some(sk) => searcher
+                    .search_vector_with(v, args.k, Some(sk))?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, h)| semantic_only(i, h))
+                    .collect(),
+                None => searcher.search_mode(mode, q, v, args.k)?,
+            };
+            all.push(hits);
+        }
+        all
     };
     let mut w = BufWriter::new(io::stdout().lock());
     if args.jsonl {
@@ -99,7 +152,7 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
         serde_json::to_writer_pretty(&mut w, &results[0])?;
         w.write_all(b"\n")?;
     } else {
-        for h in &results[0] {
+        for h in results[0].iter().map(|r| &r.hit) {
             let symbol = h.symbol.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
             writeln!(w, "{:.3}  {}:{}-{}{symbol}", h.score, h.path, h.start_line, h.end_line)?;
             for line in h.text.lines().take(4) {
@@ -109,4 +162,15 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
     }
     w.flush()?;
     Ok(())
+}
+
+fn semantic_only(i: usize, hit: SearchHit) -> RankedHit {
+    let score = hit.score;
+    RankedHit {
+        hit,
+        semantic_rank: Some(i as u32 + 1),
+        semantic_score: Some(score),
+        lexical_rank: None,
+        lexical_score: None,
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use vembed::search::Searcher;
+use vembed::search::{RankedHit, Searcher};
 use vembed::{Client, IndexRequest, ModelRef, Role, SearchHit};
 
 #[derive(Deserialize)]
@@ -72,13 +72,13 @@ fn score(
     method: &'static str,
     cases: &[Case],
     vectors: &[&[f32]],
-    mut search: impl FnMut(&[f32]) -> anyhow::Result<Vec<SearchHit>>,
+    mut search: impl FnMut(&Case, &[f32]) -> anyhow::Result<Vec<SearchHit>>,
 ) -> anyhow::Result<MethodScore> {
     let (mut rr, mut at1, mut at10) = (0.0, 0usize, 0usize);
     let mut times = Vec::with_capacity(cases.len());
     for (case, v) in cases.iter().zip(vectors) {
         let t = Instant::now();
-        let hits = search(v)?;
+        let hits = search(case, v)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         if let Some(rank) = hits.iter().take(10).position(|h| h.path == case.path) {
             rr += 1.0 / (rank + 1) as f64;
@@ -142,11 +142,18 @@ pub fn run(
     let vectors: Vec<&[f32]> = data.chunks_exact(dim).collect();
 
     let search_k = searcher.default_search_k(10)?;
+    let plain = |hits: Vec<RankedHit>| hits.into_iter().map(|h| h.hit).collect();
     let methods = vec![
-        score("semantic", &cases, &vectors, |v| Ok(searcher.search_vector(v, 10)?))?,
-        score("semantic-exact", &cases, &vectors, |v| Ok(searcher.search_vector_exact(v, 10)?))?,
-        score("semantic-forest", &cases, &vectors, |v| {
+        score("semantic", &cases, &vectors, |_, v| Ok(searcher.search_vector(v, 10)?))?,
+        score("semantic-exact", &cases, &vectors, |_, v| Ok(searcher.search_vector_exact(v, 10)?))?,
+        score("semantic-forest", &cases, &vectors, |_, v| {
             Ok(searcher.search_vector_with(v, 10, Some(search_k))?)
+        })?,
+        score("lexical", &cases, &vectors, |c, _| {
+            Ok(plain(searcher.search_lexical(&c.query, 10)?))
+        })?,
+        score("hybrid", &cases, &vectors, |c, v| {
+            Ok(plain(searcher.search_hybrid(&c.query, v, 10)?))
         })?,
     ];
     let report = EvalReport {

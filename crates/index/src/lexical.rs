@@ -1,0 +1,215 @@
+//! The lexical index: BM25 over code tokens, in heed databases of the same
+//! environment as the vectors, written in the same transactions, so one
+//! read snapshot covers both.
+//!
+//! Tokens: identifiers and words split at `_`, camelCase and letter/digit
+//! boundaries, lower-cased, plus each compound identifier whole (so
+//! `hash_password` matches both the exact name and its words). A snippet's
+//! path and symbol count twice (the fields that name it).
+
+use std::collections::HashMap;
+
+use heed::types::{Bytes, U32};
+use serde::{Deserialize, Serialize};
+
+use super::{BigEndian, Database, Result, Snippet, json, parse};
+
+/// Longest token kept (bytes); LMDB keys are short.
+const MAX_TOKEN: usize = 64;
+/// BM25's term-frequency saturation and length normalisation.
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+
+/// The lexical databases.
+#[derive(Clone, Copy)]
+pub(crate) struct LexDbs {
+    /// `term ++ 0 ++ snippet id (big endian)` → term frequency (`u32` LE).
+    pub postings: Database<Bytes, Bytes>,
+    /// Snippet id → its length in tokens.
+    pub lengths: Database<U32<BigEndian>, U32<BigEndian>>,
+}
+
+/// Documents and tokens in the lexical index (for the average length).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct LexStats {
+    pub docs: u64,
+    pub tokens: u64,
+}
+
+pub(crate) const META_LEXICAL: &str = "lexical";
+
+fn push_word(out: &mut Vec<String>, word: &str) {
+    if !word.is_empty() && word.len() <= MAX_TOKEN {
+        out.push(word.to_lowercase());
+    }
+}
+
+/// The tokens of a text, in order.
+pub fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for ident in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+        if ident.is_empty() {
+            continue;
+        }
+        let before = out.len();
+        let chars: Vec<char> = ident.chars().collect();
+        let mut cur = String::new();
+        for (i, &c) in chars.iter().enumerate() {
+            if c == '_' {
+                push_word(&mut out, &std::mem::take(&mut cur));
+                continue;
+            }
+            let prev = if i > 0 { Some(chars[i - 1]) } else { None };
+            let boundary = !cur.is_empty()
+                && prev.is_some_and(|p| {
+                    (c.is_uppercase()
+                        && (p.is_lowercase()
+                            || p.is_ascii_digit()
+                            || chars.get(i + 1).is_some_and(|n| n.is_lowercase())))
+                        || (c.is_ascii_digit() != p.is_ascii_digit() && p != '_')
+                });
+            if boundary {
+                push_word(&mut out, &std::mem::take(&mut cur));
+            }
+            cur.push(c);
+        }
+        push_word(&mut out, &cur);
+        let whole = ident.trim_matches('_');
+        if out.len() - before > 1 && !whole.is_empty() {
+            push_word(&mut out, whole);
+        }
+    }
+    out
+}
+
+/// A snippet's tokens: path and symbol twice, then the text.
+pub(crate) fn snippet_tokens(s: &Snippet) -> Vec<String> {
+    let mut head = tokens(&s.path);
+    if let Some(sym) = &s.symbol {
+        head.extend(tokens(sym));
+    }
+    let mut out = head.clone();
+    out.extend(head);
+    out.extend(tokens(&s.text));
+    out
+}
+
+fn key(term: &str, id: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(term.len() + 5);
+    k.extend_from_slice(term.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn counts(tokens: Vec<String>) -> HashMap<String, u32> {
+    let mut tf = HashMap::new();
+    for t in tokens {
+        *tf.entry(t).or_insert(0) += 1;
+    }
+    tf
+}
+
+impl LexDbs {
+    /// Adds a snippet; returns its length in tokens.
+    pub fn add(&self, wtxn: &mut heed::RwTxn<'_>, id: u32, s: &Snippet) -> Result<u64> {
+        let toks = snippet_tokens(s);
+        let len = toks.len() as u64;
+        for (term, tf) in counts(toks) {
+            self.postings.put(wtxn, &key(&term, id), &tf.to_le_bytes())?;
+        }
+        self.lengths.put(wtxn, &id, &(len.min(u64::from(u32::MAX)) as u32))?;
+        Ok(len)
+    }
+
+    /// Removes a snippet (its stored form: the same tokens as when added);
+    /// returns its length in tokens.
+    pub fn remove(&self, wtxn: &mut heed::RwTxn<'_>, id: u32, s: &Snippet) -> Result<u64> {
+        let toks = snippet_tokens(s);
+        let len = toks.len() as u64;
+        for term in counts(toks).into_keys() {
+            self.postings.delete(wtxn, &key(&term, id))?;
+        }
+        self.lengths.delete(wtxn, &id)?;
+        Ok(len)
+    }
+
+    /// The `k` best snippets for `query` by BM25, best first (ties by id).
+    pub fn search(
+        &self,
+        rtxn: &heed::RoTxn<'_, heed::WithoutTls>,
+        stats: LexStats,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<(u32, f32)>> {
+        if stats.docs == 0 || k == 0 {
+            return Ok(Vec::new());
+        }
+        let n = stats.docs as f32;
+        let avg = (stats.tokens as f32 / n).max(1.0);
+        let mut scores: HashMap<u32, f32> = HashMap::new();
+        let mut terms = tokens(query);
+        terms.sort();
+        terms.dedup();
+        for term in terms {
+            let mut prefix = term.as_bytes().to_vec();
+            prefix.push(0);
+            let mut postings = Vec::new();
+            for item in self.postings.prefix_iter(rtxn, &prefix)? {
+                let (k, v) = item?;
+                let id = u32::from_be_bytes(k[k.len() - 4..].try_into().expect("4 bytes"));
+                let tf = u32::from_le_bytes(v.try_into().unwrap_or([0; 4])) as f32;
+                postings.push((id, tf));
+            }
+            let df = postings.len() as f32;
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            for (id, tf) in postings {
+                let dl = self.lengths.get(rtxn, &id)?.unwrap_or(0) as f32;
+                let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * dl / avg));
+                *scores.entry(id).or_insert(0.0) += s;
+            }
+        }
+        let mut out: Vec<(u32, f32)> = scores.into_iter().collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
+        Ok(out)
+    }
+}
+
+/// Reads the lexical stats from the meta database.
+pub(crate) fn stats(
+    meta: &Database<heed::types::Str, Bytes>,
+    txn: &heed::RoTxn<'_>,
+) -> Result<LexStats> {
+    Ok(match meta.get(txn, META_LEXICAL)? {
+        Some(b) => parse(b, "lexical stats")?,
+        None => LexStats::default(),
+    })
+}
+
+/// Writes the lexical stats.
+pub(crate) fn put_stats(
+    meta: &Database<heed::types::Str, Bytes>,
+    wtxn: &mut heed::RwTxn<'_>,
+    s: LexStats,
+) -> Result<()> {
+    meta.put(wtxn, META_LEXICAL, &json(&s))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_split_and_stay_whole() {
+        assert_eq!(tokens("hash_password"), ["hash", "password", "hash_password"]);
+        assert_eq!(
+            tokens("parseHTTPResponse2xx"),
+            ["parse", "http", "response", "2", "xx", "parsehttpresponse2xx"]
+        );
+        assert_eq!(tokens("def f(x): return x.y"), ["def", "f", "x", "return", "x", "y"]);
+        assert_eq!(tokens("src/net/retry.rs"), ["src", "net", "retry", "rs"]);
+        assert!(tokens(&"a".repeat(100)).is_empty(), "over-long tokens are dropped");
+    }
+}
