@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 
-use heed::types::{Bytes, U32};
+use heed::types::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{BigEndian, Database, Result, Snippet, json, parse};
+use super::{Database, Result, Snippet, json, parse};
 
 /// Longest token kept (bytes); LMDB keys are short.
 const MAX_TOKEN: usize = 64;
@@ -23,10 +23,10 @@ const B: f32 = 0.75;
 /// The lexical databases.
 #[derive(Clone, Copy)]
 pub(crate) struct LexDbs {
-    /// `term ++ 0 ++ snippet id (big endian)` → term frequency (`u32` LE).
+    /// `term ++ 0 ++ snippet id (big endian)` → the term's frequency in
+    /// the snippet and the snippet's length in tokens (`u32` LE each): a
+    /// search reads everything BM25 needs from the postings it walks.
     pub postings: Database<Bytes, Bytes>,
-    /// Snippet id → its length in tokens.
-    pub lengths: Database<U32<BigEndian>, U32<BigEndian>>,
 }
 
 /// Documents and tokens in the lexical index (for the average length).
@@ -115,10 +115,13 @@ impl LexDbs {
     pub fn add(&self, wtxn: &mut heed::RwTxn<'_>, id: u32, s: &Snippet) -> Result<u64> {
         let toks = snippet_tokens(s);
         let len = toks.len() as u64;
+        let len32 = len.min(u64::from(u32::MAX)) as u32;
         for (term, tf) in counts(toks) {
-            self.postings.put(wtxn, &key(&term, id), &tf.to_le_bytes())?;
+            let mut value = [0u8; 8];
+            value[..4].copy_from_slice(&tf.to_le_bytes());
+            value[4..].copy_from_slice(&len32.to_le_bytes());
+            self.postings.put(wtxn, &key(&term, id), &value)?;
         }
-        self.lengths.put(wtxn, &id, &(len.min(u64::from(u32::MAX)) as u32))?;
         Ok(len)
     }
 
@@ -130,7 +133,6 @@ impl LexDbs {
         for term in counts(toks).into_keys() {
             self.postings.delete(wtxn, &key(&term, id))?;
         }
-        self.lengths.delete(wtxn, &id)?;
         Ok(len)
     }
 
@@ -158,13 +160,15 @@ impl LexDbs {
             for item in self.postings.prefix_iter(rtxn, &prefix)? {
                 let (k, v) = item?;
                 let id = u32::from_be_bytes(k[k.len() - 4..].try_into().expect("4 bytes"));
-                let tf = u32::from_le_bytes(v.try_into().unwrap_or([0; 4])) as f32;
-                postings.push((id, tf));
+                let field = |i: usize| {
+                    v.get(i..i + 4)
+                        .map_or(0.0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                };
+                postings.push((id, field(0), field(4)));
             }
             let df = postings.len() as f32;
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            for (id, tf) in postings {
-                let dl = self.lengths.get(rtxn, &id)?.unwrap_or(0) as f32;
+            for (id, tf, dl) in postings {
                 let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * dl / avg));
                 *scores.entry(id).or_insert(0.0) += s;
             }

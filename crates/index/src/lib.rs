@@ -165,12 +165,11 @@ type DbTuple = (
     Database<Str, Bytes>,
     Database<Str, Bytes>,
     Database<Bytes, Bytes>,
-    Database<U32<BigEndian>, U32<BigEndian>>,
 );
 
 impl Dbs {
     fn from(t: DbTuple) -> Dbs {
-        let lex = lexical::LexDbs { postings: t.5, lengths: t.6 };
+        let lex = lexical::LexDbs { postings: t.5 };
         Dbs { vectors: t.0, snippets: t.1, files: t.2, meta: t.3, scan: t.4, lex }
     }
 }

@@ -120,7 +120,6 @@ impl IndexReader {
             Option<Database<Str, Bytes>>,
             Option<Database<Str, Bytes>>,
             Option<Database<Bytes, Bytes>>,
-            Option<Database<U32<BigEndian>, U32<BigEndian>>>,
         );
         let opened: Opened = env
             .open_databases_and_commit(env.read_txn()?, |dbo, rtxn| -> heed::Result<_> {
@@ -131,7 +130,6 @@ impl IndexReader {
                     dbo.open_database(rtxn, Some("meta"))?,
                     dbo.open_database(rtxn, Some("scan"))?,
                     dbo.open_database(rtxn, Some("postings"))?,
-                    dbo.open_database(rtxn, Some("lengths"))?,
                 )))
             })?
             .commit()
@@ -144,8 +142,8 @@ impl IndexReader {
             return Err(IndexError::Schema { path: dir.to_path_buf(), found: schema });
         }
         let dbs = match opened {
-            (Some(v), Some(s), Some(f), Some(m), Some(sc), Some(p), Some(l)) => {
-                Dbs::from((v, s, f, m, sc, p, l))
+            (Some(v), Some(s), Some(f), Some(m), Some(sc), Some(p)) => {
+                Dbs::from((v, s, f, m, sc, p))
             }
             _ => return Err(missing()),
         };
@@ -187,20 +185,10 @@ impl IndexReader {
         self.check(query, k, search_k)?;
         let rtxn = self.env.read_txn()?;
         let reader = arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?;
-        let n = reader.n_items() as usize;
-        if n == 0 || k == 0 {
+        if reader.n_items() == 0 || k == 0 {
             return Ok(Vec::new());
         }
-        let found = if search_k.is_none() && n <= EXACT_MAX_ITEMS {
-            exact(&self.dbs, &rtxn, query, k)?
-        } else {
-            let mut q = reader.nns(k);
-            let search_k =
-                search_k.unwrap_or(k * reader.n_trees().max(1) * SEARCH_K_PER_TREE).max(k);
-            q.search_k(NonZeroUsize::new(search_k).expect("search_k > 0"));
-            // arroy's cosine distance is (1 - cos) / 2.
-            q.by_vector(&rtxn, query)?.into_iter().map(|(id, d)| (id, 1.0 - 2.0 * d)).collect()
-        };
+        let found = self.nearest(&reader, &rtxn, query, k, search_k)?;
         Ok(ranked_semantic(self.hits(&rtxn, found)?))
     }
 
@@ -215,6 +203,26 @@ impl IndexReader {
         }
         let found = exact(&self.dbs, &rtxn, query, k)?;
         Ok(ranked_semantic(self.hits(&rtxn, found)?))
+    }
+
+    /// The `k` nearest ids and their cosines: an exact scan of a small
+    /// index (unless `search_k` asks for the forest), else the forest.
+    fn nearest(
+        &self,
+        reader: &arroy::Reader<'_, Cosine>,
+        rtxn: &heed::RoTxn<'_, WithoutTls>,
+        query: &[f32],
+        k: usize,
+        search_k: Option<usize>,
+    ) -> Result<Vec<(u32, f32)>> {
+        if search_k.is_none() && reader.n_items() as usize <= EXACT_MAX_ITEMS {
+            return exact(&self.dbs, rtxn, query, k);
+        }
+        let mut q = reader.nns(k);
+        let search_k = search_k.unwrap_or(k * reader.n_trees().max(1) * SEARCH_K_PER_TREE).max(k);
+        q.search_k(NonZeroUsize::new(search_k).expect("search_k > 0"));
+        // arroy's cosine distance is (1 - cos) / 2.
+        Ok(q.by_vector(rtxn, query)?.into_iter().map(|(id, d)| (id, 1.0 - 2.0 * d)).collect())
     }
 
     fn hits(&self, rtxn: &heed::RoTxn<'_, WithoutTls>, found: Vec<(u32, f32)>) -> Result<Vec<Hit>> {
@@ -262,18 +270,10 @@ impl IndexReader {
         let depth = k.max(HYBRID_DEPTH);
         let rtxn = self.env.read_txn()?;
         let reader = arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?;
-        let n = reader.n_items() as usize;
-        if n == 0 || k == 0 {
+        if reader.n_items() == 0 || k == 0 {
             return Ok(Vec::new());
         }
-        let semantic = if n <= EXACT_MAX_ITEMS {
-            exact(&self.dbs, &rtxn, vector, depth)?
-        } else {
-            let mut q = reader.nns(depth);
-            let search_k = depth * reader.n_trees().max(1) * SEARCH_K_PER_TREE;
-            q.search_k(NonZeroUsize::new(search_k).expect("search_k > 0"));
-            q.by_vector(&rtxn, vector)?.into_iter().map(|(id, d)| (id, 1.0 - 2.0 * d)).collect()
-        };
+        let semantic = self.nearest(&reader, &rtxn, vector, depth, None)?;
         let stats = lexical::stats(&self.dbs.meta, &rtxn)?;
         let lexical = self.dbs.lex.search(&rtxn, stats, query, depth)?;
         let mut fused: std::collections::HashMap<u32, Fused> = std::collections::HashMap::new();

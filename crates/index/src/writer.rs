@@ -29,7 +29,6 @@ impl IndexWriter {
                     dbo.create_database(wtxn, Some("meta"))?,
                     dbo.create_database(wtxn, Some("scan"))?,
                     dbo.create_database(wtxn, Some("postings"))?,
-                    dbo.create_database(wtxn, Some("lengths"))?,
                 )))
             })?
             .commit()
@@ -190,7 +189,6 @@ fn reset(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, model: &ModelIdentity) -> Result
     dbs.meta.clear(wtxn)?;
     dbs.scan.clear(wtxn)?;
     dbs.lex.postings.clear(wtxn)?;
-    dbs.lex.lengths.clear(wtxn)?;
     dbs.meta.put(wtxn, META_MODEL, &json(model))?;
     dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
     dbs.meta.put(wtxn, META_NEXT_ID, &json(&0u32))?;

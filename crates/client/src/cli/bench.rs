@@ -102,20 +102,7 @@ struct Report {
     host_rss_bytes: u64,
 }
 
-fn percentile(v: &mut [f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-fn load_avg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
-        .unwrap_or(0.0)
-}
+use super::{load_avg, percentile};
 
 /// Runs the benchmark on a connected client.
 pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {

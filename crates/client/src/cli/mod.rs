@@ -207,6 +207,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The `q` quantile (0..=1) of `v` (sorted in place); 0 when empty.
+pub(crate) fn percentile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The 1-minute load average.
+pub(crate) fn load_avg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0.0)
+}
+
 /// Reads texts from JSON lines, each a JSON string or an object with a
 /// string `field` (`"text"` for embed, `"query"` for search and tools).
 /// Blank lines are skipped.

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use vembed::search::{RankedHit, Searcher};
 use vembed::{Client, IndexRequest, ModelRef, Role, SearchHit};
 
+use super::percentile;
+
 #[derive(Deserialize)]
 struct Case {
     query: String,
@@ -61,11 +63,6 @@ fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
         bail!("{}: no cases", path.display());
     }
     Ok(cases)
-}
-
-fn percentile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0)
 }
 
 fn score(

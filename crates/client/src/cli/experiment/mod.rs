@@ -122,12 +122,9 @@ fn code_model(arg: Option<&str>, tools: &ModelDir) -> anyhow::Result<(ModelDir, 
 }
 
 fn model_report(dir: &ModelDir, standin: bool) -> ModelReport {
-    let files_bytes = Config { name: "", kind: Kind::Host, tools: dir.clone(), code: dir.clone() }
-        .model_files()
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
+    let mut files = Vec::new();
+    subject::files_in(&dir.path, &mut files);
+    let files_bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     ModelReport {
         name: dir.name.clone(),
         path: dir.path.display().to_string(),

@@ -41,13 +41,7 @@ impl Machine {
     }
 }
 
-/// The 1-minute load average.
-pub fn load_avg() -> f64 {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
-        .unwrap_or(0.0)
-}
+pub(crate) use crate::cli::load_avg;
 
 fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();

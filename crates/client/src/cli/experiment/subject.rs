@@ -48,21 +48,23 @@ impl Config {
 
     /// Every file of its model folders (what a cold start must read).
     pub fn model_files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else if p.is_file() {
-                    out.push(p);
-                }
-            }
-        }
         let mut out = Vec::new();
         for m in self.models() {
-            walk(&m.path, &mut out);
+            files_in(&m.path, &mut out);
         }
         out
+    }
+}
+
+/// Every file under `dir`, recursively, appended to `out`.
+pub fn files_in(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_in(&p, out);
+        } else if p.is_file() {
+            out.push(p);
+        }
     }
 }
 
