@@ -7,10 +7,15 @@
 //! noise, normalized, and so are the queries.
 //!
 //! ```sh
-//! VEMBED_SCALE_N=1000000 VEMBED_SCALE_TREES=auto,16 cargo bench -p vembed-benches --bench index_scale
+//! VEMBED_SCALE_N=1000000 VEMBED_SCALE_TREES=16 VEMBED_SCALE_FACTORS=50,100,default,0 \
+//!     cargo bench -p vembed-benches --bench index_scale
 //! ```
 //!
-//! The row with `search_k` 0 is the index's exhaustive scan
+//! `VEMBED_SCALE_TREES` lists forest sizes (`auto` lets arroy choose);
+//! `VEMBED_SCALE_FACTORS` lists `search_k` per tree and result, where
+//! `default` is a plain search with the index's own choice for its size
+//! ([`vembed_index::IndexReader::default_search_k`]; an exact scan below
+//! `EXACT_MAX_ITEMS`). The row with factor 0 is the index's exhaustive scan
 //! (`IndexReader::search_exact`): where its p50 meets the forest's is the
 //! crossover below which a plain search scans (`EXACT_MAX_ITEMS`).
 
@@ -50,7 +55,10 @@ fn main() {
     let n: usize = env_or("VEMBED_SCALE_N", 1_000_000);
     let centres: usize = env_or("VEMBED_SCALE_CENTRES", 1000);
     let sigma: f32 = env_or("VEMBED_SCALE_SIGMA", 0.03);
-    let settings: String = env_or("VEMBED_SCALE_TREES", "auto,16".to_string());
+    let settings: String = env_or("VEMBED_SCALE_TREES", "16".to_string());
+    // search_k per tree and result; "default" is the index's own choice for
+    // its size, 0 its exhaustive scan.
+    let factors: String = env_or("VEMBED_SCALE_FACTORS", "15,50,150,default,0".to_string());
     let queries_n = 200;
 
     vembed_host::init_thread_pool(vembed_host::thread_count(0));
@@ -152,16 +160,19 @@ fn main() {
         let trees = r.n_trees().unwrap();
         // Forest searches at three search_k, then the index's own exact scan
         // (search_k 0 here), which plain search() uses below EXACT_MAX_ITEMS.
-        for factor in [15usize, 50, 150, 0] {
-            let search_k = 10 * trees * factor;
+        for factor in factors.split(',') {
+            let (factor, search_k) = match factor.parse::<usize>() {
+                Ok(f) => (Some(f), 10 * trees * f),
+                Err(_) => (None, r.default_search_k(10).unwrap()),
+            };
             let mut lat = Vec::new();
             let mut found = 0usize;
             for (q, want) in queries.iter().zip(&truth) {
                 let t = Instant::now();
-                let hits = if factor == 0 {
-                    r.search_exact(q, 10).unwrap()
-                } else {
-                    r.search_with(q, 10, Some(search_k)).unwrap()
+                let hits = match factor {
+                    Some(0) => r.search_exact(q, 10).unwrap(),
+                    Some(_) => r.search_with(q, 10, Some(search_k)).unwrap(),
+                    None => r.search(q, 10).unwrap(),
                 };
                 lat.push(t.elapsed().as_secs_f64() * 1e3);
                 // Snippet ids are sequential in insertion order: recover the

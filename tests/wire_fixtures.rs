@@ -100,6 +100,18 @@ fn requests() -> Vec<(String, Request)> {
             }),
         ));
     }
+    for mode in [SearchMode::Semantic, SearchMode::Lexical, SearchMode::Hybrid] {
+        out.push((
+            format!("search-ranked-{}", mode.name()),
+            Request::SearchRanked(RankedSearchRequest {
+                repo: "/src/app".into(),
+                index_dir: (mode == SearchMode::Lexical).then(|| "/tmp/ix".into()),
+                query: "parse_header".into(),
+                k: 10,
+                mode,
+            }),
+        ));
+    }
     out
 }
 
@@ -222,6 +234,47 @@ fn responses() -> Vec<(String, Response)> {
                     symbol: None,
                     score: -0.125,
                     text: "".into(),
+                },
+            ]),
+        ),
+        (
+            "ranked-results".into(),
+            Response::RankedResults(vec![
+                RankedSearchHit {
+                    hit: SearchHit {
+                        path: "src/http.py".into(),
+                        start_line: 10,
+                        end_line: 30,
+                        symbol: Some("parse_header".into()),
+                        score: 0.875,
+                        text: "def parse_header(line):".into(),
+                    },
+                    semantic: Some(Rank { rank: 3, score: 0.5 }),
+                    lexical: Some(Rank { rank: 1, score: 7.25 }),
+                },
+                RankedSearchHit {
+                    hit: SearchHit {
+                        path: "README".into(),
+                        start_line: 1,
+                        end_line: 2,
+                        symbol: None,
+                        score: 0.25,
+                        text: "headers".into(),
+                    },
+                    semantic: None,
+                    lexical: Some(Rank { rank: 2, score: 1.5 }),
+                },
+                RankedSearchHit {
+                    hit: SearchHit {
+                        path: "a.rs".into(),
+                        start_line: 1,
+                        end_line: 1,
+                        symbol: None,
+                        score: 0.125,
+                        text: String::new(),
+                    },
+                    semantic: Some(Rank { rank: 9, score: 0.125 }),
+                    lexical: None,
                 },
             ]),
         ),

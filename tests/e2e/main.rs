@@ -13,5 +13,6 @@ mod models;
 mod parity;
 mod python;
 mod search_eval;
+mod search_modes;
 mod security;
 mod tools;

@@ -8,8 +8,8 @@ use vembed_protocol::framing;
 use vembed_protocol::{
     ABSOLUTE_MAX_FRAME_BYTES, EmbedRequest, Embeddings, ErrorCode, FrameReader, Hello, HelloReply,
     HostStatus, IndexProgress, IndexRequest, IndexSummary, ModelRef, PROTOCOL_VERSION, Poll,
-    Request, RequestFrame, Response, ResponseFrame, Role, SearchHit, SearchRequest,
-    SelectToolsRequest, ToolSelections,
+    RankedSearchHit, RankedSearchRequest, Request, RequestFrame, Response, ResponseFrame, Role,
+    SearchHit, SearchRequest, SelectToolsRequest, ToolSelections,
 };
 
 use crate::connect::{self, Timeouts};
@@ -217,6 +217,16 @@ impl Client {
     pub fn search_via_host(&mut self, req: SearchRequest) -> Result<Vec<SearchHit>> {
         match self.call(Request::Search(req))? {
             Response::SearchResults(hits) => Ok(hits),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Searches a repository's index through the host in a mode (semantic,
+    /// lexical or hybrid): the ranking [`crate::search::Searcher`] computes
+    /// in process, for programs that do not open the index themselves.
+    pub fn search_ranked(&mut self, req: RankedSearchRequest) -> Result<Vec<RankedSearchHit>> {
+        match self.call(Request::SearchRanked(req))? {
+            Response::RankedResults(hits) => Ok(hits),
             other => Err(unexpected(&other)),
         }
     }
@@ -544,6 +554,7 @@ fn unexpected(r: &Response) -> Error {
         Response::IndexDone(_) => "IndexDone",
         Response::SearchResults(_) => "SearchResults",
         Response::ToolSelections(_) => "ToolSelections",
+        Response::RankedResults(_) => "RankedResults",
     };
     Error::Protocol(format!("unexpected {name} reply"))
 }

@@ -24,8 +24,8 @@ pub use connect::Timeouts;
 pub use spawn::{SpawnOptions, StartupStatus};
 pub use vembed_protocol::{
     Embeddings, ErrorCode, HelloReply, HostStatus, IndexProgress, IndexRequest, IndexSummary,
-    Limits, ModelInfo, ModelRef, Role, SearchHit, SearchRequest, SelectToolsRequest,
-    ToolSelections,
+    Limits, ModelInfo, ModelRef, Rank, RankedSearchHit, RankedSearchRequest, Role, SearchHit,
+    SearchMode, SearchRequest, SelectToolsRequest, ToolSelections,
 };
 
 use std::path::PathBuf;

@@ -5,11 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use vembed_index::{IndexReader, IndexStats, ModelIdentity};
+use vembed_index::{IndexReader, IndexStats, Mode, ModelIdentity};
 
-pub use vembed_index::Mode;
-
-use crate::{Client, ModelRef, Role, SearchHit};
+use crate::{Client, ModelRef, RankedSearchHit, Role, SearchHit, SearchMode};
 
 /// Errors of a search.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +103,7 @@ impl Searcher {
 
     /// The forest's default `search_k` for `k` results on this index.
     pub fn default_search_k(&self, k: usize) -> Result<usize, SearchError> {
-        Ok(k * self.reader.n_trees()?.max(1) * vembed_index::SEARCH_K_PER_TREE)
+        Ok(self.reader.default_search_k(k)?)
     }
 
     /// The `k` snippets that best match the query's words (BM25 over code
@@ -129,18 +127,17 @@ impl Searcher {
     /// lexical search, which may pass an empty slice).
     pub fn search_mode(
         &self,
-        mode: Mode,
+        mode: SearchMode,
         query: &str,
         vector: &[f32],
         k: usize,
     ) -> Result<Vec<RankedHit>, SearchError> {
-        match mode {
-            Mode::Semantic => {
-                Ok(self.reader.search(vector, k)?.into_iter().map(ranked_hit).collect())
-            }
-            Mode::Lexical => self.search_lexical(query, k),
-            Mode::Hybrid => self.search_hybrid(query, vector, k),
-        }
+        Ok(self
+            .reader
+            .search_mode(index_mode(mode), query, vector, k)?
+            .into_iter()
+            .map(ranked_hit)
+            .collect())
     }
 
     /// Embeds `query` with the code model and returns the `k` best snippets.
@@ -169,6 +166,27 @@ pub struct RankedHit {
     pub lexical_rank: Option<u32>,
     /// BM25 score, where it was ranked lexically.
     pub lexical_score: Option<f32>,
+}
+
+impl From<RankedSearchHit> for RankedHit {
+    fn from(h: RankedSearchHit) -> RankedHit {
+        RankedHit {
+            hit: h.hit,
+            semantic_rank: h.semantic.map(|r| r.rank),
+            semantic_score: h.semantic.map(|r| r.score),
+            lexical_rank: h.lexical.map(|r| r.rank),
+            lexical_score: h.lexical.map(|r| r.score),
+        }
+    }
+}
+
+/// The wire's search mode as the index names it.
+fn index_mode(mode: SearchMode) -> Mode {
+    match mode {
+        SearchMode::Semantic => Mode::Semantic,
+        SearchMode::Lexical => Mode::Lexical,
+        SearchMode::Hybrid => Mode::Hybrid,
+    }
 }
 
 fn ranked_hit(h: vembed_index::Hit) -> RankedHit {

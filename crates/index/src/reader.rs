@@ -174,7 +174,7 @@ impl IndexReader {
     }
 
     /// [`IndexReader::search`] with an explicit `search_k`: how many forest
-    /// nodes to visit (default: [`SEARCH_K_PER_TREE`] per tree and result).
+    /// nodes to visit (default: [`search_k_for`] the index's size).
     /// Higher is slower and finds more of the true nearest neighbours.
     pub fn search_with(
         &self,
@@ -219,7 +219,8 @@ impl IndexReader {
             return exact(&self.dbs, rtxn, query, k);
         }
         let mut q = reader.nns(k);
-        let search_k = search_k.unwrap_or(k * reader.n_trees().max(1) * SEARCH_K_PER_TREE).max(k);
+        let n = reader.n_items() as usize;
+        let search_k = search_k.unwrap_or_else(|| search_k_for(n, reader.n_trees(), k)).max(k);
         q.search_k(NonZeroUsize::new(search_k).expect("search_k > 0"));
         // arroy's cosine distance is (1 - cos) / 2.
         Ok(q.by_vector(rtxn, query)?.into_iter().map(|(id, d)| (id, 1.0 - 2.0 * d)).collect())
@@ -310,6 +311,22 @@ impl IndexReader {
         Ok(hits)
     }
 
+    /// Searches in `mode`: `vector` is `query`'s embedding, which a lexical
+    /// search does not read (it may be empty).
+    pub fn search_mode(
+        &self,
+        mode: Mode,
+        query: &str,
+        vector: &[f32],
+        k: usize,
+    ) -> Result<Vec<Hit>> {
+        match mode {
+            Mode::Semantic => self.search(vector, k),
+            Mode::Lexical => self.search_lexical(query, k),
+            Mode::Hybrid => self.search_hybrid(query, vector, k),
+        }
+    }
+
     fn check(&self, query: &[f32], k: usize, search_k: Option<usize>) -> Result<()> {
         let dim = self.model.dim as usize;
         if query.len() != dim {
@@ -324,6 +341,15 @@ impl IndexReader {
             });
         }
         Ok(())
+    }
+
+    /// The `search_k` a search of `k` results visits in the forest by
+    /// default on this index ([`search_k_for`] its size), whether or not
+    /// a plain search scans instead (it does up to [`EXACT_MAX_ITEMS`]).
+    pub fn default_search_k(&self, k: usize) -> Result<usize> {
+        let rtxn = self.env.read_txn()?;
+        let reader = arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?;
+        Ok(search_k_for(reader.n_items() as usize, reader.n_trees(), k))
     }
 
     /// Trees in the forest.

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest;
 use vembed_index::chunk::chunk_file;
-use vembed_index::{IndexWriter, ModelIdentity, Snippet};
+use vembed_index::{IndexWriter, Mode, ModelIdentity, Snippet};
 use vembed_protocol::{
-    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexSummary, ModelRef, Response, Role,
-    SearchHit, SearchRequest,
+    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexSummary, ModelRef, Rank,
+    RankedSearchHit, RankedSearchRequest, Response, Role, SearchHit, SearchMode, SearchRequest,
 };
 
 use crate::model::Embedder;
@@ -378,8 +378,26 @@ impl Indexer {
         Ok((out, tokens))
     }
 
-    /// Searches an index through the host.
+    /// Searches an index through the host by meaning (the old `Search`
+    /// request): [`Indexer::search_ranked`] in semantic mode.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, IndexerError> {
+        let ranked = self.search_ranked(&RankedSearchRequest {
+            repo: req.repo.clone(),
+            index_dir: req.index_dir.clone(),
+            query: req.query.clone(),
+            k: req.k,
+            mode: SearchMode::Semantic,
+        })?;
+        Ok(ranked.into_iter().map(|h| h.hit).collect())
+    }
+
+    /// Searches an index through the host in the request's mode: the same
+    /// ranking a client computes in process (`vembed search`). The query is
+    /// embedded through the shared queue unless the mode is lexical.
+    pub fn search_ranked(
+        &self,
+        req: &RankedSearchRequest,
+    ) -> Result<Vec<RankedSearchHit>, IndexerError> {
         let (root, dir) = Self::dirs(&req.repo, &req.index_dir)?;
         if !dir.join("data.mdb").exists() {
             return Err(IndexerError::NoIndex {
@@ -389,17 +407,28 @@ impl Indexer {
         }
         let (model, embedder) = self.code_model()?;
         let writer = self.writer(&dir, &root, &Self::identity(&embedder), false)?;
-        let (query, _) = self.embed(model, &embedder, &[&req.query])?;
-        let hits = writer.reader().search(&query, req.k as usize)?;
+        let (mode, query) = match req.mode {
+            SearchMode::Semantic => {
+                (Mode::Semantic, self.embed(model, &embedder, &[&req.query])?.0)
+            }
+            SearchMode::Lexical => (Mode::Lexical, Vec::new()),
+            SearchMode::Hybrid => (Mode::Hybrid, self.embed(model, &embedder, &[&req.query])?.0),
+        };
+        let hits = writer.reader().search_mode(mode, &req.query, &query, req.k as usize)?;
+        let rank = |r: Option<(u32, f32)>| r.map(|(rank, score)| Rank { rank, score });
         Ok(hits
             .into_iter()
-            .map(|h| SearchHit {
-                path: h.snippet.path,
-                start_line: h.snippet.start_line,
-                end_line: h.snippet.end_line,
-                symbol: h.snippet.symbol,
-                score: h.score,
-                text: h.snippet.text,
+            .map(|h| RankedSearchHit {
+                semantic: rank(h.semantic),
+                lexical: rank(h.lexical),
+                hit: SearchHit {
+                    path: h.snippet.path,
+                    start_line: h.snippet.start_line,
+                    end_line: h.snippet.end_line,
+                    symbol: h.snippet.symbol,
+                    score: h.score,
+                    text: h.snippet.text,
+                },
             })
             .collect())
     }

@@ -53,6 +53,11 @@ pub enum Request {
     /// later requests that send the same set. Answered with
     /// [`Response::ToolSelections`].
     SelectTools(SelectToolsRequest),
+    /// Search a repository's code index in a chosen mode (semantic,
+    /// lexical or hybrid), every hit carrying its rank and score in each
+    /// ranking (tag 9). Answered with [`Response::RankedResults`]. The
+    /// ranking is the one `vembed search` and the Rust API compute.
+    SearchRanked(RankedSearchRequest),
 }
 
 /// Rank tools against requests.
@@ -161,6 +166,74 @@ pub struct SearchRequest {
     pub query: String,
     /// How many results.
     pub k: u32,
+}
+
+/// How a code search ranks snippets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// By the cosine of the snippet's embedding with the query's (tag 0).
+    Semantic,
+    /// By BM25 over code tokens, identifiers split (tag 1). No embedding.
+    Lexical,
+    /// Both rankings fused by normalised score (tag 2): the best on the
+    /// docstring → function dev set, and the default.
+    #[default]
+    Hybrid,
+}
+
+impl SearchMode {
+    /// The mode's name in the CLI, JSON and Python (`semantic`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchMode::Semantic => "semantic",
+            SearchMode::Lexical => "lexical",
+            SearchMode::Hybrid => "hybrid",
+        }
+    }
+
+    /// The mode named `name`, if any.
+    pub fn from_name(name: &str) -> Option<SearchMode> {
+        [SearchMode::Semantic, SearchMode::Lexical, SearchMode::Hybrid]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+}
+
+/// Search a repository's index in a mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankedSearchRequest {
+    /// The repository root.
+    pub repo: String,
+    /// Where the index lives; `None` is the default.
+    pub index_dir: Option<String>,
+    /// The query.
+    pub query: String,
+    /// How many results (at most 10,000).
+    pub k: u32,
+    /// How to rank.
+    pub mode: SearchMode,
+}
+
+/// A snippet's place in one ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rank {
+    /// 1-based.
+    pub rank: u32,
+    /// Cosine similarity (semantic) or BM25 (lexical).
+    pub score: f32,
+}
+
+/// One result of a [`RankedSearchRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankedSearchHit {
+    /// The snippet; its `score` is the mode's own (cosine, BM25, or the
+    /// fused score).
+    pub hit: SearchHit,
+    /// Its place in the semantic ranking, where that ranking found it.
+    pub semantic: Option<Rank>,
+    /// Its place in the lexical ranking, where that ranking found it.
+    pub lexical: Option<Rank>,
 }
 
 /// How an indexing job is going.
@@ -290,6 +363,8 @@ pub enum Response {
     SearchResults(Vec<SearchHit>),
     /// The ranked tools of a [`SelectToolsRequest`] (tag 8).
     ToolSelections(ToolSelections),
+    /// Results of a [`RankedSearchRequest`], best first (tag 9).
+    RankedResults(Vec<RankedSearchHit>),
 }
 
 /// What the host tells a client after a good handshake.

@@ -193,10 +193,38 @@ def index_request(repo, index_dir, rebuild):
     return {"Index": {"repo": _abs(repo), "index_dir": _abs(index_dir), "rebuild": bool(rebuild)}}
 
 
-def search_request(repo, query, k, index_dir):
+SEARCH_MODES = ("hybrid", "semantic", "lexical")
+
+
+def search_request(repo, query, k, index_dir, mode):
     if not isinstance(query, str):
         raise TypeError("query must be a str")
-    return {"Search": {"repo": _abs(repo), "index_dir": _abs(index_dir), "query": query, "k": int(k)}}
+    if mode not in SEARCH_MODES:
+        raise ValueError("mode must be one of %s, not %r" % (", ".join(SEARCH_MODES), mode))
+    return {
+        "SearchRanked": {
+            "repo": _abs(repo),
+            "index_dir": _abs(index_dir),
+            "query": query,
+            "k": int(k),
+            "mode": mode,
+        }
+    }
+
+
+def ranked_hits(hits):
+    """The host's ranked hits as flat dicts, the shape ``vembed search
+    --json`` prints: the snippet, its score in the mode, and its rank and
+    score in each ranking that found it (``None`` where one did not)."""
+    out = []
+    for h in hits:
+        d = dict(h["hit"])
+        for name in ("semantic", "lexical"):
+            r = h[name]
+            d[name + "_rank"] = None if r is None else r["rank"]
+            d[name + "_score"] = None if r is None else r["score"]
+        out.append(d)
+    return out
 
 
 def picks(selections):

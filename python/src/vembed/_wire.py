@@ -92,6 +92,15 @@ INDEX_REQUEST = Struct(
 SEARCH_REQUEST = Struct(
     "SearchRequest", ("repo", STR), ("index_dir", Opt(STR)), ("query", STR), ("k", U32)
 )
+SEARCH_MODE = Enum("SearchMode", ("semantic", None), ("lexical", None), ("hybrid", None))
+RANKED_SEARCH_REQUEST = Struct(
+    "RankedSearchRequest",
+    ("repo", STR),
+    ("index_dir", Opt(STR)),
+    ("query", STR),
+    ("k", U32),
+    ("mode", SEARCH_MODE),
+)
 TOOL_SPEC = Struct(
     "ToolSpec",
     ("name", STR),
@@ -124,6 +133,7 @@ REQUEST = Enum(
     ("Index", INDEX_REQUEST),
     ("Search", SEARCH_REQUEST),
     ("SelectTools", SELECT_TOOLS_REQUEST),
+    ("SearchRanked", RANKED_SEARCH_REQUEST),
 )
 REQUEST_FRAME = Struct("RequestFrame", ("id", U64), ("request", REQUEST))
 
@@ -244,6 +254,10 @@ SEARCH_HIT = Struct(
     ("score", F32),
     ("text", STR),
 )
+RANK = Struct("Rank", ("rank", U32), ("score", F32))
+RANKED_SEARCH_HIT = Struct(
+    "RankedSearchHit", ("hit", SEARCH_HIT), ("semantic", Opt(RANK)), ("lexical", Opt(RANK))
+)
 TOOL_PICK = Struct("ToolPick", ("name", STR), ("score", F32))
 TOOL_SELECTIONS = Struct(
     "ToolSelections",
@@ -263,6 +277,7 @@ RESPONSE = Enum(
     ("IndexDone", INDEX_SUMMARY),
     ("SearchResults", Vec(SEARCH_HIT)),
     ("ToolSelections", TOOL_SELECTIONS),
+    ("RankedResults", Vec(RANKED_SEARCH_HIT)),
 )
 RESPONSE_FRAME = Struct("ResponseFrame", ("id", U64), ("response", RESPONSE))
 

@@ -281,10 +281,11 @@ class AsyncClient:
 
         return await self._run(job)
 
-    async def search(self, repo, query, k=10, index_dir=None):
+    async def search(self, repo, query, k=10, index_dir=None, mode="hybrid"):
         """Searches a code index through the host; see ``Client.search``."""
-        req = _results.search_request(repo, query, k, index_dir)
-        return (await self._run(lambda link: self._call(link, req)))["SearchResults"]
+        req = _results.search_request(repo, query, k, index_dir, mode)
+        reply = await self._run(lambda link: self._call(link, req))
+        return _results.ranked_hits(reply["RankedResults"])
 
     async def status(self):
         """The host's status."""

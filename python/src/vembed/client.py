@@ -230,12 +230,17 @@ class Client:
 
         return self._run(job)
 
-    def search(self, repo, query, k=10, index_dir=None):
-        """Searches ``repo``'s code index through the host: a list of hit
-        dicts (``path``, ``start_line``, ``end_line``, ``symbol``, ``score``,
-        ``text``), best first."""
-        req = _results.search_request(repo, query, k, index_dir)
-        return self._run(lambda c: _expect(c.call(req), "SearchResults"))
+    def search(self, repo, query, k=10, index_dir=None, mode="hybrid"):
+        """Searches ``repo``'s code index through the host, ranked as
+        ``vembed search`` ranks: ``mode`` is ``"hybrid"`` (meaning and
+        words fused, the default), ``"semantic"`` or ``"lexical"`` (BM25
+        over code tokens). Returns hit dicts, best first: ``path``,
+        ``start_line``, ``end_line``, ``symbol``, ``score`` (the mode's),
+        ``text``, and ``semantic_rank``/``semantic_score`` and
+        ``lexical_rank``/``lexical_score`` (``None`` where that ranking did
+        not find the snippet)."""
+        req = _results.search_request(repo, query, k, index_dir, mode)
+        return self._run(lambda c: _results.ranked_hits(_expect(c.call(req), "RankedResults")))
 
     # -- host --
 

@@ -140,6 +140,17 @@ def test_index_and_search_through_the_host(client, tmp_path):
     hits = client.search(repo, "greet new users by mail", k=2, index_dir=tmp_path / "ix")
     assert hits[0]["path"] == "mail.py" and hits[0]["symbol"] == "send_welcome_email"
     assert hits[0]["score"] > hits[1]["score"]
+    assert hits[0]["semantic_rank"] == 1 and hits[0]["lexical_rank"] is not None
+    # Words alone: the exact identifier, no embedding; the meaning alone.
+    lexical = client.search(repo, "send_welcome_email", index_dir=tmp_path / "ix", mode="lexical")
+    assert [h["path"] for h in lexical] == ["mail.py"]
+    assert lexical[0]["lexical_rank"] == 1 and lexical[0]["semantic_rank"] is None
+    assert lexical[0]["score"] == lexical[0]["lexical_score"] > 0
+    semantic = client.search(repo, "average of numbers", k=2, index_dir=tmp_path / "ix", mode="semantic")
+    assert semantic[0]["path"] == "stats.py" and semantic[0]["lexical_rank"] is None
+    assert semantic[0]["score"] == semantic[0]["semantic_score"]
+    with pytest.raises(ValueError, match="mode must be one of"):
+        client.search(repo, "x", index_dir=tmp_path / "ix", mode="fuzzy")
     again = client.index(repo, index_dir=tmp_path / "ix")
     assert again["unchanged"] == 2 and again["indexed"] == 0
     with pytest.raises(vembed.CodeIndexError):

@@ -4,8 +4,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use vembed::search::{Mode, RankedHit, Searcher};
-use vembed::{Client, ModelRef, Role, SearchHit, SearchRequest};
+use vembed::search::{RankedHit, Searcher};
+use vembed::{Client, ModelRef, RankedSearchRequest, Role, SearchHit, SearchMode};
 
 /// Options of `vembed search`.
 #[derive(clap::Args, Debug)]
@@ -37,7 +37,8 @@ pub struct SearchArgs {
     search_k: Option<usize>,
     /// How to rank: semantic (the query's embedding), lexical (BM25 over
     /// code tokens) or hybrid (both, fused by normalised score) [default:
-    /// hybrid; semantic with --via-host or --search-k, which only it takes].
+    /// hybrid; semantic with --search-k, which only it takes]. --via-host
+    /// ranks the same way in the host.
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,
     /// Evaluate search on labelled cases instead: JSON lines of {"query":
@@ -61,12 +62,12 @@ pub enum ModeArg {
     Hybrid,
 }
 
-impl From<ModeArg> for Mode {
-    fn from(m: ModeArg) -> Mode {
+impl From<ModeArg> for SearchMode {
+    fn from(m: ModeArg) -> SearchMode {
         match m {
-            ModeArg::Semantic => Mode::Semantic,
-            ModeArg::Lexical => Mode::Lexical,
-            ModeArg::Hybrid => Mode::Hybrid,
+            ModeArg::Semantic => SearchMode::Semantic,
+            ModeArg::Lexical => SearchMode::Lexical,
+            ModeArg::Hybrid => SearchMode::Hybrid,
         }
     }
 }
@@ -92,13 +93,16 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
         vec![args.query.clone().context("no query given (or use --jsonl)")?]
     };
     let mode = match args.mode {
-        Some(m) => Mode::from(m),
-        None if args.via_host || args.search_k.is_some() => Mode::Semantic,
-        None => Mode::Hybrid,
+        Some(m) => SearchMode::from(m),
+        None if args.search_k.is_some() => SearchMode::Semantic,
+        None => SearchMode::Hybrid,
     };
+    if args.search_k.is_some() && mode != SearchMode::Semantic {
+        bail!("--search-k tunes the semantic forest: add --mode semantic");
+    }
     let results: Vec<Vec<RankedHit>> = if args.via_host {
-        if mode != Mode::Semantic {
-            bail!("--via-host searches by meaning only: add --mode semantic");
+        if args.search_k.is_some() {
+            bail!("--search-k is for a search in this process, not --via-host");
         }
         let repo = args
             .repo
@@ -106,22 +110,20 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("repository {}", args.repo.display()))?;
         let mut all = Vec::new();
         for q in &queries {
-            let hits = client.search_via_host(SearchRequest {
+            let hits = client.search_ranked(RankedSearchRequest {
                 repo: repo.display().to_string(),
                 index_dir: args.index_dir.as_ref().map(|d| d.display().to_string()),
                 query: q.clone(),
                 k: args.k as u32,
+                mode,
             })?;
-            all.push(hits.into_iter().enumerate().map(|(i, h)| semantic_only(i, h)).collect());
+            all.push(hits.into_iter().map(RankedHit::from).collect());
         }
         all
     } else {
         let searcher = Searcher::open(client, &args.repo, args.index_dir.as_deref())?;
-        if args.search_k.is_some() && mode != Mode::Semantic {
-            bail!("--search-k tunes the semantic forest: add --mode semantic");
-        }
         let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
-        let vectors = if mode == Mode::Lexical {
+        let vectors = if mode == SearchMode::Lexical {
             None
         } else {
             Some(client.embed_with(&ModelRef::Role(Role::Code), &refs)?)

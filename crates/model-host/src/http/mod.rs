@@ -14,6 +14,7 @@
 //! - [`embed`]: texts in, vectors out, through [`Infer`] in host-sized jobs.
 //! - [`models`]: the names clients send, mapped to the models served.
 //! - [`openai`], [`ollama`], [`tei`]: one file per API shape.
+//! - [`search`]: vembed's own code search, `POST /vembed/v1/search`.
 //! - [`error`]: one error, answered in each API's own shape.
 //! - [`metrics`]: the Prometheus text of `GET /metrics`.
 //! - [`cl100k`]: token-id inputs decoded back to text.
@@ -28,6 +29,7 @@ mod models;
 mod ollama;
 mod openai;
 mod route;
+mod search;
 mod tei;
 
 pub use listen::{HttpError, Listeners, bind};
@@ -35,6 +37,7 @@ pub use listen::{HttpError, Listeners, bind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::indexer::Indexer;
 use crate::infer::Infer;
 use crate::stats::Stats;
 
@@ -52,6 +55,8 @@ pub const MAX_INPUTS: usize = 16_384;
 pub(crate) struct State {
     pub infer: Arc<Infer>,
     pub stats: Arc<Stats>,
+    /// Code search reads the host's indexes through it.
+    pub indexer: Arc<Indexer>,
     pub metrics: metrics::HttpMetrics,
     /// The bearer token every request must carry, when one is configured.
     pub token: Option<String>,
@@ -88,12 +93,14 @@ pub(crate) fn start(
     listeners: Listeners,
     infer: Arc<Infer>,
     stats: Arc<Stats>,
+    indexer: Arc<Indexer>,
     grace: Duration,
 ) -> std::io::Result<HttpHandle> {
     let max_body_bytes = infer.limits.max_frame_bytes as usize;
     let state = Arc::new(State {
         infer,
         stats,
+        indexer,
         metrics: metrics::HttpMetrics::default(),
         token: listeners.token.clone(),
         max_body_bytes,

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 
 use super::error::{Api, ApiError, Kind, bytes_response};
-use super::{State, metrics, ollama, openai, tei};
+use super::{State, metrics, ollama, openai, search, tei};
 
 /// The routes, each with the label its metrics carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,7 @@ enum Route {
     TeiInfo,
     TeiHealth,
     Metrics,
+    VembedSearch,
     Unknown(Api),
 }
 
@@ -54,6 +55,7 @@ impl Route {
             "/info" => (Route::TeiInfo, GET),
             "/health" => (Route::TeiHealth, GET),
             "/metrics" => (Route::Metrics, GET),
+            "/vembed/v1/search" => (Route::VembedSearch, POST),
             p if p.starts_with("/v1/") => (Route::Unknown(Api::OpenAi), GET),
             p if p.starts_with("/api/") => (Route::Unknown(Api::Ollama), GET),
             _ => (Route::Unknown(Api::Tei), GET),
@@ -63,7 +65,10 @@ impl Route {
     /// The API whose error shape this route answers in.
     fn api(self) -> Api {
         match self {
-            Route::OpenAiEmbeddings | Route::OpenAiModels | Route::OpenAiModel => Api::OpenAi,
+            Route::OpenAiEmbeddings
+            | Route::OpenAiModels
+            | Route::OpenAiModel
+            | Route::VembedSearch => Api::OpenAi,
             Route::OllamaEmbed
             | Route::OllamaEmbeddings
             | Route::OllamaTags
@@ -98,6 +103,7 @@ impl Route {
             Route::TeiInfo => "/info",
             Route::TeiHealth => "/health",
             Route::Metrics => "/metrics",
+            Route::VembedSearch => "/vembed/v1/search",
             Route::Unknown(_) => "unknown",
         }
     }
@@ -161,6 +167,7 @@ async fn dispatch(
             "text/plain; version=0.0.4; charset=utf-8",
             metrics::render(state).into_bytes(),
         )),
+        Route::VembedSearch => search::search(state, req).await,
         Route::Unknown(_) => Err(ApiError::new(Kind::NotFound, "no such endpoint")),
     }
 }

@@ -41,11 +41,11 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
         }
         Request::Search(req) => match shared.indexer.search(&req) {
             Ok(hits) => send(Response::SearchResults(hits)),
-            Err(e) => {
-                shared.stats.record_error();
-                let message = e.to_string();
-                send(Response::Error(ErrorReply { code: ErrorCode::Index, message }));
-            }
+            Err(e) => send(index_error(shared, e)),
+        },
+        Request::SearchRanked(req) => match shared.indexer.search_ranked(&req) {
+            Ok(hits) => send(Response::RankedResults(hits)),
+            Err(e) => send(index_error(shared, e)),
         },
         Request::Status => send(Response::Status(Box::new(status(shared, ctx.queue)))),
         Request::Shutdown => {
@@ -56,6 +56,11 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
         Request::Ping => send(Response::Ok),
         Request::SelectTools(req) => select_tools(ctx, id, req),
     }
+}
+
+fn index_error(shared: &Shared, e: crate::indexer::IndexerError) -> Response {
+    shared.stats.record_error();
+    Response::Error(ErrorReply { code: ErrorCode::Index, message: e.to_string() })
 }
 
 fn select_tools(ctx: &Ctx<'_>, id: u64, req: SelectToolsRequest) {

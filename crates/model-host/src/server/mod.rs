@@ -191,7 +191,13 @@ pub fn serve(
     });
     let http = Some(http).filter(|l| !l.is_empty()).and_then(|listeners| {
         let endpoints = listeners.describe();
-        match crate::http::start(listeners, infer.clone(), stats.clone(), SHUTDOWN_GRACE / 4) {
+        match crate::http::start(
+            listeners,
+            infer.clone(),
+            stats.clone(),
+            indexer.clone(),
+            SHUTDOWN_GRACE / 4,
+        ) {
             Ok(h) => {
                 tracing::info!("HTTP endpoints on {endpoints}");
                 Some(h)

@@ -1,0 +1,116 @@
+//! vembed's own `POST /vembed/v1/search`: a repository's code index searched
+//! in the host, ranked exactly as `vembed search`, the Rust API and the
+//! socket's `SearchRanked` rank it, for programs that speak only HTTP.
+//!
+//! The body is `{"repo": "/abs/path", "query": "...", "k": 10, "mode":
+//! "hybrid" | "semantic" | "lexical", "index_dir": null}` (`k`, `mode` and
+//! `index_dir` optional). The answer is `{"mode": ..., "hits": [...]}`, each
+//! hit flat as `vembed search --json` prints it: `path`, `start_line`,
+//! `end_line`, `symbol`, `score` (the mode's), `text`, `semantic_rank`,
+//! `semantic_score`, `lexical_rank`, `lexical_score`. Errors take the
+//! OpenAI shape, `{"error": {"message", "type", ...}}`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use vembed_protocol::{RankedSearchRequest, SearchMode};
+
+use super::error::{ApiError, Kind};
+use super::{State, body};
+use crate::indexer::IndexerError;
+use crate::queue::SubmitError;
+
+/// Results when the body names no `k`.
+const DEFAULT_K: u32 = 10;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    repo: String,
+    query: String,
+    k: Option<u32>,
+    mode: Option<String>,
+    index_dir: Option<String>,
+}
+
+/// `POST /vembed/v1/search`.
+pub(crate) async fn search(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let b: SearchBody = body::json(req, state.max_body_bytes).await?;
+    let mode = match b.mode.as_deref() {
+        None => SearchMode::default(),
+        Some(m) => SearchMode::from_name(m).ok_or_else(|| {
+            ApiError::bad(format!("mode {m:?} is not one of \"hybrid\", \"semantic\", \"lexical\""))
+        })?,
+    };
+    for (name, path) in [("repo", Some(&b.repo)), ("index_dir", b.index_dir.as_ref())] {
+        if path.is_some_and(|p| !Path::new(p).is_absolute()) {
+            return Err(ApiError::bad(format!("`{name}` must be an absolute path")));
+        }
+    }
+    if b.query.len() > state.infer.limits.max_text_bytes as usize {
+        return Err(ApiError::new(
+            Kind::TooLarge,
+            format!(
+                "the query is {} bytes; the most is {}",
+                b.query.len(),
+                state.infer.limits.max_text_bytes
+            ),
+        ));
+    }
+    let request = RankedSearchRequest {
+        repo: b.repo,
+        index_dir: b.index_dir,
+        query: b.query,
+        k: b.k.unwrap_or(DEFAULT_K),
+        mode,
+    };
+    let indexer = state.indexer.clone();
+    let hits = tokio::task::spawn_blocking(move || indexer.search_ranked(&request))
+        .await
+        .map_err(|e| ApiError::new(Kind::Internal, format!("the search failed: {e}")))?
+        .map_err(api_error)?;
+    let hits: Vec<serde_json::Value> = hits
+        .into_iter()
+        .map(|h| {
+            let s = h.hit;
+            json!({
+                "path": s.path,
+                "start_line": s.start_line,
+                "end_line": s.end_line,
+                "symbol": s.symbol,
+                "score": s.score,
+                "text": s.text,
+                "semantic_rank": h.semantic.map(|r| r.rank),
+                "semantic_score": h.semantic.map(|r| r.score),
+                "lexical_rank": h.lexical.map(|r| r.rank),
+                "lexical_score": h.lexical.map(|r| r.score),
+            })
+        })
+        .collect();
+    Ok(super::error::json(StatusCode::OK, &json!({ "mode": mode.name(), "hits": hits })))
+}
+
+/// What an HTTP client is told of a failed search.
+fn api_error(e: IndexerError) -> ApiError {
+    use vembed_index::IndexError as I;
+    let kind = match &e {
+        IndexerError::NoIndex { .. } | IndexerError::NoCodeModel => Kind::NotFound,
+        IndexerError::Repo { .. } => Kind::BadRequest,
+        IndexerError::Index(
+            I::TooMany { .. } | I::ModelMismatch { .. } | I::Schema { .. } | I::Missing(_),
+        ) => Kind::BadRequest,
+        IndexerError::Submit(SubmitError::Overloaded { .. }) => Kind::Overloaded,
+        IndexerError::Submit(_) | IndexerError::Stopped => Kind::ShuttingDown,
+        _ => Kind::Internal,
+    };
+    ApiError::new(kind, e.to_string())
+}
