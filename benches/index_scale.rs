@@ -133,6 +133,7 @@ fn main() {
         };
         let mut w = IndexWriter::open(dir.path(), dir.path(), &model, false).unwrap();
         w.set_n_trees(n_trees);
+        w.set_split_after(std::env::var("VEMBED_SCALE_SPLIT").ok().and_then(|v| v.parse().ok()));
         let t = Instant::now();
         let mut batch = w.batch().unwrap();
         for (f, part) in data.chunks(1000 * dim).enumerate() {

@@ -20,7 +20,7 @@ mod writer;
 pub use error::{IndexError, Result};
 pub use reader::{
     EXACT_MAX_ITEMS, HYBRID_DEPTH, IndexReader, LEXICAL_WEIGHT, MAX_K, MAX_SEARCH_K,
-    SEMANTIC_WEIGHT,
+    SEARCH_K_PER_TREE, SEMANTIC_WEIGHT, search_k_for,
 };
 pub use writer::{Batch, IndexWriter};
 
@@ -44,31 +44,6 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// recall per millisecond. arroy's own choice (116–132 trees at 100k) costs
 /// 3.9× on disk.
 pub const DEFAULT_TREES: usize = 16;
-
-/// Forest nodes a search visits by default, per tree and per result
-/// wanted, by index size: `(snippets, per tree)` points, interpolated in
-/// log(snippets) between them and held flat past the ends. Measured with
-/// `benches/index_scale.rs` (16 trees, k = 10; see [`search_k_for`]).
-pub const SEARCH_K_PER_TREE: [(usize, usize); 3] = [(25_000, 50), (100_000, 100), (1_000_000, 100)];
-
-/// The `search_k` a forest search of `k` results visits by default on an
-/// index of `items` snippets in `trees` trees: `k × trees ×` the per-tree
-/// figure of [`SEARCH_K_PER_TREE`] for that size, chosen so that recall@10
-/// against an exact search stays ≥ 0.99 up to 100k snippets and ≥ 0.97 at
-/// 1M.
-pub fn search_k_for(items: usize, trees: usize, k: usize) -> usize {
-    let pts = &SEARCH_K_PER_TREE;
-    let per_tree = if items <= pts[0].0 {
-        pts[0].1 as f64
-    } else if let Some(w) = pts.windows(2).find(|w| items <= w[1].0) {
-        let (a, b) = (w[0], w[1]);
-        let t = ((items as f64).ln() - (a.0 as f64).ln()) / ((b.0 as f64).ln() - (a.0 as f64).ln());
-        a.1 as f64 + t * (b.1 as f64 - a.1 as f64)
-    } else {
-        pts[pts.len() - 1].1 as f64
-    };
-    (k * trees.max(1)) * per_tree.round() as usize
-}
 
 /// Virtual size of the memory map (LMDB grows the file as needed, up to it).
 const MAP_SIZE: usize = 64 << 30;

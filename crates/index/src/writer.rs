@@ -10,6 +10,7 @@ pub struct IndexWriter {
     model: ModelIdentity,
     dir: PathBuf,
     n_trees: Option<usize>,
+    split_after: Option<usize>,
 }
 
 impl IndexWriter {
@@ -74,6 +75,7 @@ impl IndexWriter {
             model: model.clone(),
             dir: dir.to_path_buf(),
             n_trees: Some(DEFAULT_TREES),
+            split_after: None,
         })
     }
 
@@ -87,6 +89,12 @@ impl IndexWriter {
     /// faster and need a larger `search_k` for the same recall.
     pub fn set_n_trees(&mut self, n_trees: Option<usize>) {
         self.n_trees = n_trees;
+    }
+
+    /// Most snippets in one leaf of a tree (`None`: arroy's default, the
+    /// dimension). Applies to the tree nodes a commit builds or rebuilds.
+    pub fn set_split_after(&mut self, split_after: Option<usize>) {
+        self.split_after = split_after;
     }
 
     /// Empties the index (for `--rebuild` while this writer is open: one
@@ -300,6 +308,9 @@ impl Batch<'_> {
             let mut builder = writer.builder(&mut rng);
             if let Some(n) = self.w.n_trees {
                 builder.n_trees(n);
+            }
+            if let Some(n) = self.w.split_after {
+                builder.split_after(n);
             }
             builder.build(&mut self.wtxn)?;
             self.w.dbs.meta.put(&mut self.wtxn, META_NEXT_ID, &json(&self.next_id))?;
