@@ -26,6 +26,11 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 pub const COMMIT_CHUNKS: usize = 256;
 /// Chunks per request to the queue, so a query waits behind at most one.
 const EMBED_CHUNKS: usize = 32;
+/// Requests of [`EMBED_CHUNKS`] an indexing job keeps queued: two, so the
+/// next is ready when the model finishes one.
+const EMBED_IN_FLIGHT: usize = 2;
+/// Files chunked ahead of the one being embedded.
+const CHUNKED_AHEAD: usize = 64;
 
 /// Why indexing or a search through the host failed. Every variant is
 /// answered as `ErrorCode::Index` with its message, which says what to do.
@@ -302,7 +307,9 @@ impl Indexer {
                      progress: &mut IndexProgress|
          -> Result<(), IndexerError> {
             let texts: Vec<&String> = pending.iter().flat_map(|p| p.3.iter()).collect();
+            let started = Instant::now();
             let (vectors, tokens) = self.embed(model_index, &embedder, &texts)?;
+            let embedded = started.elapsed();
             summary.tokens += tokens;
             let dim = embedder.dim();
             let mut batch = writer.batch()?;
@@ -318,6 +325,12 @@ impl Indexer {
                 summary.chunks_added += snippets.len() as u64;
             }
             batch.commit()?;
+            tracing::debug!(
+                "indexed {} snippets ({tokens} tokens): embedded in {:.0} ms, committed in {:.0} ms",
+                texts.len(),
+                embedded.as_secs_f64() * 1e3,
+                (started.elapsed() - embedded).as_secs_f64() * 1e3
+            );
             summary.indexed += pending.len() as u64;
             progress.files_indexed = summary.indexed;
             progress.chunks_added = summary.chunks_added;
@@ -325,35 +338,59 @@ impl Indexer {
             pending.clear();
             Ok(())
         };
-        for (path, hash, text) in todo {
-            let chunks = chunk_file(&path, &text, max, &count);
-            let (snippets, texts): (Vec<Snippet>, Vec<String>) =
-                chunks.into_iter().map(|c| (c.snippet, c.embed_text)).unzip();
-            pending_chunks += texts.len();
-            pending.push((path, hash, snippets, texts));
-            if pending_chunks >= COMMIT_CHUNKS {
-                flush(&mut pending, &mut summary, &mut progress)?;
-                pending_chunks = 0;
+        // Files are chunked on a thread of their own, ahead of the model:
+        // chunking counts tokens line by line, and done here it would leave
+        // the model idle for about 7% of the job.
+        std::thread::scope(|scope| {
+            let (tx, rx) = crossbeam_channel::bounded(CHUNKED_AHEAD);
+            scope.spawn(move || {
+                for (path, hash, text) in todo {
+                    let chunks = chunk_file(&path, &text, max, &count);
+                    let (snippets, texts): (Vec<Snippet>, Vec<String>) =
+                        chunks.into_iter().map(|c| (c.snippet, c.embed_text)).unzip();
+                    // A closed channel means the job failed: stop.
+                    if tx.send((path, hash, snippets, texts)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for file in rx {
+                pending_chunks += file.3.len();
+                pending.push(file);
+                if pending_chunks >= COMMIT_CHUNKS {
+                    flush(&mut pending, &mut summary, &mut progress)?;
+                    pending_chunks = 0;
+                }
             }
-        }
-        if !pending.is_empty() {
-            flush(&mut pending, &mut summary, &mut progress)?;
-        }
-        Ok(summary)
+            if !pending.is_empty() {
+                flush(&mut pending, &mut summary, &mut progress)?;
+            }
+            Ok(summary)
+        })
     }
 
-    /// Embeds texts through the shared queue, a few at a time.
+    /// Embeds texts through the shared queue, a few at a time, with
+    /// [`EMBED_IN_FLIGHT`] jobs queued so the model never waits on this
+    /// thread's tokenizing.
     fn embed(
         &self,
         model: usize,
         embedder: &Embedder,
         texts: &[&String],
     ) -> Result<(Vec<f32>, u64), IndexerError> {
+        type Reply = crossbeam_channel::Receiver<Result<vembed_protocol::Embeddings, JobError>>;
         let mut out = Vec::with_capacity(texts.len() * embedder.dim());
         let mut tokens = 0u64;
+        let mut waiting: std::collections::VecDeque<Reply> = std::collections::VecDeque::new();
+        let mut collect = |rx: Reply| -> Result<(), IndexerError> {
+            let e = rx.recv().map_err(|_| IndexerError::Stopped)??;
+            tokens += e.tokens.iter().map(|&t| u64::from(t)).sum::<u64>();
+            out.extend_from_slice(&e.data);
+            Ok(())
+        };
         for group in texts.chunks(EMBED_CHUNKS) {
             let ids = group.iter().map(|t| embedder.tokenize(t)).collect::<Result<Vec<_>, _>>()?;
-            let (tx, rx) = crossbeam_channel::bounded::<Result<_, JobError>>(1);
+            let (tx, rx) = crossbeam_channel::bounded(1);
             loop {
                 let job = Job {
                     model,
@@ -371,9 +408,13 @@ impl Indexer {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let e = rx.recv().map_err(|_| IndexerError::Stopped)??;
-            tokens += e.tokens.iter().map(|&t| u64::from(t)).sum::<u64>();
-            out.extend_from_slice(&e.data);
+            waiting.push_back(rx);
+            if waiting.len() >= EMBED_IN_FLIGHT {
+                collect(waiting.pop_front().expect("one is waiting"))?;
+            }
+        }
+        while let Some(rx) = waiting.pop_front() {
+            collect(rx)?;
         }
         Ok((out, tokens))
     }
