@@ -38,11 +38,12 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Trees in the forest unless set otherwise. Measured at 1M vectors of
-/// real-code structure (`benches/index_scale.rs`): 16 trees build in 81 s
-/// to 2.9× the raw vectors' size and reach recall@10 0.957 at 8.6 ms with
-/// the default `search_k`; 32 trees take 146 s and 3.1× for about the same
-/// recall per millisecond. arroy's own choice (116–132 trees at 100k) costs
-/// 3.9× on disk.
+/// real-code structure (`benches/index_scale.rs`): on an AMD EPYC (Zen 1)
+/// 16 trees build in 81 s and 32 in 146 s for about the same recall per
+/// millisecond; on a Xeon with AVX-512, 16 trees in 129 s reach recall@10
+/// 0.972-0.979 at 20 ms, 32 trees (231 s) 0.967 at 15.5 ms, and 16 trees
+/// with leaves of 96 (239 s) 0.970 at 18 ms. arroy's own choice (116-132
+/// trees at 100k) costs 3.9x on disk.
 pub const DEFAULT_TREES: usize = 16;
 
 /// Virtual size of the memory map (LMDB grows the file as needed, up to it).
