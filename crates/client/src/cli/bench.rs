@@ -39,12 +39,14 @@ pub struct BenchArgs {
     dump_texts: Option<PathBuf>,
     /// Also run in-process baselines with this Python (one that has
     /// sentence-transformers installed, and onnxruntime, onnx and onnxscript
-    /// for the onnx baseline) on the same model and texts, and show them side
-    /// by side with ratios.
+    /// for the onnx baselines) on the same model and texts, and show them
+    /// side by side with ratios.
     #[arg(long)]
     baseline_python: Option<PathBuf>,
     /// Which baselines --baseline-python runs: torch (sentence-transformers),
-    /// onnx (ONNX Runtime on the same model exported to ONNX).
+    /// onnx (ONNX Runtime on the same model exported to ONNX), onnx-int8
+    /// (that export quantized to int8, dynamic and per channel). An ONNX
+    /// model is checked against sentence-transformers before it is timed.
     #[arg(long, value_delimiter = ',', default_value = "torch")]
     baselines: Vec<Baseline>,
 }
@@ -56,6 +58,9 @@ pub enum Baseline {
     Torch,
     /// ONNX Runtime.
     Onnx,
+    /// ONNX Runtime on the export quantized to int8 (dynamic, per channel).
+    #[value(name = "onnx-int8")]
+    OnnxInt8,
 }
 
 impl Baseline {
@@ -63,12 +68,22 @@ impl Baseline {
         match self {
             Baseline::Torch => "sentence_transformers",
             Baseline::Onnx => "onnx_runtime",
+            Baseline::OnnxInt8 => "onnx_runtime_int8",
+        }
+    }
+    /// `st_baseline.py --engine`.
+    fn engine(self) -> &'static str {
+        match self {
+            Baseline::Torch => "torch",
+            Baseline::Onnx => "onnx",
+            Baseline::OnnxInt8 => "onnx-int8",
         }
     }
     fn label(self) -> &'static str {
         match self {
             Baseline::Torch => "sentence-transformers",
             Baseline::Onnx => "ONNX Runtime",
+            Baseline::OnnxInt8 => "ONNX Runtime int8",
         }
     }
 }
@@ -292,6 +307,9 @@ pub fn run(client: &mut Client, args: &BenchArgs) -> anyhow::Result<()> {
             num(v, "load_seconds"),
             num(v, "load_avg_1m")
         );
+        if let Some(c) = v.get("parity_min_cosine").and_then(serde_json::Value::as_f64) {
+            println!("  checked against sentence-transformers first: least cosine {c:.5}");
+        }
     }
     Ok(())
 }
@@ -337,7 +355,7 @@ fn run_baseline(
         .arg(&data)
         .args(["--requests", &args.requests.to_string(), "--batch", &args.batch.to_string()])
         .args(["--threads", &threads.to_string(), "--query", &args.query])
-        .args(["--engine", if which == Baseline::Onnx { "onnx" } else { "torch" }])
+        .args(["--engine", which.engine()])
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
 """The in-process baselines vembed is measured against: sentence-transformers
-(PyTorch), or ONNX Runtime running the same model exported to ONNX.
+(PyTorch), ONNX Runtime running the same model exported to ONNX, or ONNX
+Runtime running that export dynamically quantized to int8 (per channel, the
+form sentence-transformers' `export_dynamic_quantized_onnx_model` makes).
 
 Run it from a throwaway venv outside this repository
 (`pip install sentence-transformers`, plus `onnxruntime onnx onnxscript` for
-`--engine onnx`), on the same texts as `vembed bench --dump-texts FILE`:
+`--engine onnx` and `onnx-int8`), on the same texts as `vembed bench
+--dump-texts FILE`:
 
-    python st_baseline.py --model DIR --texts FILE [--engine torch|onnx]
+    python st_baseline.py --model DIR --texts FILE [--engine torch|onnx|onnx-int8]
         [--requests 300] [--batch 32] [--threads 2]
 
 Both engines tokenize with the model's own tokenizer, truncate at
 max_seq_length, sort a bulk job by length and pad per batch of `--batch`
 (as sentence-transformers' encode does), mean-pool and normalize.
-Prints JSON with the same keys as `vembed bench --json`.
+Prints JSON with the same keys as `vembed bench --json`. An ONNX engine is
+checked against sentence-transformers before it is timed: the least cosine
+over a probe set is `parity_min_cosine`, and under 0.9999 (f32) or 0.95
+(int8) the run fails.
 """
 import argparse
 import json
@@ -49,13 +55,14 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--query", default="find the function that validates email addresses")
-    ap.add_argument("--engine", choices=["torch", "onnx"], default="torch")
+    ap.add_argument("--engine", choices=["torch", "onnx", "onnx-int8"], default="torch")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t = time.perf_counter()
     model = SentenceTransformer(a.model, device="cpu")
-    if a.engine == "onnx":
-        encode, impl = onnx_encoder(model, a.threads)
+    parity = None
+    if a.engine in ("onnx", "onnx-int8"):
+        encode, impl, parity = onnx_encoder(model, a.threads, a.engine == "onnx-int8")
     else:
         impl = f"sentence-transformers (torch {torch.__version__})"
 
@@ -82,6 +89,7 @@ def main():
     print(json.dumps({
         "impl": impl,
         "threads": a.threads,
+        "parity_min_cosine": parity,
         "load_avg_1m": load,
         "import_seconds": import_s,
         "load_seconds": load_s,
@@ -98,10 +106,12 @@ def main():
     }, indent=2))
 
 
-def onnx_encoder(model, threads):
-    """Exports the model's transformer to ONNX (in a temp dir) and returns an
+def onnx_encoder(model, threads, int8=False):
+    """Exports the model's transformer to ONNX (in a temp dir), with `int8`
+    quantizes its weights dynamically (int8, per channel), and returns an
     encode function running it on ONNX Runtime with mean pooling and
-    normalization, plus a description."""
+    normalization, a description, and the least cosine to
+    sentence-transformers over a probe set."""
     import tempfile
 
     import numpy as np
@@ -134,6 +144,13 @@ def onnx_encoder(model, threads):
             opset_version=17,
             dynamo=False,
         )
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        qpath = path[:-len(".onnx")] + "-int8.onnx"
+        quantize_dynamic(path, qpath, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
+        path = qpath
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -157,14 +174,21 @@ def onnx_encoder(model, threads):
                 out[i] = v
         return np.stack(out)
 
-    # The export must compute what sentence-transformers computes, padding included.
-    probe = ["def f(x):\n    return x + 1", "a", "socket server " * 80]
+    # The export must compute what sentence-transformers computes, padding
+    # included; the int8 model within what quantization costs.
+    probe = ["def f(x):\n    return x + 1", "a", "socket server " * 80,
+             "find the function that validates email addresses",
+             "class LRUCache:\n    def get(self, key):\n        return self.items.pop(key)",
+             "Returns the number of seconds since the Unix epoch, as a float."]
     ours = encode(probe, 3)
     ref = model.encode(probe, normalize_embeddings=True)
     parity = float(min((ours * ref).sum(1)))
-    if parity < 0.9999:
-        raise SystemExit(f"the ONNX export disagrees with sentence-transformers: cosine {parity}")
-    return encode, f"ONNX Runtime {ort.__version__} (exported with torch {torch.__version__})"
+    floor = 0.95 if int8 else 0.9999
+    if parity < floor:
+        raise SystemExit(f"the ONNX{' int8' if int8 else ''} model disagrees with "
+                         f"sentence-transformers: cosine {parity:.5f} < {floor}")
+    kind = "int8 dynamic, per channel, " if int8 else ""
+    return encode, f"ONNX Runtime {ort.__version__} ({kind}exported with torch {torch.__version__})", parity
 
 
 if __name__ == "__main__":
