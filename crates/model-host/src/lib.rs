@@ -34,6 +34,13 @@ pub use model::{Embedder, Engine, ModelError, TokenInfo};
 pub use pipeline::{Pipeline, Pooling};
 pub use queue::JobError;
 pub use registry::Registry;
+/// The small-batch matrix kernel and its panel packings (f32 and f16), for
+/// `benches/kernels.rs`; not a stable API.
+#[doc(hidden)]
+pub mod kernels {
+    pub use crate::bert::half::{F16, pack_panels_f16};
+    pub use crate::bert::simd::{NR, Panel, level, pack_panels, panel_matmul_acc};
+}
 pub use server::{
     HostConfig, HostError, HostLock, StopReason, acquire, bind, raise_fd_limit, serve,
     tune_allocator,

@@ -23,9 +23,11 @@
 //! Threads: everything runs on rayon's global pool (the one the batcher
 //! runs on), so there is exactly one set of compute threads.
 
-mod forward;
-mod layout;
+#[macro_use]
 pub mod simd;
+mod forward;
+pub mod half;
+mod layout;
 pub mod team;
 
 use serde::Deserialize;

@@ -288,14 +288,15 @@ pub fn pack_panels(w: &[f32], k: usize) -> Vec<f32> {
 /// a single query, where packing the weights on every call, as a general
 /// gemm does, costs more than the product. `x` is `m × k`, `y` is `m × ld`,
 /// and `panels` covers columns `col..col + cols`.
-pub fn panel_matmul_acc(
+/// Panels hold `f32` or, at half the memory traffic, [`super::half::F16`].
+pub fn panel_matmul_acc<T: Panel>(
     y: &mut [f32],
     ld: usize,
     col: usize,
     cols: usize,
     x: &[f32],
     k: usize,
-    panels: &[f32],
+    panels: &[T],
 ) {
     let m = x.len() / k;
     assert!(panels.len() >= cols.div_ceil(NR) * k * NR, "panels cover the columns");
@@ -310,18 +311,7 @@ pub fn panel_matmul_acc(
         while r < m {
             let rows = (m - r).min(block);
             let mut acc = [[0f32; NR]; 8];
-            let xr = &x[r * k..(r + rows) * k];
-            match level() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level` returned V4 only after detecting AVX-512F;
-                // xr holds `rows` rows of k floats and panel k × NR floats.
-                Level::V4 => unsafe { x86::tile_v4(&mut acc, rows, xr, k, panel) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level` returned V3 only after detecting AVX2 and
-                // FMA; the lengths are as for V4.
-                Level::V3 => unsafe { x86::tile_v3(&mut acc, rows, xr, k, panel) },
-                _ => tile_generic(&mut acc, rows, xr, k, panel),
-            }
+            T::tile(&mut acc, rows, &x[r * k..(r + rows) * k], k, panel);
             for (i, a) in acc.iter().take(rows).enumerate() {
                 let row = &mut y[(r + i) * ld + c..(r + i) * ld + c + width];
                 for (o, &v) in row.iter_mut().zip(a) {
@@ -329,6 +319,30 @@ pub fn panel_matmul_acc(
                 }
             }
             r += rows;
+        }
+    }
+}
+
+/// An element of packed panels, with the kernel that reads it.
+pub trait Panel: Copy {
+    /// `acc[i][j] = Σ_k x[i][k] · panel[k][j]` for `rows` (≤ 8) rows of
+    /// `x` (each `k` long) and a `k × NR` panel, in the widest form
+    /// [`level`] allows.
+    fn tile(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[Self]);
+}
+
+impl Panel for f32 {
+    fn tile(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[f32]) {
+        match level() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `level` returned V4 only after detecting AVX-512F; x
+            // holds `rows` rows of k floats and panel k × NR floats.
+            Level::V4 => unsafe { x86::tile_v4(acc, rows, x, k, panel) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `level` returned V3 only after detecting AVX2 and FMA;
+            // the lengths are as for V4.
+            Level::V3 => unsafe { x86::tile_v3(acc, rows, x, k, panel) },
+            _ => tile_generic(acc, rows, x, k, panel),
         }
     }
 }
@@ -346,6 +360,34 @@ multiversion! {
             }
         }
     }
+}
+
+/// The generic f32 tile, for the f16 kernels' tests.
+#[cfg(test)]
+pub(super) fn tile_generic_for_tests(
+    acc: &mut [[f32; NR]; 8],
+    rows: usize,
+    x: &[f32],
+    k: usize,
+    panel: &[f32],
+) {
+    tile_generic(acc, rows, x, k, panel)
+}
+
+/// The AVX2 f32 tile, for the f16 kernels' tests.
+///
+/// # Safety
+/// As [`x86::tile_v3`].
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(super) unsafe fn tile_v3_for_tests(
+    acc: &mut [[f32; NR]; 8],
+    rows: usize,
+    x: &[f32],
+    k: usize,
+    panel: &[f32],
+) {
+    // SAFETY: the caller upholds tile_v3's contract.
+    unsafe { x86::tile_v3(acc, rows, x, k, panel) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -491,107 +533,5 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exp_matches_std() {
-        let mut worst = 0f32;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let rel = ((exp::<true>(x) - x.exp()) / x.exp()).abs();
-            let plain = ((exp::<false>(x) - x.exp()) / x.exp()).abs();
-            worst = worst.max(plain);
-            worst = worst.max(rel);
-            x += 0.0137;
-        }
-        assert!(worst < 4e-7, "worst relative error {worst}");
-        assert_eq!(exp::<true>(0.0), 1.0);
-        assert!(exp::<true>(-1000.0) >= 0.0 && exp::<true>(-1000.0) < 1e-37);
-    }
-
-    #[test]
-    fn erf_matches_reference() {
-        // erf from a high-precision reference (mpmath) at a few points.
-        for (x, want) in [
-            (0.0f64, 0.0f64),
-            (0.1, 0.112_462_916_018_284_9),
-            (0.5, 0.520_499_877_813_046_5),
-            (1.0, 0.842_700_792_949_714_9),
-            (-1.5, -0.966_105_146_475_310_7),
-            (2.5, 0.999_593_047_982_555),
-            (4.0, 0.999_999_984_582_742_1),
-        ] {
-            let got = f64::from(erf::<true>(x as f32));
-            let plain = f64::from(erf::<false>(x as f32));
-            assert!((plain - want).abs() < 3e-7, "erf({x}) = {plain} unfused, want {want}");
-            assert!((got - want).abs() < 3e-7, "erf({x}) = {got}, want {want}");
-        }
-    }
-
-    #[test]
-    fn softmax_and_layer_norm() {
-        let mut rows: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin() * 5.0).collect();
-        let orig = rows.clone();
-        softmax_rows(&mut rows, 20);
-        for (r, o) in rows.chunks(20).zip(orig.chunks(20)) {
-            let max = o.iter().copied().fold(f32::MIN, f32::max);
-            let z: f64 = o.iter().map(|&v| f64::from(v - max).exp()).sum();
-            for (&p, &v) in r.iter().zip(o) {
-                let want = f64::from(v - max).exp() / z;
-                assert!((f64::from(p) - want).abs() < 1e-6);
-            }
-        }
-        let mut x: Vec<f32> = (0..34).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let g = vec![2.0; 17];
-        let b = vec![1.0; 17];
-        let orig = x.clone();
-        layer_norm_rows(&mut x, &g, &b, 1e-12);
-        for (r, o) in x.chunks(17).zip(orig.chunks(17)) {
-            let mean = o.iter().sum::<f32>() / 17.0;
-            let var = o.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 17.0;
-            for (&y, &v) in r.iter().zip(o) {
-                assert!((y - ((v - mean) / var.sqrt() * 2.0 + 1.0)).abs() < 1e-5);
-            }
-        }
-    }
-
-    /// The AVX2 tile computes exactly what the generic one does (the same
-    /// fused multiply-adds in the same order), for every row count.
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn avx2_tile_equals_the_generic_tile_bit_for_bit() {
-        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
-            assert_ne!(level(), Level::V3, "V3 needs AVX2 and FMA");
-            return;
-        }
-        let k = 37;
-        let x: Vec<f32> = (0..8 * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.137).collect();
-        let panel: Vec<f32> = (0..k * NR).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.213).collect();
-        for rows in 1..=8 {
-            let (mut a, mut b) = ([[0f32; NR]; 8], [[0f32; NR]; 8]);
-            tile_generic(&mut a, rows, &x[..rows * k], k, &panel);
-            // SAFETY: AVX2 and FMA were detected above; the lengths fit.
-            unsafe { x86::tile_v3(&mut b, rows, &x[..rows * k], k, &panel) };
-            assert_eq!(a, b, "rows {rows}");
-        }
-    }
-
-    #[test]
-    fn panel_matmul_matches_naive() {
-        let (m, n, k) = (15, 70, 37);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
-        let w: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.2).collect();
-        let mut y = vec![1.0f32; m * n];
-        let packed = pack_panels(&w, k);
-        // Two calls over disjoint panel ranges, as the threads split them.
-        panel_matmul_acc(&mut y, n, 0, NR, &x, k, &packed[..k * NR]);
-        panel_matmul_acc(&mut y, n, NR, n - NR, &x, k, &packed[k * NR..]);
-        for r in 0..m {
-            for o in 0..n {
-                let want: f32 = 1.0 + (0..k).map(|j| x[r * k + j] * w[o * k + j]).sum::<f32>();
-                assert!((y[r * n + o] - want).abs() < 1e-4);
-            }
-        }
-    }
-}
+#[path = "simd_tests.rs"]
+mod tests;
