@@ -94,6 +94,7 @@ pub fn bind(settings: &Settings) -> Result<Listeners, HttpError> {
         let addr = parse_addr(value)?;
         let l = TcpListener::bind(addr)
             .map_err(|source| HttpError::Bind { what: format!("http://{addr}"), source })?;
+        deepen_backlog(&l);
         if !addr.ip().is_loopback() {
             tracing::warn!(
                 "HTTP listens on {addr}, which is not a loopback address: other machines can reach it"
@@ -161,9 +162,25 @@ fn bind_unix(path: &Path) -> Result<UnixListener, HttpError> {
         Err(_) => {}
     }
     let l = UnixListener::bind(path).map_err(|source| HttpError::Bind { what: what(), source })?;
+    deepen_backlog(&l);
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|source| HttpError::Bind { what: what(), source })?;
     Ok(l)
+}
+
+/// Connections the kernel queues for `accept`. std listens with a backlog
+/// of 128: a burst of a thousand connects (agents starting together) then
+/// overflows the queue while the accept loop catches up, and the overflow
+/// is reset with no answer. The kernel caps this at `net.core.somaxconn`.
+const BACKLOG: i32 = 4096;
+
+/// Listens again on a bound socket with [`BACKLOG`] (Linux takes a second
+/// `listen` as a new backlog).
+fn deepen_backlog(l: &impl AsRawFd) {
+    // SAFETY: listen on a socket fd we own; it only changes the queue length.
+    if unsafe { libc::listen(l.as_raw_fd(), BACKLOG) } != 0 {
+        tracing::warn!("cannot raise the HTTP accept backlog: {}", io::Error::last_os_error());
+    }
 }
 
 /// The token in `path`: the file must be this user's and readable by no
