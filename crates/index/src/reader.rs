@@ -35,15 +35,12 @@ pub const SEARCH_K_PER_TREE: [(usize, usize); 3] = [(25_000, 50), (100_000, 50),
 /// 1M.
 pub fn search_k_for(items: usize, trees: usize, k: usize) -> usize {
     let pts = &SEARCH_K_PER_TREE;
-    let per_tree = if items <= pts[0].0 {
-        pts[0].1 as f64
-    } else if let Some(w) = pts.windows(2).find(|w| items <= w[1].0) {
-        let (a, b) = (w[0], w[1]);
-        let t = ((items as f64).ln() - (a.0 as f64).ln()) / ((b.0 as f64).ln() - (a.0 as f64).ln());
-        a.1 as f64 + t * (b.1 as f64 - a.1 as f64)
-    } else {
-        pts[pts.len() - 1].1 as f64
-    };
+    let items = items.clamp(pts[0].0, pts[pts.len() - 1].0);
+    let w = pts.windows(2).find(|w| items <= w[1].0).expect("items within the points");
+    let ((a, fa), (b, fb)) = (w[0], w[1]);
+    let ln = |v: usize| (v as f64).ln();
+    let t = (ln(items) - ln(a)) / (ln(b) - ln(a));
+    let per_tree = fa as f64 + t * (fb as f64 - fa as f64);
     (k * trees.max(1)) * per_tree.round() as usize
 }
 

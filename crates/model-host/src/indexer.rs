@@ -102,7 +102,8 @@ pub struct Indexer {
     writers: Mutex<HashMap<PathBuf, Arc<IndexWriter>>>,
 }
 
-fn index_error(message: String) -> Response {
+/// A refusal of an index job or search, as every front door answers it.
+pub(crate) fn index_error(message: String) -> Response {
     Response::Error(ErrorReply { code: ErrorCode::Index, message })
 }
 
@@ -448,14 +449,17 @@ impl Indexer {
         }
         let (model, embedder) = self.code_model()?;
         let writer = self.writer(&dir, &root, &Self::identity(&embedder), false)?;
-        let (mode, query) = match req.mode {
-            SearchMode::Semantic => {
-                (Mode::Semantic, self.embed(model, &embedder, &[&req.query])?.0)
-            }
-            SearchMode::Lexical => (Mode::Lexical, Vec::new()),
-            SearchMode::Hybrid => (Mode::Hybrid, self.embed(model, &embedder, &[&req.query])?.0),
+        let mode = match req.mode {
+            SearchMode::Semantic => Mode::Semantic,
+            SearchMode::Lexical => Mode::Lexical,
+            SearchMode::Hybrid => Mode::Hybrid,
         };
-        let hits = writer.reader().search_mode(mode, &req.query, &query, req.k as usize)?;
+        // A lexical search reads no embedding.
+        let vector = match mode {
+            Mode::Lexical => Vec::new(),
+            _ => self.embed(model, &embedder, &[&req.query])?.0,
+        };
+        let hits = writer.reader().search_mode(mode, &req.query, &vector, req.k as usize)?;
         let rank = |r: Option<(u32, f32)>| r.map(|(rank, score)| Rank { rank, score });
         Ok(hits
             .into_iter()

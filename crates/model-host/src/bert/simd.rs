@@ -16,7 +16,7 @@ pub const LANES: usize = 16;
 pub enum Level {
     /// x86-64-v4: AVX-512F/VL with FMA.
     V4,
-    /// x86-64-v3: AVX2 with FMA.
+    /// x86-64-v3: AVX2 with FMA (and F16C).
     V3,
     /// The target's baseline.
     Scalar,
@@ -40,7 +40,11 @@ pub fn level() -> Level {
             {
                 return Level::V4;
             }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // x86-64-v3 includes F16C, which the f16 panel kernels use.
+            if std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("fma")
+                && std::is_x86_feature_detected!("f16c")
+            {
                 return Level::V3;
             }
         }
@@ -323,27 +327,40 @@ pub fn panel_matmul_acc<T: Panel>(
     }
 }
 
-/// An element of packed panels, with the kernel that reads it.
+/// An element of packed panels: `f32`, or [`super::half::F16`], which the
+/// x86 kernels widen to f32 as they load it (AVX-512F, or F16C, part of
+/// x86-64-v3). Either way the products run in f32 in one order, so f16
+/// panels give exactly the f32 result over the rounded weights.
 pub trait Panel: Copy {
+    /// Whether the element is IEEE f16 bits (else f32).
+    const HALF: bool;
+
+    /// The tile without SIMD intrinsics (the scalar level's form).
+    fn tile_generic(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[Self]);
+
     /// `acc[i][j] = Σ_k x[i][k] · panel[k][j]` for `rows` (≤ 8) rows of
     /// `x` (each `k` long) and a `k × NR` panel, in the widest form
     /// [`level`] allows.
-    fn tile(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[Self]);
-}
-
-impl Panel for f32 {
-    fn tile(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[f32]) {
+    fn tile(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[Self]) {
         match level() {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `level` returned V4 only after detecting AVX-512F; x
-            // holds `rows` rows of k floats and panel k × NR floats.
+            // holds `rows` rows of k floats and panel k × NR elements.
             Level::V4 => unsafe { x86::tile_v4(acc, rows, x, k, panel) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `level` returned V3 only after detecting AVX2 and FMA;
-            // the lengths are as for V4.
+            // SAFETY: `level` returned V3 only after detecting AVX2, FMA and
+            // F16C; the lengths are as for V4.
             Level::V3 => unsafe { x86::tile_v3(acc, rows, x, k, panel) },
-            _ => tile_generic(acc, rows, x, k, panel),
+            _ => Self::tile_generic(acc, rows, x, k, panel),
         }
+    }
+}
+
+impl Panel for f32 {
+    const HALF: bool = false;
+
+    fn tile_generic(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[f32]) {
+        tile_generic(acc, rows, x, k, panel)
     }
 }
 
@@ -362,65 +379,61 @@ multiversion! {
     }
 }
 
-/// The generic f32 tile, for the f16 kernels' tests.
-#[cfg(test)]
-pub(super) fn tile_generic_for_tests(
-    acc: &mut [[f32; NR]; 8],
-    rows: usize,
-    x: &[f32],
-    k: usize,
-    panel: &[f32],
-) {
-    tile_generic(acc, rows, x, k, panel)
-}
-
-/// The AVX2 f32 tile, for the f16 kernels' tests.
-///
-/// # Safety
-/// As [`x86::tile_v3`].
-#[cfg(all(test, target_arch = "x86_64"))]
-pub(super) unsafe fn tile_v3_for_tests(
-    acc: &mut [[f32; NR]; 8],
-    rows: usize,
-    x: &[f32],
-    k: usize,
-    panel: &[f32],
-) {
-    // SAFETY: the caller upholds tile_v3's contract.
-    unsafe { x86::tile_v3(acc, rows, x, k, panel) }
-}
-
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::NR;
+pub(super) mod x86 {
+    use super::{NR, Panel};
     use std::arch::x86_64::*;
+
+    /// 16 panel elements at `p` as floats (f16 widened exactly), written
+    /// in place (a function of its own, with its target features, is not
+    /// always inlined into the kernel's loop).
+    macro_rules! load16 {
+        ($t:ty, $p:expr) => {
+            if <$t>::HALF {
+                _mm512_cvtph_ps(_mm256_loadu_si256($p.cast()))
+            } else {
+                _mm512_loadu_ps($p.cast())
+            }
+        };
+    }
+
+    /// 8 panel elements at `p` as floats, as `load16!`.
+    macro_rules! load8 {
+        ($t:ty, $p:expr) => {
+            if <$t>::HALF {
+                _mm256_cvtph_ps(_mm_loadu_si128($p.cast()))
+            } else {
+                _mm256_loadu_ps($p.cast())
+            }
+        };
+    }
 
     /// [`super::tile_generic`] with the accumulators held in AVX-512
     /// registers (two per row, 16 for 8 rows).
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `x` must hold `rows` rows of `k`
-    /// floats and `panel` `k × NR` floats.
+    /// floats and `panel` `k × NR` elements.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile_v4(
+    pub unsafe fn tile_v4<T: Panel>(
         acc: &mut [[f32; NR]; 8],
         rows: usize,
         x: &[f32],
         k: usize,
-        panel: &[f32],
+        panel: &[T],
     ) {
         debug_assert!(x.len() >= rows * k && panel.len() >= k * NR);
         // SAFETY: the caller guarantees the lengths the pointer reads rely on.
         unsafe {
             match rows {
-                8 => block::<8>(acc, x.as_ptr(), k, panel.as_ptr()),
-                7 => block::<7>(acc, x.as_ptr(), k, panel.as_ptr()),
-                6 => block::<6>(acc, x.as_ptr(), k, panel.as_ptr()),
-                5 => block::<5>(acc, x.as_ptr(), k, panel.as_ptr()),
-                4 => block::<4>(acc, x.as_ptr(), k, panel.as_ptr()),
-                3 => block::<3>(acc, x.as_ptr(), k, panel.as_ptr()),
-                2 => block::<2>(acc, x.as_ptr(), k, panel.as_ptr()),
-                _ => block::<1>(acc, x.as_ptr(), k, panel.as_ptr()),
+                8 => block::<8, T>(acc, x.as_ptr(), k, panel.as_ptr()),
+                7 => block::<7, T>(acc, x.as_ptr(), k, panel.as_ptr()),
+                6 => block::<6, T>(acc, x.as_ptr(), k, panel.as_ptr()),
+                5 => block::<5, T>(acc, x.as_ptr(), k, panel.as_ptr()),
+                4 => block::<4, T>(acc, x.as_ptr(), k, panel.as_ptr()),
+                3 => block::<3, T>(acc, x.as_ptr(), k, panel.as_ptr()),
+                2 => block::<2, T>(acc, x.as_ptr(), k, panel.as_ptr()),
+                _ => block::<1, T>(acc, x.as_ptr(), k, panel.as_ptr()),
             }
         }
     }
@@ -432,15 +445,15 @@ mod x86 {
     /// the generic form, one row at a time, reads it 8 times.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA; `x` must hold `rows` (≤ 8) rows of
-    /// `k` floats and `panel` `k × NR` floats.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile_v3(
+    /// The CPU must support AVX2, FMA and F16C; `x` must hold `rows` (≤ 8)
+    /// rows of `k` floats and `panel` `k × NR` elements.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn tile_v3<T: Panel>(
         acc: &mut [[f32; NR]; 8],
         rows: usize,
         x: &[f32],
         k: usize,
-        panel: &[f32],
+        panel: &[T],
     ) {
         debug_assert!(rows <= 8 && x.len() >= rows * k && panel.len() >= k * NR);
         let mut r = 0;
@@ -448,17 +461,17 @@ mod x86 {
             let n = (rows - r).min(6);
             for half in 0..2 {
                 // SAFETY: rows r..r + n are inside x, the half's 16 columns
-                // inside each of the panel's k rows of NR floats.
+                // inside each of the panel's k rows of NR elements.
                 unsafe {
                     let (x, p) = (x.as_ptr().add(r * k), panel.as_ptr().add(half * 16));
                     let out = &mut acc[r..r + n];
                     match n {
-                        6 => half_block::<6>(out, half, x, k, p),
-                        5 => half_block::<5>(out, half, x, k, p),
-                        4 => half_block::<4>(out, half, x, k, p),
-                        3 => half_block::<3>(out, half, x, k, p),
-                        2 => half_block::<2>(out, half, x, k, p),
-                        _ => half_block::<1>(out, half, x, k, p),
+                        6 => half_block::<6, T>(out, half, x, k, p),
+                        5 => half_block::<5, T>(out, half, x, k, p),
+                        4 => half_block::<4, T>(out, half, x, k, p),
+                        3 => half_block::<3, T>(out, half, x, k, p),
+                        2 => half_block::<2, T>(out, half, x, k, p),
+                        _ => half_block::<1, T>(out, half, x, k, p),
                     }
                 }
             }
@@ -467,13 +480,13 @@ mod x86 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn half_block<const MR: usize>(
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn half_block<const MR: usize, T: Panel>(
         out: &mut [[f32; NR]],
         half: usize,
         x: *const f32,
         k: usize,
-        p: *const f32,
+        p: *const T,
     ) {
         let mut a0 = [_mm256_setzero_ps(); MR];
         let mut a1 = [_mm256_setzero_ps(); MR];
@@ -481,8 +494,8 @@ mod x86 {
             // SAFETY: kk < k: the loads stay inside the half's columns of
             // panel row kk, and each x read inside row i's k floats.
             unsafe {
-                let w0 = _mm256_loadu_ps(p.add(kk * NR));
-                let w1 = _mm256_loadu_ps(p.add(kk * NR + 8));
+                let w0 = load8!(T, p.add(kk * NR));
+                let w1 = load8!(T, p.add(kk * NR + 8));
                 for i in 0..MR {
                     let xv = _mm256_set1_ps(*x.add(i * k + kk));
                     a0[i] = _mm256_fmadd_ps(xv, w0, a0[i]);
@@ -501,20 +514,20 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn block<const MR: usize>(
+    unsafe fn block<const MR: usize, T: Panel>(
         acc: &mut [[f32; NR]; 8],
         x: *const f32,
         k: usize,
-        panel: *const f32,
+        panel: *const T,
     ) {
         let mut a0 = [_mm512_setzero_ps(); MR];
         let mut a1 = [_mm512_setzero_ps(); MR];
         for kk in 0..k {
             // SAFETY: kk < k, so both loads are inside the panel's k × NR
-            // floats and each x read inside row i's k floats.
+            // elements and each x read inside row i's k floats.
             unsafe {
-                let w0 = _mm512_loadu_ps(panel.add(kk * NR));
-                let w1 = _mm512_loadu_ps(panel.add(kk * NR + 16));
+                let w0 = load16!(T, panel.add(kk * NR));
+                let w1 = load16!(T, panel.add(kk * NR + 16));
                 for i in 0..MR {
                     let xv = _mm512_set1_ps(*x.add(i * k + kk));
                     a0[i] = _mm512_fmadd_ps(xv, w0, a0[i]);

@@ -69,8 +69,11 @@ fn softmax_and_layer_norm() {
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn avx2_tile_equals_the_generic_tile_bit_for_bit() {
-    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
-        assert_ne!(level(), Level::V3, "V3 needs AVX2 and FMA");
+    if !(std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c"))
+    {
+        assert_ne!(level(), Level::V3, "V3 needs AVX2, FMA and F16C");
         return;
     }
     if level() == Level::Scalar {
@@ -84,7 +87,7 @@ fn avx2_tile_equals_the_generic_tile_bit_for_bit() {
     for rows in 1..=8 {
         let (mut a, mut b) = ([[0f32; NR]; 8], [[0f32; NR]; 8]);
         tile_generic(&mut a, rows, &x[..rows * k], k, &panel);
-        // SAFETY: AVX2 and FMA were detected above; the lengths fit.
+        // SAFETY: AVX2, FMA and F16C were detected above; the lengths fit.
         unsafe { x86::tile_v3(&mut b, rows, &x[..rows * k], k, &panel) };
         assert_eq!(a, b, "rows {rows}");
     }

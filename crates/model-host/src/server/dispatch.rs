@@ -60,7 +60,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
 
 fn index_error(shared: &Shared, e: crate::indexer::IndexerError) -> Response {
     shared.stats.record_error();
-    Response::Error(ErrorReply { code: ErrorCode::Index, message: e.to_string() })
+    crate::indexer::index_error(e.to_string())
 }
 
 fn select_tools(ctx: &Ctx<'_>, id: u64, req: SelectToolsRequest) {
