@@ -1,21 +1,33 @@
-//! The small-batch kernel a single query runs (`m` rows, one per token),
-//! over the encoder's weights packed as f32 panels and as f16 panels: the
-//! measurement behind reduced-precision weights for the query path.
+//! The matrix kernels of the encoder's linear layers over packed weight
+//! panels in f32, f16 and bf16: the measurement behind the `weights`
+//! setting.
 //!
-//! One iteration is the four products of every layer of all-MiniLM-L6-v2's
-//! shapes (6 layers × QKV 1152×384, output 384×384, FFN 1536×384 and
-//! 384×1536), each layer with weights of its own, so the weights stream
-//! from memory as in a real query: 42.5 MB in f32, half that in f16. One
-//! thread; `VEMBED_SIMD=avx2` or `scalar` caps the kernel level.
+//! `query_*`: the small-batch kernel a single query runs (`m` rows, one per
+//! token). One iteration is the four products of every layer of
+//! all-MiniLM-L6-v2's shapes (6 layers × QKV 1152×384, output 384×384, FFN
+//! 1536×384 and 384×1536), each layer with weights of its own, so the
+//! weights stream from memory as in a real query: 42.5 MB in f32, half that
+//! in f16 or bf16. One thread.
+//!
+//! `bulk_*`: a batch of 2,048 tokens through the same products on every
+//! core: gemm over the f32 weights as stored (the f32 bulk path), and the
+//! blocked panel kernel over each panel format (the reduced-precision bulk
+//! path, which reads the same one packed copy as queries).
+//!
+//! `VEMBED_SIMD=avx2` or `scalar` caps the panel kernels' level (gemm picks
+//! its own).
 //!
 //! ```sh
 //! cargo bench -p vembed-benches --bench kernels
 //! VEMBED_SIMD=avx2 cargo bench -p vembed-benches --bench kernels
+//! taskset -c 0 cargo bench -p vembed-benches --bench kernels -- bulk   # one core
 //! ```
 
 use std::sync::OnceLock;
 
-use vembed_host::kernels::{F16, Panel, level, pack_panels, pack_panels_f16, panel_matmul_acc};
+use vembed_host::kernels::{
+    BF16, F16, Packed, Panel, level, pack_panels, panel_matmul_acc, panel_matmul_bulk,
+};
 
 const LAYERS: usize = 6;
 const H: usize = 384;
@@ -32,27 +44,32 @@ fn weights(n: usize, k: usize, seed: usize) -> Vec<f32> {
     (0..n * k).map(|i| (((i * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) * 1e-4).collect()
 }
 
-fn packed<T>(pack: fn(&[f32], usize) -> Vec<T>) -> Vec<Vec<T>> {
+fn packed<T: Panel>() -> Vec<Packed<T>> {
     let mut out = Vec::new();
     for l in 0..LAYERS {
         for (s, &(n, k)) in SHAPES.iter().enumerate() {
-            out.push(pack(&weights(n, k, l * 4 + s), k));
+            out.push(pack_panels(&weights(n, k, l * 4 + s), k));
         }
     }
     out
 }
 
-fn f32_panels() -> &'static Vec<Vec<f32>> {
-    static P: OnceLock<Vec<Vec<f32>>> = OnceLock::new();
-    P.get_or_init(|| packed(pack_panels))
+fn f32_panels() -> &'static Vec<Packed<f32>> {
+    static P: OnceLock<Vec<Packed<f32>>> = OnceLock::new();
+    P.get_or_init(packed)
 }
 
-fn f16_panels() -> &'static Vec<Vec<F16>> {
-    static P: OnceLock<Vec<Vec<F16>>> = OnceLock::new();
-    P.get_or_init(|| packed(pack_panels_f16))
+fn f16_panels() -> &'static Vec<Packed<F16>> {
+    static P: OnceLock<Vec<Packed<F16>>> = OnceLock::new();
+    P.get_or_init(packed)
 }
 
-fn encoder<T: Panel>(panels: &[Vec<T>], m: usize) -> f32 {
+fn bf16_panels() -> &'static Vec<Packed<BF16>> {
+    static P: OnceLock<Vec<Packed<BF16>>> = OnceLock::new();
+    P.get_or_init(packed)
+}
+
+fn encoder<T: Panel>(panels: &[Packed<T>], m: usize) -> f32 {
     let x: Vec<f32> = (0..m * I).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
     let mut sum = 0.0;
     for (i, p) in panels.iter().enumerate() {
@@ -76,4 +93,117 @@ fn query_f32(bencher: divan::Bencher, m: usize) {
 fn query_f16(bencher: divan::Bencher, m: usize) {
     let p = f16_panels();
     bencher.bench(|| encoder(divan::black_box(p), m));
+}
+
+/// The same with bf16 weights, widened by a shift as they are loaded.
+#[divan::bench(args = [1, 8])]
+fn query_bf16(bencher: divan::Bencher, m: usize) {
+    let p = bf16_panels();
+    bencher.bench(|| encoder(divan::black_box(p), m));
+}
+
+/// Tokens in a bulk batch: four texts of 512, or eight of 256.
+const BULK_M: usize = 2048;
+
+fn flat_weights() -> &'static Vec<Vec<f32>> {
+    static W: OnceLock<Vec<Vec<f32>>> = OnceLock::new();
+    W.get_or_init(|| {
+        (0..LAYERS)
+            .flat_map(|l| {
+                SHAPES.iter().enumerate().map(move |(s, &(n, k))| weights(n, k, l * 4 + s))
+            })
+            .collect()
+    })
+}
+
+fn bulk_x() -> &'static Vec<f32> {
+    static X: OnceLock<Vec<f32>> = OnceLock::new();
+    X.get_or_init(|| (0..BULK_M * I).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect())
+}
+
+fn pool() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().ok();
+    });
+}
+
+/// A bulk batch of 2048 tokens through every layer's products with gemm
+/// over the weights as stored (the bulk path before one packed copy), on
+/// every core.
+#[divan::bench(sample_count = 20)]
+fn bulk_gemm(bencher: divan::Bencher) {
+    pool();
+    let (ws, x) = (flat_weights(), bulk_x());
+    bencher.bench(|| {
+        let mut sum = 0.0;
+        for (i, w) in ws.iter().enumerate() {
+            let (n, k) = SHAPES[i % SHAPES.len()];
+            let mut y = vec![0f32; BULK_M * n];
+            // SAFETY: y is m × n, x is m × k (the first m·k floats of x), and
+            // wᵀ is read from w (n × k) with row stride 1, column stride k.
+            unsafe {
+                gemm::gemm(
+                    BULK_M,
+                    n,
+                    k,
+                    y.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    true,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    w.as_ptr(),
+                    k as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(rayon::current_num_threads()),
+                );
+            }
+            sum += y[0];
+        }
+        sum
+    });
+}
+
+fn bulk<T: Panel>(panels: &[Packed<T>]) -> f32 {
+    let x = bulk_x();
+    let mut sum = 0.0;
+    for (i, p) in panels.iter().enumerate() {
+        let (n, k) = SHAPES[i % SHAPES.len()];
+        let mut y = vec![0f32; BULK_M * n];
+        panel_matmul_bulk(&mut y, n, &x[..BULK_M * k], k, p, true);
+        sum += y[0];
+    }
+    sum
+}
+
+/// The same batch over the f32 panels the query path reads.
+#[divan::bench(sample_count = 20)]
+fn bulk_f32_panels(bencher: divan::Bencher) {
+    pool();
+    let p = f32_panels();
+    bencher.bench(|| bulk(divan::black_box(p)));
+}
+
+/// The same batch over f16 panels.
+#[divan::bench(sample_count = 20)]
+fn bulk_f16_panels(bencher: divan::Bencher) {
+    pool();
+    let p = f16_panels();
+    bencher.bench(|| bulk(divan::black_box(p)));
+}
+
+/// The same batch over bf16 panels.
+#[divan::bench(sample_count = 20)]
+fn bulk_bf16_panels(bencher: divan::Bencher) {
+    pool();
+    let p = bf16_panels();
+    bencher.bench(|| bulk(divan::black_box(p)));
 }

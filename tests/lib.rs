@@ -97,6 +97,9 @@ pub struct Env {
     pub socket: PathBuf,
     /// Extra host arguments for hosts started from this environment.
     pub host_args: Vec<String>,
+    /// Extra environment variables for every process of this environment
+    /// (such as `VEMBED_SIMD` for the hosts it starts).
+    pub vars: Vec<(String, String)>,
     /// `VEMBED_CACHE_DIR` of this environment's processes.
     cache_dir: PathBuf,
 }
@@ -123,6 +126,7 @@ impl Env {
                 "--idle-timeout-secs".into(),
                 "120".into(),
             ],
+            vars: Vec::new(),
         };
         std::fs::create_dir_all(env.path("run")).unwrap();
         env
@@ -150,7 +154,8 @@ impl Env {
     /// The variables every process of this environment gets.
     pub fn vars(&self) -> Vec<(OsString, OsString)> {
         let v = |k: &str, p: PathBuf| (OsString::from(k), p.into_os_string());
-        vec![
+        let extra = self.vars.iter().map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let mut vars = vec![
             v("VEMBED_SOCKET", self.socket.clone()),
             v("VEMBED_RUNTIME_DIR", self.path("run")),
             v("VEMBED_STATE_DIR", self.path("state")),
@@ -160,7 +165,9 @@ impl Env {
             // The shared cache keeps the weights' hash, so hosts start without re-hashing.
             v("VEMBED_CACHE_DIR", self.cache_dir.clone()),
             (OsString::from("HF_HUB_OFFLINE"), OsString::from("1")),
-        ]
+        ];
+        vars.extend(extra);
+        vars
     }
 
     /// How clients of this environment start a host.

@@ -11,6 +11,7 @@ mod index;
 mod lifecycle;
 mod models;
 mod parity;
+mod precision;
 mod python;
 mod search_eval;
 mod search_modes;

@@ -20,6 +20,7 @@ mod infer;
 mod model;
 mod outbox;
 mod pipeline;
+mod precision;
 mod queue;
 mod registry;
 mod server;
@@ -32,14 +33,17 @@ pub use http::{HttpError, Listeners as HttpListeners, bind as bind_http};
 pub use infer::InferError;
 pub use model::{Embedder, Engine, ModelError, TokenInfo};
 pub use pipeline::{Pipeline, Pooling};
+pub use precision::Precision;
 pub use queue::JobError;
 pub use registry::Registry;
 /// The small-batch matrix kernel and its panel packings (f32 and f16), for
 /// `benches/kernels.rs`; not a stable API.
 #[doc(hidden)]
 pub mod kernels {
-    pub use crate::bert::half::{F16, pack_panels_f16};
-    pub use crate::bert::simd::{NR, Panel, level, pack_panels, panel_matmul_acc};
+    pub use crate::bert::bulk::panel_matmul_bulk;
+    pub use crate::bert::half::{BF16, F16};
+    pub use crate::bert::packed::{Packed, pack_panels};
+    pub use crate::bert::simd::{NR, Panel, level, panel_matmul_acc};
 }
 pub use server::{
     HostConfig, HostError, HostLock, StopReason, acquire, bind, raise_fd_limit, serve,

@@ -50,6 +50,10 @@ struct Args {
     /// Encoder implementation: native or candle.
     #[arg(long)]
     engine: Option<String>,
+    /// Linear-layer weights: f32 (as stored), f16 or bf16 (each must pass
+    /// a quality gate against f32 when the model loads).
+    #[arg(long)]
+    weights: Option<String>,
     /// Also serve the HTTP endpoints (OpenAI, Ollama, TEI) on this TCP
     /// address, such as 127.0.0.1:11435 (127.0.0.1:11434 stands in for Ollama).
     #[arg(long)]
@@ -89,6 +93,7 @@ fn run() -> anyhow::Result<ExitCode> {
         ("max_queue_texts", args.max_queue_texts.map(|v| v.to_string())),
         ("threads", args.threads.map(|v| v.to_string())),
         ("engine", args.engine.clone()),
+        ("weights", args.weights.clone()),
         ("http_listen", args.http_listen.clone()),
         ("http_socket", args.http_socket.as_ref().map(|p| p.display().to_string())),
         ("http_token_file", args.http_token_file.as_ref().map(|p| p.display().to_string())),

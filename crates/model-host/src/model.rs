@@ -11,6 +11,7 @@ use crate::backend::native::NativeBackend;
 use crate::backend::{Backend, BackendError, Batch};
 use crate::bert::{self, Bert};
 use crate::pipeline::{Pipeline, read_json};
+use crate::precision::{self, Precision};
 use crate::weights::Weights;
 
 /// Errors loading or running a model.
@@ -49,6 +50,17 @@ pub enum ModelError {
     /// The warm-up forward pass failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Reduced-precision weights were asked for and cannot be used: they
+    /// failed the quality gate on this model, or the engine has no such form.
+    #[error("{model}: weights = \"{precision}\" refused: {message}")]
+    Precision {
+        /// The model.
+        model: String,
+        /// The precision asked for.
+        precision: &'static str,
+        /// Why, with the gate's figures.
+        message: String,
+    },
 }
 
 /// Which implementation runs the encoder.
@@ -103,8 +115,11 @@ pub struct Embedder {
     /// Files worth reporting page-cache residency for.
     pub files: Vec<PathBuf>,
     /// What makes two instances give the same vectors: the weights' sha256
-    /// and the pipeline, hashed (32 hex digits). Keys the embedding cache.
+    /// and the pipeline, hashed (32 hex digits), and the weights' precision
+    /// when it is not f32. Keys the embedding cache; indexes store it.
     pub identity: String,
+    /// How the linear layers' weights are held.
+    pub precision: Precision,
     pipeline: Pipeline,
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation, to count a text's full length.
@@ -119,20 +134,32 @@ impl std::fmt::Debug for Embedder {
 }
 
 impl Embedder {
-    /// Resolves a model name (or path) and loads it.
+    /// Resolves a model name (or path) and loads it with f32 weights.
     pub fn load_named(name: &str, engine: Engine) -> Result<Embedder, ModelError> {
+        Embedder::load_named_with(name, engine, Precision::F32)
+    }
+
+    /// Resolves a model name (or path) and loads it with its linear layers
+    /// in `precision` (which must pass the quality gate).
+    pub fn load_named_with(
+        name: &str,
+        engine: Engine,
+        precision: Precision,
+    ) -> Result<Embedder, ModelError> {
         let dir = vembed_models::resolve(name).map_err(|e| ModelError::Store(e.to_string()))?;
         let sha = dir.sha256().map_err(|e| ModelError::Store(e.to_string()))?;
-        Embedder::load(&dir.name, &dir.path, sha, engine)
+        Embedder::load(&dir.name, &dir.path, sha, engine, precision)
     }
 
     /// Loads the model in `dir`. The native engine reads f32 weights in
-    /// place from the memory-mapped file; candle copies them into tensors.
+    /// place from the memory-mapped file and packs the linear layers in
+    /// `precision`; candle copies f32 weights into tensors.
     pub fn load(
         name: &str,
         dir: &Path,
         sha256: String,
         engine: Engine,
+        precision: Precision,
     ) -> Result<Embedder, ModelError> {
         let config_path = dir.join("config.json");
         let bert: BertConfig = read_json(&config_path)?.ok_or_else(|| ModelError::Config {
@@ -184,15 +211,66 @@ impl Embedder {
             }
             Engine::Candle => None,
         };
+        let refuse = |message: String| ModelError::Precision {
+            model: name.to_string(),
+            precision: precision.name(),
+            message,
+        };
         let backend: Box<dyn Backend> = match native {
-            Some(bert) => Box::new(NativeBackend::new(bert, pipeline.clone(), bert_hidden)),
+            Some(bert) => {
+                let mut native = NativeBackend::new(bert, pipeline.clone(), bert_hidden);
+                if precision != Precision::F32 {
+                    let texts = precision::probe_texts();
+                    let ids = texts
+                        .iter()
+                        .map(|t| tokenize(&tokenizer, t))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let reference = precision::embed_alone(&native, &ids)?;
+                    native.set_precision(precision);
+                    let reduced = precision::embed_alone(&native, &ids)?;
+                    let report = precision::compare(&texts, &reference, &reduced);
+                    if !report.passes(precision) {
+                        return Err(refuse(format!(
+                            "it fails the quality gate: the least cosine to f32 over {} probe texts is {:.7} (on {:?}), the mean {:.7}; the gate is {}. Use weights = \"f32\"",
+                            texts.len(),
+                            report.least,
+                            report.worst,
+                            report.mean,
+                            precision::threshold(precision)
+                        )));
+                    }
+                    tracing::info!(
+                        "{name}: {} weights pass the quality gate (least cosine to f32 {:.7}, mean {:.7}, over {} probe texts; the gate is {})",
+                        precision.name(),
+                        report.least,
+                        report.mean,
+                        texts.len(),
+                        precision::threshold(precision)
+                    );
+                }
+                Box::new(native)
+            }
+            None if precision != Precision::F32 => {
+                return Err(refuse(match engine {
+                    Engine::Candle => "the candle engine runs f32 weights only".to_string(),
+                    Engine::Native => {
+                        "the native encoder does not implement this model, and candle runs f32 weights only"
+                            .to_string()
+                    }
+                }));
+            }
             None => Box::new(CandleBackend::load(dir, &bert, pipeline.clone())?),
         };
 
         let files = ["model.safetensors", "tokenizer.json"].iter().map(|f| dir.join(f)).collect();
         let identity = {
             use sha2::Digest;
-            let key = format!("{sha256}|{pipeline:?}");
+            // f32 keeps the key it always had, so existing indexes and caches
+            // stay valid; another precision gives other vectors and another key.
+            let key = match precision {
+                Precision::F32 => format!("{sha256}|{pipeline:?}"),
+                p => format!("{sha256}|{pipeline:?}|weights={}", p.name()),
+            };
             let digest = sha2::Sha256::digest(key.as_bytes());
             digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
         };
@@ -202,6 +280,7 @@ impl Embedder {
             path: dir.to_path_buf(),
             files,
             identity,
+            precision,
             pipeline,
             tokenizer,
             counter,
@@ -244,11 +323,7 @@ impl Embedder {
 
     /// Token ids of one text, with special tokens, truncated to `max_seq_length`.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        let enc = self
-            .tokenizer
-            .encode_fast(text, true)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
+        tokenize(&self.tokenizer, text)
     }
 
     /// The tokens of one text as TEI's `/tokenize` lists them: id, text,
@@ -316,4 +391,11 @@ impl Embedder {
         let rows: Vec<&[u32]> = ids.iter().map(AsRef::as_ref).collect();
         self.backend.embed(Batch { ids: &rows })
     }
+}
+
+/// Token ids of one text, with special tokens, as `tokenizer` truncates.
+fn tokenize(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, ModelError> {
+    let enc =
+        tokenizer.encode_fast(text, true).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    Ok(enc.get_ids().to_vec())
 }

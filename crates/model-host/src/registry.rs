@@ -9,6 +9,7 @@ use vembed_protocol::{ModelInfo, ModelRef, Role};
 
 use crate::model::{Embedder, Engine, ModelError};
 use crate::pipeline::read_pipeline;
+use crate::precision::Precision;
 
 /// Most models one host keeps loaded (each is ~100 MB or more).
 pub const MAX_MODELS: usize = 8;
@@ -20,6 +21,7 @@ pub struct Registry {
     /// Serializes loads, so two requests for a new model load it once.
     loading: Mutex<()>,
     engine: Engine,
+    precision: Precision,
 }
 
 impl Registry {
@@ -31,6 +33,7 @@ impl Registry {
             roles: Vec::new(),
             loading: Mutex::new(()),
             engine: settings.engine.parse().map_err(ModelError::Store)?,
+            precision: settings.weights.parse().map_err(ModelError::Store)?,
         };
         let mut roles = Vec::new();
         for (role, name) in [
@@ -108,13 +111,15 @@ impl Registry {
             )));
         }
         let started = std::time::Instant::now();
-        let e = Embedder::load(&dir.name, &dir.path, sha, self.engine)?;
+        let e = Embedder::load(&dir.name, &dir.path, sha, self.engine, self.precision)?;
         tracing::info!(
-            "loaded {} from {} in {:?} ({:?} engine, dim {}, max_seq_length {})",
+            "loaded {} from {} in {:?} ({:?} engine, {} weights, {} kernels, dim {}, max_seq_length {})",
             e.name,
             e.path.display(),
             started.elapsed(),
             e.engine(),
+            e.precision.name(),
+            crate::bert::simd::level().name(),
             e.dim(),
             e.max_seq_length()
         );

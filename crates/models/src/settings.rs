@@ -33,6 +33,13 @@ pub struct Settings {
     /// The encoder implementation: `"native"` (vembed's own forward pass,
     /// the default) or `"candle"` (candle-transformers' `BertModel`).
     pub engine: String,
+    /// How the native encoder holds its linear layers' weights: `"f32"`
+    /// (as stored, the default), `"f16"` or `"bf16"` (half the memory and
+    /// memory traffic; each must pass a quality gate against f32 on the
+    /// model at load, or the host refuses the model). The precision is
+    /// part of the model's identity: an index built with one is refused by
+    /// a host running another.
+    pub weights: String,
     /// Milliseconds a client waits to connect and for the handshake, and for
     /// a liveness check of a host that has been silent that long.
     pub connect_timeout_ms: u64,
@@ -65,6 +72,7 @@ impl Default for Settings {
             max_queue_texts: 65_536,
             threads: 0,
             engine: "native".to_string(),
+            weights: "f32".to_string(),
             connect_timeout_ms: 5000,
             request_timeout_secs: 60,
             request_timeout_per_text_ms: 250,
@@ -85,6 +93,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("max_queue_texts", "VEMBED_MAX_QUEUE_TEXTS"),
     ("threads", "VEMBED_THREADS"),
     ("engine", "VEMBED_ENGINE"),
+    ("weights", "VEMBED_WEIGHTS"),
     ("connect_timeout_ms", "VEMBED_CONNECT_TIMEOUT_MS"),
     ("request_timeout_secs", "VEMBED_REQUEST_TIMEOUT_SECS"),
     ("request_timeout_per_text_ms", "VEMBED_REQUEST_TIMEOUT_PER_TEXT_MS"),
@@ -148,6 +157,14 @@ impl Settings {
             "engine" => match value {
                 "native" | "candle" => self.engine = value.to_string(),
                 other => return Err(format!("engine must be native or candle, got {other:?}")),
+            },
+            "weights" => match value {
+                "f32" | "f16" | "bf16" => self.weights = value.to_string(),
+                "int8" => {
+                    return Err("weights = \"int8\" is not implemented yet; use f32, f16 or bf16"
+                        .to_string());
+                }
+                other => return Err(format!("weights must be f32, f16 or bf16, got {other:?}")),
             },
             _ => return Err(format!("unknown setting {key:?}")),
         }

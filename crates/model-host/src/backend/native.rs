@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::{Backend, BackendError, Batch};
-use crate::bert::{Bert, Scratch};
+use crate::bert::{Bert, Precision, Scratch};
 use crate::model::Engine;
 use crate::pipeline::Pipeline;
 
@@ -20,6 +20,11 @@ impl NativeBackend {
     /// Wraps a loaded encoder.
     pub fn new(bert: Bert, pipeline: Pipeline, hidden: usize) -> NativeBackend {
         NativeBackend { bert, scratch: Mutex::default(), pipeline, hidden }
+    }
+
+    /// Repacks the encoder's linear layers in `precision`.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.bert.set_precision(precision);
     }
 }
 

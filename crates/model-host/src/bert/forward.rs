@@ -4,8 +4,10 @@
 
 use rayon::prelude::*;
 
+use super::bulk::panel_matmul_bulk;
+use super::simd::Panel;
 use super::team::Team;
-use super::{Act, Bert, BertError, Linear, SMALL_M, Scratch, simd};
+use super::{Act, Bert, BertError, Linear, Panels, SMALL_M, Scratch, simd};
 
 impl Bert {
     /// Runs the encoder over texts given as token ids and returns the last
@@ -254,66 +256,94 @@ impl Bert {
         if m == 0 {
             return;
         }
-        if m <= SMALL_M {
-            let Some(team) = team else {
-                simd::panel_matmul_acc(y, n, 0, n, x, k, &lin.panels);
-                return;
-            };
-            // The team splits the panels (output columns), two per chunk.
-            const PER: usize = 2;
-            let chunks = n.div_ceil(PER * simd::NR);
-            let y_ptr = SendPtr(y.as_mut_ptr());
-            team.run(chunks, &|t| {
-                let col = t * PER * simd::NR;
-                let cols = (PER * simd::NR).min(n - col);
-                let part = &lin.panels[col * k..(col + cols.div_ceil(simd::NR) * simd::NR) * k];
-                let rows = |r: usize| {
-                    // SAFETY: row r's columns col..col + cols lie inside y
-                    // (m × n) and belong to this chunk alone; the `&mut`
-                    // borrow of y is held until every chunk is done.
-                    unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(r * n + col), cols) }
-                };
-                let mut out = [0f32; SMALL_M * PER * simd::NR];
-                for r in 0..m {
-                    out[r * cols..(r + 1) * cols].copy_from_slice(rows(r));
-                }
-                simd::panel_matmul_acc(&mut out[..m * cols], cols, 0, cols, x, k, part);
-                for r in 0..m {
-                    rows(r).copy_from_slice(&out[r * cols..(r + 1) * cols]);
-                }
-            });
-            return;
+        let par = m * n * k >= 1 << 20;
+        match &lin.panels {
+            Panels::F32(_) if m > SMALL_M => gemm_acc(y, n, x, k, w, par),
+            Panels::F32(p) => panel_acc(y, n, x, k, p, par, team),
+            Panels::F16(p) => panel_acc(y, n, x, k, p, par, team),
+            Panels::BF16(p) => panel_acc(y, n, x, k, p, par, team),
         }
-        let par = if m * n * k >= 1 << 20 {
-            gemm::Parallelism::Rayon(rayon::current_num_threads())
-        } else {
-            gemm::Parallelism::None
+    }
+}
+
+/// `y += x · wᵀ` over packed panels: the small-batch kernel for a query's
+/// few rows (split by output columns across the team, when there is one),
+/// the blocked bulk kernel for more.
+fn panel_acc<T: Panel>(
+    y: &mut [f32],
+    n: usize,
+    x: &[f32],
+    k: usize,
+    panels: &[T],
+    par: bool,
+    team: &mut Option<Team>,
+) {
+    let m = y.len() / n;
+    if m > SMALL_M {
+        return panel_matmul_bulk(y, n, x, k, panels, par);
+    }
+    let Some(team) = team else {
+        simd::panel_matmul_acc(y, n, 0, n, x, k, panels);
+        return;
+    };
+    // The team splits the panels (output columns), two per chunk.
+    const PER: usize = 2;
+    let chunks = n.div_ceil(PER * simd::NR);
+    let y_ptr = SendPtr(y.as_mut_ptr());
+    team.run(chunks, &|t| {
+        let col = t * PER * simd::NR;
+        let cols = (PER * simd::NR).min(n - col);
+        let part = &panels[col * k..(col + cols.div_ceil(simd::NR) * simd::NR) * k];
+        let rows = |r: usize| {
+            // SAFETY: row r's columns col..col + cols lie inside y (m × n)
+            // and belong to this chunk alone; the `&mut` borrow of y is held
+            // until every chunk is done.
+            unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(r * n + col), cols) }
         };
-        // SAFETY: y is m × n (row stride n), x is m × k (row stride k), and wᵀ
-        // is read from w (n × k) with row stride 1 and column stride k; all
-        // three slices are exactly that long.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                y.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                k as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
+        let mut out = [0f32; SMALL_M * PER * simd::NR];
+        for r in 0..m {
+            out[r * cols..(r + 1) * cols].copy_from_slice(rows(r));
         }
+        simd::panel_matmul_acc(&mut out[..m * cols], cols, 0, cols, x, k, part);
+        for r in 0..m {
+            rows(r).copy_from_slice(&out[r * cols..(r + 1) * cols]);
+        }
+    });
+}
+
+/// `y += x · wᵀ` with gemm over the f32 weight as stored (`w` is `n × k`):
+/// large f32 batches, where gemm's own packing is the fastest form.
+fn gemm_acc(y: &mut [f32], n: usize, x: &[f32], k: usize, w: &[f32], par: bool) {
+    let m = y.len() / n;
+    let par = if par {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: y is m × n (row stride n), x is m × k (row stride k), and wᵀ
+    // is read from w (n × k) with row stride 1 and column stride k; all
+    // three slices are exactly that long.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::{Act, Bert, BertError, Config, Layer, Linear, Param, simd};
+use super::{Act, Bert, BertError, Config, Layer, Linear, Panels, Param, Precision};
 use crate::weights::Weights;
 
 impl Bert {
@@ -66,7 +66,7 @@ impl Bert {
                 Param::Owned(parts.iter().flat_map(|p| view(bytes, p)).copied().collect())
             };
             let linear = |w: Param, k: usize| -> Linear {
-                let panels = simd::pack_panels(view(bytes, &w), k);
+                let panels = Panels::pack(view(bytes, &w), k, Precision::F32);
                 Linear { w, panels, k }
             };
             let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -114,6 +114,17 @@ impl Bert {
             ln_b,
             layers,
         })
+    }
+
+    /// Repacks every linear layer's panels in `precision`, from the f32
+    /// weights in the mapping.
+    pub fn set_precision(&mut self, precision: Precision) {
+        let bytes = self.weights.bytes();
+        for layer in &mut self.layers {
+            for lin in [&mut layer.wqkv, &mut layer.wo, &mut layer.w1, &mut layer.w2] {
+                lin.panels = Panels::pack(view(bytes, &lin.w), lin.k, precision);
+            }
+        }
     }
 
     pub(super) fn p<'a>(&'a self, p: &'a Param) -> &'a [f32] {

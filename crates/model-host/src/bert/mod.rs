@@ -25,9 +25,11 @@
 
 #[macro_use]
 pub mod simd;
+pub mod bulk;
 mod forward;
 pub mod half;
 mod layout;
+pub mod packed;
 pub mod team;
 
 use serde::Deserialize;
@@ -103,11 +105,65 @@ enum Param {
     Owned(Vec<f32>),
 }
 
-/// A linear layer's weight (`n × k`, as stored, read by gemm) and the same
-/// weight packed in panels for the small-batch kernel.
+/// How the encoder's linear-layer weights are held: the `weights` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32, as stored: exactly sentence-transformers' arithmetic.
+    #[default]
+    F32,
+    /// IEEE f16 (11 significant bits): half the bytes per query.
+    F16,
+    /// bfloat16 (8 significant bits, f32's range): half the bytes.
+    BF16,
+}
+
+impl Precision {
+    /// The setting's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::BF16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Precision, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            "bf16" => Ok(Precision::BF16),
+            "int8" => Err("weights = \"int8\" is not implemented yet; use f32, f16 or bf16".into()),
+            other => Err(format!("weights must be \"f32\", \"f16\" or \"bf16\", got {other:?}")),
+        }
+    }
+}
+
+/// A linear layer's weight packed in panels, in the chosen precision.
+enum Panels {
+    F32(packed::Packed<f32>),
+    F16(packed::Packed<half::F16>),
+    BF16(packed::Packed<half::BF16>),
+}
+
+impl Panels {
+    fn pack(w: &[f32], k: usize, precision: Precision) -> Panels {
+        match precision {
+            Precision::F32 => Panels::F32(packed::pack_panels(w, k)),
+            Precision::F16 => Panels::F16(packed::pack_panels(w, k)),
+            Precision::BF16 => Panels::BF16(packed::pack_panels(w, k)),
+        }
+    }
+}
+
+/// A linear layer's weight (`n × k`, as stored, read by gemm for large f32
+/// batches) and the same weight packed in panels, which every other product
+/// reads.
 struct Linear {
     w: Param,
-    panels: Vec<f32>,
+    panels: Panels,
     k: usize,
 }
 

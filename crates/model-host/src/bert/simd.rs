@@ -22,6 +22,17 @@ pub enum Level {
     Scalar,
 }
 
+impl Level {
+    /// The `VEMBED_SIMD` spelling of this level.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::V4 => "avx512",
+            Level::V3 => "avx2",
+            Level::Scalar => "scalar",
+        }
+    }
+}
+
 /// The widest form this CPU supports (detected once). `VEMBED_SIMD=avx2` or
 /// `VEMBED_SIMD=scalar` caps it, to compare or test the narrower forms.
 pub fn level() -> Level {
@@ -81,6 +92,34 @@ macro_rules! multiversion {
             #[cfg(not(target_arch = "x86_64"))]
             {
                 body::<{ cfg!(target_feature = "fma") || cfg!(target_arch = "aarch64") }>($($arg),*)
+            }
+        }
+    };
+    // The same for a function generic over one type parameter.
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body<const FMA: bool, $t: $bound>($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                fn v4<$t: $bound>($($arg: $ty),*) $(-> $ret)? { body::<true, $t>($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3<$t: $bound>($($arg: $ty),*) $(-> $ret)? { body::<true, $t>($($arg),*) }
+                match $crate::bert::simd::level() {
+                    // SAFETY: `level` returned V4 only after detecting these features.
+                    $crate::bert::simd::Level::V4 => unsafe { v4::<$t>($($arg),*) },
+                    // SAFETY: `level` returned V3 only after detecting these features.
+                    $crate::bert::simd::Level::V3 => unsafe { v3::<$t>($($arg),*) },
+                    $crate::bert::simd::Level::Scalar => {
+                        body::<{ cfg!(target_feature = "fma") }, $t>($($arg),*)
+                    }
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                body::<{ cfg!(target_feature = "fma") || cfg!(target_arch = "aarch64") }, $t>($($arg),*)
             }
         }
     };
@@ -270,25 +309,8 @@ multiversion! {
 /// Output columns per packed weight panel: two AVX-512 registers.
 pub const NR: usize = 32;
 
-/// Packs a linear layer's weight (`n × k`, as stored) into panels of
-/// [`NR`] output columns, each `k × NR` and contiguous, so the small-batch
-/// kernel streams it front to back. Columns past `n` are zero.
-pub fn pack_panels(w: &[f32], k: usize) -> Vec<f32> {
-    let n = w.len() / k;
-    let panels = n.div_ceil(NR);
-    let mut out = vec![0f32; panels * k * NR];
-    for (o, row) in w.chunks_exact(k).enumerate() {
-        let (p, j) = (o / NR, o % NR);
-        let panel = &mut out[p * k * NR..(p + 1) * k * NR];
-        for (kk, &v) in row.iter().enumerate() {
-            panel[kk * NR + j] = v;
-        }
-    }
-    out
-}
-
 /// `y[r][c] += Σ_k x[r][k] · w[c][k]` for the columns of some packed
-/// panels (see [`pack_panels`]): a matrix product for the few-row batches of
+/// panels (see [`super::packed::pack_panels`]): a matrix product for the few-row batches of
 /// a single query, where packing the weights on every call, as a general
 /// gemm does, costs more than the product. `x` is `m × k`, `y` is `m × ld`,
 /// and `panels` covers columns `col..col + cols`.
@@ -315,7 +337,7 @@ pub fn panel_matmul_acc<T: Panel>(
         while r < m {
             let rows = (m - r).min(block);
             let mut acc = [[0f32; NR]; 8];
-            T::tile(&mut acc, rows, &x[r * k..(r + rows) * k], k, panel);
+            T::tile(&mut acc, rows, &x[r * k..(r + rows) * k], k, k, panel);
             for (i, a) in acc.iter().take(rows).enumerate() {
                 let row = &mut y[(r + i) * ld + c..(r + i) * ld + c + width];
                 for (o, &v) in row.iter_mut().zip(a) {
@@ -327,52 +349,85 @@ pub fn panel_matmul_acc<T: Panel>(
     }
 }
 
-/// An element of packed panels: `f32`, or [`super::half::F16`], which the
-/// x86 kernels widen to f32 as they load it (AVX-512F, or F16C, part of
-/// x86-64-v3). Either way the products run in f32 in one order, so f16
-/// panels give exactly the f32 result over the rounded weights.
-pub trait Panel: Copy {
-    /// Whether the element is IEEE f16 bits (else f32).
-    const HALF: bool;
+/// How a panel element is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// IEEE f32.
+    F32,
+    /// IEEE f16 bits, widened with AVX-512F or F16C.
+    F16,
+    /// bfloat16 bits (an f32's high half), widened by a shift.
+    BF16,
+}
 
-    /// The tile without SIMD intrinsics (the scalar level's form).
-    fn tile_generic(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[Self]);
+/// An element of packed panels: `f32`, or [`super::half::F16`] or
+/// [`super::half::BF16`], which the kernels widen to f32 exactly as they
+/// load it (F16C is part of x86-64-v3; bf16 is a 16-bit shift). Either way
+/// the products run in f32 in one order, so half panels give exactly the
+/// f32 result over the rounded weights.
+///
+/// # Safety
+/// Implementors are plain data: no padding, every bit pattern a value
+/// (all zero bits being 0.0), and a size dividing 64.
+pub unsafe trait Panel: Copy + Send + Sync + 'static {
+    /// The storage format (`Self` is `f32` exactly when it is `F32`).
+    const FORMAT: Format;
 
-    /// `acc[i][j] = Σ_k x[i][k] · panel[k][j]` for `rows` (≤ 8) rows of
-    /// `x` (each `k` long) and a `k × NR` panel, in the widest form
-    /// [`level`] allows.
-    fn tile(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[Self]) {
+    /// `v` in this format (rounded to nearest, ties to even).
+    fn from_f32(v: f32) -> Self;
+
+    /// The exact f32 value.
+    fn to_f32(self) -> f32;
+
+    /// `acc[i][j] += Σ_k x[i][k] · panel[k][j]` for `rows` (≤ 8) rows of
+    /// `x` (row `i` is `x[i·ld..i·ld + k]`) and a `k × NR` panel, in the
+    /// widest form [`level`] allows. The sum runs in order of `k` onto
+    /// `acc`'s values, so a product split into runs of `k` (the bulk
+    /// kernel's blocking) gives exactly the unsplit result.
+    fn tile(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], ld: usize, k: usize, panel: &[Self]) {
         match level() {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `level` returned V4 only after detecting AVX-512F; x
-            // holds `rows` rows of k floats and panel k × NR elements.
-            Level::V4 => unsafe { x86::tile_v4(acc, rows, x, k, panel) },
+            // holds `rows` rows of k floats ld apart, panel k × NR elements.
+            Level::V4 => unsafe { x86::tile_v4(acc, rows, x, ld, k, panel) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `level` returned V3 only after detecting AVX2, FMA and
             // F16C; the lengths are as for V4.
-            Level::V3 => unsafe { x86::tile_v3(acc, rows, x, k, panel) },
-            _ => Self::tile_generic(acc, rows, x, k, panel),
+            Level::V3 => unsafe { x86::tile_v3(acc, rows, x, ld, k, panel) },
+            _ => tile_generic(acc, rows, x, ld, k, panel),
         }
     }
 }
 
-impl Panel for f32 {
-    const HALF: bool = false;
+// SAFETY: f32 is 4 bytes of plain data; zero bits are 0.0.
+unsafe impl Panel for f32 {
+    const FORMAT: Format = Format::F32;
 
-    fn tile_generic(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[f32]) {
-        tile_generic(acc, rows, x, k, panel)
+    fn from_f32(v: f32) -> f32 {
+        v
+    }
+
+    fn to_f32(self) -> f32 {
+        self
     }
 }
 
 multiversion! {
-    /// One block of up to 8 rows × [`NR`] columns, accumulated over all of
-    /// `k` (the form for CPUs without AVX-512).
-    fn tile_generic(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], k: usize, panel: &[f32]) {
+    /// [`Panel::tile`] without SIMD intrinsics (the scalar level's form,
+    /// and what the SIMD forms are tested against).
+    pub fn tile_generic<T: Panel>(
+        acc: &mut [[f32; NR]; 8],
+        rows: usize,
+        x: &[f32],
+        ld: usize,
+        k: usize,
+        panel: &[T],
+    ) {
         for (i, a) in acc.iter_mut().take(rows).enumerate() {
-            let xi = &x[i * k..(i + 1) * k];
+            let xi = &x[i * ld..i * ld + k];
             for (w, &xv) in panel.chunks_exact(NR).zip(xi) {
                 for j in 0..NR {
-                    a[j] = madd::<FMA>(xv, w[j], a[j]);
+                    a[j] = madd::<FMA>(xv, w[j].to_f32(), a[j]);
                 }
             }
         }
@@ -381,18 +436,20 @@ multiversion! {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::{NR, Panel};
+    use super::{Format, NR, Panel};
     use std::arch::x86_64::*;
 
-    /// 16 panel elements at `p` as floats (f16 widened exactly), written
-    /// in place (a function of its own, with its target features, is not
-    /// always inlined into the kernel's loop).
+    /// 16 panel elements at `p` as floats (half formats widened exactly),
+    /// written in place (a function of its own, with its target features,
+    /// is not always inlined into the kernel's loop).
     macro_rules! load16 {
         ($t:ty, $p:expr) => {
-            if <$t>::HALF {
-                _mm512_cvtph_ps(_mm256_loadu_si256($p.cast()))
-            } else {
-                _mm512_loadu_ps($p.cast())
+            match <$t>::FORMAT {
+                Format::F32 => _mm512_loadu_ps($p.cast()),
+                Format::F16 => _mm512_cvtph_ps(_mm256_loadu_si256($p.cast())),
+                Format::BF16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(
+                    _mm512_cvtepu16_epi32(_mm256_loadu_si256($p.cast())),
+                )),
             }
         };
     }
@@ -400,10 +457,12 @@ pub(super) mod x86 {
     /// 8 panel elements at `p` as floats, as `load16!`.
     macro_rules! load8 {
         ($t:ty, $p:expr) => {
-            if <$t>::HALF {
-                _mm256_cvtph_ps(_mm_loadu_si128($p.cast()))
-            } else {
-                _mm256_loadu_ps($p.cast())
+            match <$t>::FORMAT {
+                Format::F32 => _mm256_loadu_ps($p.cast()),
+                Format::F16 => _mm256_cvtph_ps(_mm_loadu_si128($p.cast())),
+                Format::BF16 => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128($p.cast())),
+                )),
             }
         };
     }
@@ -413,27 +472,29 @@ pub(super) mod x86 {
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `x` must hold `rows` rows of `k`
-    /// floats and `panel` `k × NR` elements.
+    /// floats, `ld` apart, and `panel` `k × NR` elements.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile_v4<T: Panel>(
         acc: &mut [[f32; NR]; 8],
         rows: usize,
         x: &[f32],
+        ld: usize,
         k: usize,
         panel: &[T],
     ) {
-        debug_assert!(x.len() >= rows * k && panel.len() >= k * NR);
+        debug_assert!(rows <= 8 && (rows == 0 || x.len() >= (rows - 1) * ld + k));
+        debug_assert!(panel.len() >= k * NR);
         // SAFETY: the caller guarantees the lengths the pointer reads rely on.
         unsafe {
             match rows {
-                8 => block::<8, T>(acc, x.as_ptr(), k, panel.as_ptr()),
-                7 => block::<7, T>(acc, x.as_ptr(), k, panel.as_ptr()),
-                6 => block::<6, T>(acc, x.as_ptr(), k, panel.as_ptr()),
-                5 => block::<5, T>(acc, x.as_ptr(), k, panel.as_ptr()),
-                4 => block::<4, T>(acc, x.as_ptr(), k, panel.as_ptr()),
-                3 => block::<3, T>(acc, x.as_ptr(), k, panel.as_ptr()),
-                2 => block::<2, T>(acc, x.as_ptr(), k, panel.as_ptr()),
-                _ => block::<1, T>(acc, x.as_ptr(), k, panel.as_ptr()),
+                8 => block::<8, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                7 => block::<7, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                6 => block::<6, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                5 => block::<5, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                4 => block::<4, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                3 => block::<3, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                2 => block::<2, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                _ => block::<1, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
             }
         }
     }
@@ -446,16 +507,18 @@ pub(super) mod x86 {
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; `x` must hold `rows` (≤ 8)
-    /// rows of `k` floats and `panel` `k × NR` elements.
+    /// rows of `k` floats, `ld` apart, and `panel` `k × NR` elements.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn tile_v3<T: Panel>(
         acc: &mut [[f32; NR]; 8],
         rows: usize,
         x: &[f32],
+        ld: usize,
         k: usize,
         panel: &[T],
     ) {
-        debug_assert!(rows <= 8 && x.len() >= rows * k && panel.len() >= k * NR);
+        debug_assert!(rows <= 8 && (rows == 0 || x.len() >= (rows - 1) * ld + k));
+        debug_assert!(panel.len() >= k * NR);
         let mut r = 0;
         while r < rows {
             let n = (rows - r).min(6);
@@ -463,15 +526,15 @@ pub(super) mod x86 {
                 // SAFETY: rows r..r + n are inside x, the half's 16 columns
                 // inside each of the panel's k rows of NR elements.
                 unsafe {
-                    let (x, p) = (x.as_ptr().add(r * k), panel.as_ptr().add(half * 16));
+                    let (x, p) = (x.as_ptr().add(r * ld), panel.as_ptr().add(half * 16));
                     let out = &mut acc[r..r + n];
                     match n {
-                        6 => half_block::<6, T>(out, half, x, k, p),
-                        5 => half_block::<5, T>(out, half, x, k, p),
-                        4 => half_block::<4, T>(out, half, x, k, p),
-                        3 => half_block::<3, T>(out, half, x, k, p),
-                        2 => half_block::<2, T>(out, half, x, k, p),
-                        _ => half_block::<1, T>(out, half, x, k, p),
+                        6 => half_block::<6, T>(out, half, x, ld, k, p),
+                        5 => half_block::<5, T>(out, half, x, ld, k, p),
+                        4 => half_block::<4, T>(out, half, x, ld, k, p),
+                        3 => half_block::<3, T>(out, half, x, ld, k, p),
+                        2 => half_block::<2, T>(out, half, x, ld, k, p),
+                        _ => half_block::<1, T>(out, half, x, ld, k, p),
                     }
                 }
             }
@@ -485,11 +548,19 @@ pub(super) mod x86 {
         out: &mut [[f32; NR]],
         half: usize,
         x: *const f32,
+        ld: usize,
         k: usize,
         p: *const T,
     ) {
         let mut a0 = [_mm256_setzero_ps(); MR];
         let mut a1 = [_mm256_setzero_ps(); MR];
+        for i in 0..MR {
+            // SAFETY: out[i] holds NR = 32 floats; half * 16 + 16 <= 32.
+            unsafe {
+                a0[i] = _mm256_loadu_ps(out[i].as_ptr().add(half * 16));
+                a1[i] = _mm256_loadu_ps(out[i].as_ptr().add(half * 16 + 8));
+            }
+        }
         for kk in 0..k {
             // SAFETY: kk < k: the loads stay inside the half's columns of
             // panel row kk, and each x read inside row i's k floats.
@@ -497,7 +568,7 @@ pub(super) mod x86 {
                 let w0 = load8!(T, p.add(kk * NR));
                 let w1 = load8!(T, p.add(kk * NR + 8));
                 for i in 0..MR {
-                    let xv = _mm256_set1_ps(*x.add(i * k + kk));
+                    let xv = _mm256_set1_ps(*x.add(i * ld + kk));
                     a0[i] = _mm256_fmadd_ps(xv, w0, a0[i]);
                     a1[i] = _mm256_fmadd_ps(xv, w1, a1[i]);
                 }
@@ -517,11 +588,19 @@ pub(super) mod x86 {
     unsafe fn block<const MR: usize, T: Panel>(
         acc: &mut [[f32; NR]; 8],
         x: *const f32,
+        ld: usize,
         k: usize,
         panel: *const T,
     ) {
         let mut a0 = [_mm512_setzero_ps(); MR];
         let mut a1 = [_mm512_setzero_ps(); MR];
+        for i in 0..MR {
+            // SAFETY: acc[i] holds NR = 32 floats.
+            unsafe {
+                a0[i] = _mm512_loadu_ps(acc[i].as_ptr());
+                a1[i] = _mm512_loadu_ps(acc[i].as_ptr().add(16));
+            }
+        }
         for kk in 0..k {
             // SAFETY: kk < k, so both loads are inside the panel's k × NR
             // elements and each x read inside row i's k floats.
@@ -529,7 +608,7 @@ pub(super) mod x86 {
                 let w0 = load16!(T, panel.add(kk * NR));
                 let w1 = load16!(T, panel.add(kk * NR + 16));
                 for i in 0..MR {
-                    let xv = _mm512_set1_ps(*x.add(i * k + kk));
+                    let xv = _mm512_set1_ps(*x.add(i * ld + kk));
                     a0[i] = _mm512_fmadd_ps(xv, w0, a0[i]);
                     a1[i] = _mm512_fmadd_ps(xv, w1, a1[i]);
                 }

@@ -86,9 +86,9 @@ fn avx2_tile_equals_the_generic_tile_bit_for_bit() {
     let panel: Vec<f32> = (0..k * NR).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.213).collect();
     for rows in 1..=8 {
         let (mut a, mut b) = ([[0f32; NR]; 8], [[0f32; NR]; 8]);
-        tile_generic(&mut a, rows, &x[..rows * k], k, &panel);
+        tile_generic(&mut a, rows, &x[..rows * k], k, k, &panel);
         // SAFETY: AVX2, FMA and F16C were detected above; the lengths fit.
-        unsafe { x86::tile_v3(&mut b, rows, &x[..rows * k], k, &panel) };
+        unsafe { x86::tile_v3(&mut b, rows, &x[..rows * k], k, k, &panel) };
         assert_eq!(a, b, "rows {rows}");
     }
 }
@@ -99,7 +99,7 @@ fn panel_matmul_matches_naive() {
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
     let w: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.2).collect();
     let mut y = vec![1.0f32; m * n];
-    let packed = pack_panels(&w, k);
+    let packed = crate::bert::packed::pack_panels::<f32>(&w, k);
     // Two calls over disjoint panel ranges, as the threads split them.
     panel_matmul_acc(&mut y, n, 0, NR, &x, k, &packed[..k * NR]);
     panel_matmul_acc(&mut y, n, NR, n - NR, &x, k, &packed[k * NR..]);
