@@ -124,3 +124,49 @@ fn bench_reports_latency_throughput_ipc_and_memory() {
     let err = stderr_line(&env.vembed(&with_baseline, ""));
     assert!(err.contains("baseline failed"), "{err}");
 }
+
+/// `vembed bench --weights f32,f16` measures a private host per precision
+/// on the same texts and reports each, their ratios, and idle and
+/// after-bulk memory; the running host is left alone.
+#[test]
+fn bench_compares_weight_precisions_side_by_side() {
+    let env = Env::new();
+    let running = env.client().hello().pid;
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let args = [
+        "bench",
+        "--json",
+        "--bulk-texts",
+        "6",
+        "--requests",
+        "5",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--weights",
+        "f32,f16",
+    ];
+    let out = env.vembed(&args, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (a, b) = (&v["weights"]["f32"], &v["weights"]["f16"]);
+    for key in ["single_query_p50_ms", "bulk_tokens_per_s", "host_pss_idle_bytes", "host_pss_bytes"]
+    {
+        assert!(a[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
+        assert!(b[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
+    }
+    assert_ne!(a["host_pid"], b["host_pid"], "a host per precision");
+    assert!(a["host_pid"] != running && b["host_pid"] != running, "private hosts");
+    assert_eq!(a["bulk_mean_tokens"], b["bulk_mean_tokens"], "the same texts");
+    let r = v["ratios"]["f16/f32"]["single_query_p50"].as_f64().unwrap();
+    let want =
+        b["single_query_p50_ms"].as_f64().unwrap() / a["single_query_p50_ms"].as_f64().unwrap();
+    assert!((r - want).abs() < 1e-9, "{r} vs {want}");
+    // f16 holds the linear layers in half the bytes of f32.
+    assert!(b["host_pss_idle_bytes"].as_u64() < a["host_pss_idle_bytes"].as_u64(), "{v}");
+    // The private hosts are gone; the running one still answers.
+    assert_eq!(env.client().hello().pid, running);
+    let err = stderr_line(&env.vembed(&["--no-spawn", "bench", "--weights", "f16"], ""));
+    assert!(err.contains("--no-spawn"), "{err}");
+    let err = stderr_line(&env.vembed(&["bench", "--weights", "f9", "--requests", "1"], ""));
+    assert!(err.contains("f9"), "{err}");
+}

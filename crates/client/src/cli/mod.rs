@@ -198,7 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(args) => index::run(|| cli.client(None), args),
         Command::Search(args) => search::run(&mut cli.client(None)?, args),
         Command::Tools { command } => tools::run(&mut cli.client(None)?, command),
-        Command::Bench(args) => bench::run(&mut cli.client(None)?, args),
+        Command::Bench(args) => bench::run(&cli, args),
         Command::Demo => demo::run(&cli),
         Command::Experiment(args) => experiment::run(args),
         Command::ExperimentAgent(args) => {
