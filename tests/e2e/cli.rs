@@ -149,8 +149,13 @@ fn bench_compares_weight_precisions_side_by_side() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (a, b) = (&v["weights"]["f32"], &v["weights"]["f16"]);
-    for key in ["single_query_p50_ms", "bulk_tokens_per_s", "host_pss_idle_bytes", "host_pss_bytes"]
-    {
+    for key in [
+        "single_query_p50_ms",
+        "bulk_tokens_per_s",
+        "host_pss_idle_bytes",
+        "host_pss_bulk_max_bytes",
+        "host_pss_bytes",
+    ] {
         assert!(a[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
         assert!(b[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
     }

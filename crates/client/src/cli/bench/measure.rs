@@ -36,6 +36,9 @@ pub(super) struct Report {
     pub(super) peak_rss_bytes: u64,
     /// PSS after the single-query runs, before the bulk run.
     pub(super) host_pss_idle_bytes: u64,
+    /// The most PSS seen while the bulk run worked (sampled every 50 ms
+    /// on a second connection) or just after it.
+    pub(super) host_pss_bulk_max_bytes: u64,
     pub(super) host_pss_bytes: u64,
     pub(super) host_rss_bytes: u64,
 }
@@ -92,9 +95,27 @@ pub(super) fn measure(
     // Bulk.
     client.set_texts_per_request(args.batch);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let t = Instant::now();
-    let out = client.embed_with(&unified, &refs)?;
-    let bulk = t.elapsed().max(Duration::from_micros(1));
+    // A second connection samples the host's PSS while the bulk run works.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut sampler = Client::connect(client.socket())?;
+    let (out, bulk, bulk_pss) = std::thread::scope(|scope| {
+        let peak = scope.spawn(|| {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(s) = sampler.status() {
+                    peak = peak.max(s.memory.pss);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        });
+        let t = Instant::now();
+        let out = client.embed_with(&unified, &refs);
+        let bulk = t.elapsed().max(Duration::from_micros(1));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, bulk, peak.join().unwrap_or(0))
+    });
+    let out = out?;
     let tokens: u64 = out.tokens.iter().map(|&t| u64::from(t)).sum();
     let status = client.status()?;
 
@@ -121,6 +142,7 @@ pub(super) fn measure(
         bulk_mean_tokens: tokens as f64 / texts.len() as f64,
         peak_rss_bytes: status.memory.peak_rss,
         host_pss_idle_bytes: idle.memory.pss,
+        host_pss_bulk_max_bytes: bulk_pss.max(status.memory.pss),
         host_pss_bytes: status.memory.pss,
         host_rss_bytes: status.memory.rss,
     })

@@ -5,13 +5,14 @@ use super::measure::Report;
 use super::{Baseline, BenchArgs};
 
 /// (label, key in a vembed report, key in a baseline's JSON, divisor).
-const ROWS: [(&str, &str, &str, f64); 7] = [
+const ROWS: [(&str, &str, &str, f64); 8] = [
     ("single query p50 (ms)", "single_query_p50_ms", "single_query_p50_ms", 1.0),
     ("single query p99 (ms)", "single_query_p99_ms", "single_query_p99_ms", 1.0),
     ("bulk (chunks/s)", "bulk_chunks_per_s", "bulk_texts_per_s", 1.0),
     ("bulk (tokens/s)", "bulk_tokens_per_s", "bulk_tokens_per_s", 1.0),
     ("peak RSS (MiB)", "peak_rss_bytes", "peak_rss_bytes", 1048576.0),
     ("PSS idle (MiB)", "host_pss_idle_bytes", "pss_bytes", 1048576.0),
+    ("PSS during bulk (MiB)", "host_pss_bulk_max_bytes", "pss_bytes", 1048576.0),
     ("PSS after bulk (MiB)", "host_pss_bytes", "pss_bytes", 1048576.0),
 ];
 
@@ -61,8 +62,9 @@ pub(super) fn print(
             report.bulk_tokens_per_s
         );
         println!(
-            "host memory: pss {:.1} MiB idle, {:.1} MiB after bulk; rss {:.1} MiB, peak rss {:.1} MiB",
+            "host memory: pss {:.1} MiB idle, at most {:.1} MiB during bulk, {:.1} MiB after; rss {:.1} MiB, peak rss {:.1} MiB",
             mib(report.host_pss_idle_bytes),
+            mib(report.host_pss_bulk_max_bytes),
             mib(report.host_pss_bytes),
             mib(report.host_rss_bytes),
             mib(report.peak_rss_bytes)
