@@ -26,7 +26,7 @@
 use std::sync::OnceLock;
 
 use vembed_host::kernels::{
-    BF16, F16, Packed, Panel, level, pack_panels, panel_matmul_acc, panel_matmul_bulk,
+    BF16, F16, Packed, Panel, gemm_acc, level, pack_panels, panel_matmul_acc, panel_matmul_bulk,
 };
 
 const LAYERS: usize = 6;
@@ -141,31 +141,7 @@ fn bulk_gemm(bencher: divan::Bencher) {
         for (i, w) in ws.iter().enumerate() {
             let (n, k) = SHAPES[i % SHAPES.len()];
             let mut y = vec![0f32; BULK_M * n];
-            // SAFETY: y is m × n, x is m × k (the first m·k floats of x), and
-            // wᵀ is read from w (n × k) with row stride 1, column stride k.
-            unsafe {
-                gemm::gemm(
-                    BULK_M,
-                    n,
-                    k,
-                    y.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    true,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    w.as_ptr(),
-                    k as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(rayon::current_num_threads()),
-                );
-            }
+            gemm_acc(&mut y, n, &x[..BULK_M * k], k, w, true);
             sum += y[0];
         }
         sum

@@ -41,6 +41,7 @@ pub use registry::Registry;
 #[doc(hidden)]
 pub mod kernels {
     pub use crate::bert::bulk::panel_matmul_bulk;
+    pub use crate::bert::forward::gemm_acc;
     pub use crate::bert::half::{BF16, F16};
     pub use crate::bert::packed::{Packed, pack_panels};
     pub use crate::bert::simd::{NR, Panel, level, panel_matmul_acc};

@@ -313,7 +313,7 @@ fn panel_acc<T: Panel>(
 
 /// `y += x · wᵀ` with gemm over the f32 weight as stored (`w` is `n × k`):
 /// large f32 batches, where gemm's own packing is the fastest form.
-fn gemm_acc(y: &mut [f32], n: usize, x: &[f32], k: usize, w: &[f32], par: bool) {
+pub fn gemm_acc(y: &mut [f32], n: usize, x: &[f32], k: usize, w: &[f32], par: bool) {
     let m = y.len() / n;
     let par = if par {
         gemm::Parallelism::Rayon(rayon::current_num_threads())

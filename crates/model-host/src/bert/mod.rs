@@ -26,7 +26,7 @@
 #[macro_use]
 pub mod simd;
 pub mod bulk;
-mod forward;
+pub mod forward;
 pub mod half;
 mod layout;
 pub mod packed;
