@@ -75,7 +75,7 @@ fn encoder<T: Panel>(panels: &[Packed<T>], m: usize) -> f32 {
     for (i, p) in panels.iter().enumerate() {
         let (n, k) = SHAPES[i % SHAPES.len()];
         let mut y = vec![0f32; m * n];
-        panel_matmul_acc(&mut y, n, 0, n, &x[..m * k], k, p);
+        panel_matmul_acc(&mut y, n, 0, n, &x[..m * k], k, p, None);
         sum += y[0];
     }
     sum
@@ -154,7 +154,7 @@ fn bulk<T: Panel>(panels: &[Packed<T>]) -> f32 {
     for (i, p) in panels.iter().enumerate() {
         let (n, k) = SHAPES[i % SHAPES.len()];
         let mut y = vec![0f32; BULK_M * n];
-        panel_matmul_bulk(&mut y, n, &x[..BULK_M * k], k, p, true);
+        panel_matmul_bulk(&mut y, n, &x[..BULK_M * k], k, p, None, true);
         sum += y[0];
     }
     sum

@@ -50,8 +50,8 @@ struct Args {
     /// Encoder implementation: native or candle.
     #[arg(long)]
     engine: Option<String>,
-    /// Linear-layer weights: f32 (as stored), f16 or bf16 (each must pass
-    /// a quality gate against f32 when the model loads).
+    /// Linear-layer weights: f32 (as stored), f16, bf16 or int8 (each must
+    /// pass a quality gate against f32 when the model loads).
     #[arg(long)]
     weights: Option<String>,
     /// Also serve the HTTP endpoints (OpenAI, Ollama, TEI) on this TCP

@@ -17,13 +17,14 @@ use crate::backend::{Backend, BackendError, Batch};
 pub use crate::bert::Precision;
 
 /// Least cosine to the f32 embedding every probe text must reach:
-/// 0.999 for the half formats, or the stricter bar
+/// 0.999 for the half formats, 0.99 for int8, or the stricter bar
 /// `VEMBED_WEIGHTS_MIN_COSINE` sets (a value that would loosen the gate is
 /// ignored).
 pub fn threshold(precision: Precision) -> f32 {
     let bar = match precision {
         Precision::F32 => return 1.0,
         Precision::F16 | Precision::BF16 => 0.999,
+        Precision::Int8 => 0.99,
     };
     std::env::var("VEMBED_WEIGHTS_MIN_COSINE")
         .ok()

@@ -38,14 +38,16 @@ pub fn panel_matmul_bulk<T: Panel>(
     x: &[f32],
     k: usize,
     panels: &[T],
+    scale: Option<&[f32]>,
     parallel: bool,
 ) {
     let m = y.len() / n;
+    assert!(scale.is_none_or(|s| s.len() >= n), "the scale covers the columns");
     assert!(x.len() >= m * k, "x holds m rows of k");
     assert!(panels.len() >= n.div_ceil(NR) * k * NR, "panels cover the columns");
     let x = &x[..m * k];
     let rows = chunk_rows(k);
-    let job = |(y, x): (&mut [f32], &[f32])| chunk(y, n, x, k, panels);
+    let job = |(y, x): (&mut [f32], &[f32])| chunk(y, n, x, k, panels, scale);
     if parallel && m > rows {
         y.par_chunks_mut(rows * n).zip(x.par_chunks(rows * k)).for_each(job);
     } else {
@@ -55,7 +57,14 @@ pub fn panel_matmul_bulk<T: Panel>(
 
 /// One chunk of rows: every panel, in runs of [`KC`], over every register
 /// block of rows.
-fn chunk<T: Panel>(y: &mut [f32], n: usize, x: &[f32], k: usize, panels: &[T]) {
+fn chunk<T: Panel>(
+    y: &mut [f32],
+    n: usize,
+    x: &[f32],
+    k: usize,
+    panels: &[T],
+    scale: Option<&[f32]>,
+) {
     let m = y.len() / n;
     let block = if simd::level() == Level::V3 { 6 } else { 8 };
     let groups = m.div_ceil(block);
@@ -87,10 +96,8 @@ fn chunk<T: Panel>(y: &mut [f32], n: usize, x: &[f32], k: usize, panels: &[T]) {
         for (g, a) in acc.iter().enumerate() {
             let r = g * block;
             for (i, a) in a.iter().take(block.min(m - r)).enumerate() {
-                let row = &mut y[(r + i) * n + c..(r + i) * n + c + width];
-                for (o, &v) in row.iter_mut().zip(a) {
-                    *o += v;
-                }
+                let s = scale.map(|s| &s[c..]);
+                simd::add_row(&mut y[(r + i) * n + c..(r + i) * n + c + width], a, s);
             }
         }
     }
@@ -110,12 +117,12 @@ mod tests {
             let p = crate::bert::packed::pack_panels::<f32>(&w, k);
             let init: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.5).collect();
             let mut bulk = init.clone();
-            panel_matmul_bulk(&mut bulk, n, &x, k, &p, true);
+            panel_matmul_bulk(&mut bulk, n, &x, k, &p, None, true);
             let mut small = init.clone();
             for r in (0..m).step_by(24) {
                 let rows = 24.min(m - r);
                 let y = &mut small[r * n..(r + rows) * n];
-                simd::panel_matmul_acc(y, n, 0, n, &x[r * k..(r + rows) * k], k, &p);
+                simd::panel_matmul_acc(y, n, 0, n, &x[r * k..(r + rows) * k], k, &p, None);
             }
             assert_eq!(bulk, small, "{m} x {n} x {k}");
             // And it is the product: compare with a plain f64 sum.

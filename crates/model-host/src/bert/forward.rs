@@ -259,31 +259,33 @@ impl Bert {
         let par = m * n * k >= 1 << 20;
         match &lin.panels {
             Panels::F32(_) if m > SMALL_M => gemm_acc(y, n, x, k, w, par),
-            Panels::F32(p) => panel_acc(y, n, x, k, p, par, team),
-            Panels::F16(p) => panel_acc(y, n, x, k, p, par, team),
-            Panels::BF16(p) => panel_acc(y, n, x, k, p, par, team),
+            Panels::F32(p) => panel_acc(y, n, x, k, p, None, par, team),
+            Panels::F16(p) => panel_acc(y, n, x, k, p, None, par, team),
+            Panels::BF16(p) => panel_acc(y, n, x, k, p, None, par, team),
+            Panels::I8(p, scale) => panel_acc(y, n, x, k, p, Some(scale), par, team),
         }
     }
 }
 
 /// `y += x · wᵀ` over packed panels: the small-batch kernel for a query's
 /// few rows (split by output columns across the team, when there is one),
-/// the blocked bulk kernel for more.
+/// the blocked bulk kernel for more. `scale` is int8 panels' column scale.
 fn panel_acc<T: Panel>(
     y: &mut [f32],
     n: usize,
     x: &[f32],
     k: usize,
     panels: &[T],
+    scale: Option<&[f32]>,
     par: bool,
     team: &mut Option<Team>,
 ) {
     let m = y.len() / n;
     if m > SMALL_M {
-        return panel_matmul_bulk(y, n, x, k, panels, par);
+        return panel_matmul_bulk(y, n, x, k, panels, scale, par);
     }
     let Some(team) = team else {
-        simd::panel_matmul_acc(y, n, 0, n, x, k, panels);
+        simd::panel_matmul_acc(y, n, 0, n, x, k, panels, scale);
         return;
     };
     // The team splits the panels (output columns), two per chunk.
@@ -304,7 +306,8 @@ fn panel_acc<T: Panel>(
         for r in 0..m {
             out[r * cols..(r + 1) * cols].copy_from_slice(rows(r));
         }
-        simd::panel_matmul_acc(&mut out[..m * cols], cols, 0, cols, x, k, part);
+        let s = scale.map(|s| &s[col..col + cols]);
+        simd::panel_matmul_acc(&mut out[..m * cols], cols, 0, cols, x, k, part, s);
         for r in 0..m {
             rows(r).copy_from_slice(&out[r * cols..(r + 1) * cols]);
         }

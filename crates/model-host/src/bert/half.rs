@@ -114,7 +114,7 @@ mod tests {
     fn half_panel_products_are_close_to_f32() {
         let (m, n, k) = (9, 70, 384);
         let (x, w) = data(k, n, m);
-        let product = |y: &mut [f32], p: &[f32]| simd::panel_matmul_acc(y, n, 0, n, &x, k, p);
+        let product = |y: &mut [f32], p: &[f32]| simd::panel_matmul_acc(y, n, 0, n, &x, k, p, None);
         let mut y32 = vec![0f32; m * n];
         product(&mut y32, &pack_panels::<f32>(&w, k));
         let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
@@ -123,7 +123,16 @@ mod tests {
                 "f16",
                 {
                     let mut y = vec![0f32; m * n];
-                    simd::panel_matmul_acc(&mut y, n, 0, n, &x, k, &pack_panels::<F16>(&w, k));
+                    simd::panel_matmul_acc(
+                        &mut y,
+                        n,
+                        0,
+                        n,
+                        &x,
+                        k,
+                        &pack_panels::<F16>(&w, k),
+                        None,
+                    );
                     y
                 },
                 1e-3,
@@ -132,7 +141,16 @@ mod tests {
                 "bf16",
                 {
                     let mut y = vec![0f32; m * n];
-                    simd::panel_matmul_acc(&mut y, n, 0, n, &x, k, &pack_panels::<BF16>(&w, k));
+                    simd::panel_matmul_acc(
+                        &mut y,
+                        n,
+                        0,
+                        n,
+                        &x,
+                        k,
+                        &pack_panels::<BF16>(&w, k),
+                        None,
+                    );
                     y
                 },
                 8e-3,

@@ -28,6 +28,7 @@ pub mod simd;
 pub mod bulk;
 pub mod forward;
 pub mod half;
+pub mod int8;
 mod layout;
 pub mod packed;
 pub mod team;
@@ -115,6 +116,9 @@ pub enum Precision {
     F16,
     /// bfloat16 (8 significant bits, f32's range): half the bytes.
     BF16,
+    /// Signed bytes with a scale per output column (weights only; the
+    /// activations stay f32): a quarter of the bytes.
+    Int8,
 }
 
 impl Precision {
@@ -124,6 +128,7 @@ impl Precision {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
             Precision::BF16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 }
@@ -135,8 +140,10 @@ impl std::str::FromStr for Precision {
             "f32" => Ok(Precision::F32),
             "f16" => Ok(Precision::F16),
             "bf16" => Ok(Precision::BF16),
-            "int8" => Err("weights = \"int8\" is not implemented yet; use f32, f16 or bf16".into()),
-            other => Err(format!("weights must be \"f32\", \"f16\" or \"bf16\", got {other:?}")),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!(
+                "weights must be \"f32\", \"f16\", \"bf16\" or \"int8\", got {other:?}"
+            )),
         }
     }
 }
@@ -146,6 +153,7 @@ enum Panels {
     F32(packed::Packed<f32>),
     F16(packed::Packed<half::F16>),
     BF16(packed::Packed<half::BF16>),
+    I8(packed::Packed<int8::I8>, Vec<f32>),
 }
 
 impl Panels {
@@ -154,6 +162,10 @@ impl Panels {
             Precision::F32 => Panels::F32(packed::pack_panels(w, k)),
             Precision::F16 => Panels::F16(packed::pack_panels(w, k)),
             Precision::BF16 => Panels::BF16(packed::pack_panels(w, k)),
+            Precision::Int8 => {
+                let (p, scale) = int8::pack_panels_i8(w, k);
+                Panels::I8(p, scale)
+            }
         }
     }
 }

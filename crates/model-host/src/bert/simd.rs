@@ -315,6 +315,8 @@ pub const NR: usize = 32;
 /// gemm does, costs more than the product. `x` is `m × k`, `y` is `m × ld`,
 /// and `panels` covers columns `col..col + cols`.
 /// Panels hold `f32` or, at half the memory traffic, [`super::half::F16`].
+/// `scale`, when given, multiplies each column's sum (int8 panels hold
+/// the weight divided by its column's scale); it covers the panels' columns.
 pub fn panel_matmul_acc<T: Panel>(
     y: &mut [f32],
     ld: usize,
@@ -323,9 +325,11 @@ pub fn panel_matmul_acc<T: Panel>(
     x: &[f32],
     k: usize,
     panels: &[T],
+    scale: Option<&[f32]>,
 ) {
     let m = x.len() / k;
     assert!(panels.len() >= cols.div_ceil(NR) * k * NR, "panels cover the columns");
+    assert!(scale.is_none_or(|s| s.len() >= cols), "the scale covers the columns");
     assert!(m == 0 || y.len() >= (m - 1) * ld + col + cols, "y holds m rows of ld");
     // Rows per sweep of a panel: 8 with AVX-512's 32 registers, 6 with
     // AVX2's 16 (a query of 10 tokens is then 6 + 4 rows, two sweeps).
@@ -338,14 +342,21 @@ pub fn panel_matmul_acc<T: Panel>(
             let rows = (m - r).min(block);
             let mut acc = [[0f32; NR]; 8];
             T::tile(&mut acc, rows, &x[r * k..(r + rows) * k], k, k, panel);
+            let s = scale.map(|s| &s[p * NR..]);
             for (i, a) in acc.iter().take(rows).enumerate() {
-                let row = &mut y[(r + i) * ld + c..(r + i) * ld + c + width];
-                for (o, &v) in row.iter_mut().zip(a) {
-                    *o += v;
-                }
+                add_row(&mut y[(r + i) * ld + c..(r + i) * ld + c + width], a, s);
             }
             r += rows;
         }
+    }
+}
+
+/// `out[j] += acc[j]`, times `scale[j]` when given (int8 panels).
+#[inline]
+pub fn add_row(out: &mut [f32], acc: &[f32], scale: Option<&[f32]>) {
+    match scale {
+        None => out.iter_mut().zip(acc).for_each(|(o, &v)| *o += v),
+        Some(s) => out.iter_mut().zip(acc).zip(s).for_each(|((o, &v), &s)| *o += v * s),
     }
 }
 
@@ -358,6 +369,8 @@ pub enum Format {
     F16,
     /// bfloat16 bits (an f32's high half), widened by a shift.
     BF16,
+    /// A signed byte: the weight over its column's scale, rounded.
+    I8,
 }
 
 /// An element of packed panels: `f32`, or [`super::half::F16`] or
@@ -450,6 +463,7 @@ pub(super) mod x86 {
                 Format::BF16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(
                     _mm512_cvtepu16_epi32(_mm256_loadu_si256($p.cast())),
                 )),
+                Format::I8 => _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128($p.cast()))),
             }
         };
     }
@@ -463,6 +477,7 @@ pub(super) mod x86 {
                 Format::BF16 => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(
                     _mm256_cvtepu16_epi32(_mm_loadu_si128($p.cast())),
                 )),
+                Format::I8 => _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64($p.cast()))),
             }
         };
     }
