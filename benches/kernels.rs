@@ -75,7 +75,7 @@ fn encoder<T: Panel>(panels: &[Packed<T>], m: usize) -> f32 {
     for (i, p) in panels.iter().enumerate() {
         let (n, k) = SHAPES[i % SHAPES.len()];
         let mut y = vec![0f32; m * n];
-        panel_matmul_acc(&mut y, n, 0, n, &x[..m * k], k, p, None);
+        panel_matmul_acc(&mut y, n, n, &x[..m * k], k, p, None);
         sum += y[0];
     }
     sum

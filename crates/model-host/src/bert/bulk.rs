@@ -122,7 +122,7 @@ mod tests {
             for r in (0..m).step_by(24) {
                 let rows = 24.min(m - r);
                 let y = &mut small[r * n..(r + rows) * n];
-                simd::panel_matmul_acc(y, n, 0, n, &x[r * k..(r + rows) * k], k, &p, None);
+                simd::panel_matmul_acc(y, n, n, &x[r * k..(r + rows) * k], k, &p, None);
             }
             assert_eq!(bulk, small, "{m} x {n} x {k}");
             // And it is the product: compare with a plain f64 sum.

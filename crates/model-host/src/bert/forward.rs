@@ -256,13 +256,12 @@ impl Bert {
         if m == 0 {
             return;
         }
-        let par = m * n * k >= 1 << 20;
         match &lin.panels {
-            Panels::F32(_) if m > SMALL_M => gemm_acc(y, n, x, k, w, par),
-            Panels::F32(p) => panel_acc(y, n, x, k, p, None, par, team),
-            Panels::F16(p) => panel_acc(y, n, x, k, p, None, par, team),
-            Panels::BF16(p) => panel_acc(y, n, x, k, p, None, par, team),
-            Panels::I8(p, scale) => panel_acc(y, n, x, k, p, Some(scale), par, team),
+            Panels::F32(_) if m > SMALL_M => gemm_acc(y, n, x, k, w, parallel(m, n, k)),
+            Panels::F32(p) => panel_acc(y, n, x, k, p, None, team),
+            Panels::F16(p) => panel_acc(y, n, x, k, p, None, team),
+            Panels::BF16(p) => panel_acc(y, n, x, k, p, None, team),
+            Panels::I8(p, scale) => panel_acc(y, n, x, k, p, Some(scale), team),
         }
     }
 }
@@ -277,15 +276,14 @@ fn panel_acc<T: Panel>(
     k: usize,
     panels: &[T],
     scale: Option<&[f32]>,
-    par: bool,
     team: &mut Option<Team>,
 ) {
     let m = y.len() / n;
     if m > SMALL_M {
-        return panel_matmul_bulk(y, n, x, k, panels, scale, par);
+        return panel_matmul_bulk(y, n, x, k, panels, scale, parallel(m, n, k));
     }
     let Some(team) = team else {
-        simd::panel_matmul_acc(y, n, 0, n, x, k, panels, scale);
+        simd::panel_matmul_acc(y, n, n, x, k, panels, scale);
         return;
     };
     // The team splits the panels (output columns), two per chunk.
@@ -307,11 +305,16 @@ fn panel_acc<T: Panel>(
             out[r * cols..(r + 1) * cols].copy_from_slice(rows(r));
         }
         let s = scale.map(|s| &s[col..col + cols]);
-        simd::panel_matmul_acc(&mut out[..m * cols], cols, 0, cols, x, k, part, s);
+        simd::panel_matmul_acc(&mut out[..m * cols], cols, cols, x, k, part, s);
         for r in 0..m {
             rows(r).copy_from_slice(&out[r * cols..(r + 1) * cols]);
         }
     });
+}
+
+/// Whether an `m × n × k` product is worth splitting across the pool.
+fn parallel(m: usize, n: usize, k: usize) -> bool {
+    m * n * k >= 1 << 20
 }
 
 /// `y += x · wᵀ` with gemm over the f32 weight as stored (`w` is `n × k`):

@@ -114,48 +114,24 @@ mod tests {
     fn half_panel_products_are_close_to_f32() {
         let (m, n, k) = (9, 70, 384);
         let (x, w) = data(k, n, m);
-        let product = |y: &mut [f32], p: &[f32]| simd::panel_matmul_acc(y, n, 0, n, &x, k, p, None);
-        let mut y32 = vec![0f32; m * n];
-        product(&mut y32, &pack_panels::<f32>(&w, k));
+        let product = |p: &[f32]| {
+            let mut y = vec![0f32; m * n];
+            simd::panel_matmul_acc(&mut y, n, n, &x, k, p, None);
+            y
+        };
+        let y32 = product(&pack_panels::<f32>(&w, k));
+        let y16 = {
+            let mut y = vec![0f32; m * n];
+            simd::panel_matmul_acc(&mut y, n, n, &x, k, &pack_panels::<F16>(&w, k), None);
+            y
+        };
+        let ybf = {
+            let mut y = vec![0f32; m * n];
+            simd::panel_matmul_acc(&mut y, n, n, &x, k, &pack_panels::<BF16>(&w, k), None);
+            y
+        };
         let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
-        for (name, y, bound) in [
-            (
-                "f16",
-                {
-                    let mut y = vec![0f32; m * n];
-                    simd::panel_matmul_acc(
-                        &mut y,
-                        n,
-                        0,
-                        n,
-                        &x,
-                        k,
-                        &pack_panels::<F16>(&w, k),
-                        None,
-                    );
-                    y
-                },
-                1e-3,
-            ),
-            (
-                "bf16",
-                {
-                    let mut y = vec![0f32; m * n];
-                    simd::panel_matmul_acc(
-                        &mut y,
-                        n,
-                        0,
-                        n,
-                        &x,
-                        k,
-                        &pack_panels::<BF16>(&w, k),
-                        None,
-                    );
-                    y
-                },
-                8e-3,
-            ),
-        ] {
+        for (name, y, bound) in [("f16", y16, 1e-3), ("bf16", ybf, 8e-3)] {
             let diff: Vec<f32> = y32.iter().zip(&y).map(|(a, b)| a - b).collect();
             let rel = norm(&diff) / norm(&y32);
             assert!(rel > 0.0 && rel < bound, "{name}: {rel}");

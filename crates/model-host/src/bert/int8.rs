@@ -101,12 +101,12 @@ mod tests {
         let (x, w) = data(k, n, m);
         let mut y32 = vec![0f32; m * n];
         let p32 = pack_panels::<f32>(&w, k);
-        simd::panel_matmul_acc(&mut y32, n, 0, n, &x, k, &p32, None);
+        simd::panel_matmul_acc(&mut y32, n, n, &x, k, &p32, None);
         let (q, scale) = pack_panels_i8(&w, k);
         let mut small = vec![0f32; m * n];
         for r in (0..m).step_by(8) {
             let y = &mut small[r * n..(r + 8) * n];
-            simd::panel_matmul_acc(y, n, 0, n, &x[r * k..(r + 8) * k], k, &q, Some(&scale));
+            simd::panel_matmul_acc(y, n, n, &x[r * k..(r + 8) * k], k, &q, Some(&scale));
         }
         let mut bulk = vec![0f32; m * n];
         panel_matmul_bulk(&mut bulk, n, &x, k, &q, Some(&scale), true);

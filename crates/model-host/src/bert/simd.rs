@@ -309,18 +309,16 @@ multiversion! {
 /// Output columns per packed weight panel: two AVX-512 registers.
 pub const NR: usize = 32;
 
-/// `y[r][c] += Σ_k x[r][k] · w[c][k]` for the columns of some packed
-/// panels (see [`super::packed::pack_panels`]): a matrix product for the few-row batches of
-/// a single query, where packing the weights on every call, as a general
-/// gemm does, costs more than the product. `x` is `m × k`, `y` is `m × ld`,
-/// and `panels` covers columns `col..col + cols`.
-/// Panels hold `f32` or, at half the memory traffic, [`super::half::F16`].
-/// `scale`, when given, multiplies each column's sum (int8 panels hold
-/// the weight divided by its column's scale); it covers the panels' columns.
+/// `y[r][c] += Σ_k x[r][k] · w[c][k]` for `cols` columns of packed panels
+/// (see [`super::packed::pack_panels`]): a matrix product for the few-row
+/// batches of a single query, where packing the weights on every call, as a
+/// general gemm does, costs more than the product. `x` is `m × k`, `y` is
+/// `m` rows `ld` apart whose first `cols` columns are the panels' columns.
+/// Panels hold any [`Panel`] format; `scale`, when given, multiplies each
+/// column's sum (int8 panels hold the weight over its column's scale).
 pub fn panel_matmul_acc<T: Panel>(
     y: &mut [f32],
     ld: usize,
-    col: usize,
     cols: usize,
     x: &[f32],
     k: usize,
@@ -330,13 +328,13 @@ pub fn panel_matmul_acc<T: Panel>(
     let m = x.len() / k;
     assert!(panels.len() >= cols.div_ceil(NR) * k * NR, "panels cover the columns");
     assert!(scale.is_none_or(|s| s.len() >= cols), "the scale covers the columns");
-    assert!(m == 0 || y.len() >= (m - 1) * ld + col + cols, "y holds m rows of ld");
+    assert!(m == 0 || y.len() >= (m - 1) * ld + cols, "y holds m rows of ld");
     // Rows per sweep of a panel: 8 with AVX-512's 32 registers, 6 with
     // AVX2's 16 (a query of 10 tokens is then 6 + 4 rows, two sweeps).
     let block = if level() == Level::V3 { 6 } else { 8 };
     for (p, panel) in panels.chunks_exact(k * NR).take(cols.div_ceil(NR)).enumerate() {
-        let c = col + p * NR;
-        let width = NR.min(col + cols - c);
+        let c = p * NR;
+        let width = NR.min(cols - c);
         let mut r = 0;
         while r < m {
             let rows = (m - r).min(block);

@@ -101,8 +101,8 @@ fn panel_matmul_matches_naive() {
     let mut y = vec![1.0f32; m * n];
     let packed = crate::bert::packed::pack_panels::<f32>(&w, k);
     // Two calls over disjoint panel ranges, as the threads split them.
-    panel_matmul_acc(&mut y, n, 0, NR, &x, k, &packed[..k * NR], None);
-    panel_matmul_acc(&mut y, n, NR, n - NR, &x, k, &packed[k * NR..], None);
+    panel_matmul_acc(&mut y, n, NR, &x, k, &packed[..k * NR], None);
+    panel_matmul_acc(&mut y[NR..], n, n - NR, &x, k, &packed[k * NR..], None);
     for r in 0..m {
         for o in 0..n {
             let want: f32 = 1.0 + (0..k).map(|j| x[r * k + j] * w[o * k + j]).sum::<f32>();
