@@ -183,3 +183,37 @@ fn bulk_bf16_panels(bencher: divan::Bencher) {
     let p = bf16_panels();
     bencher.bench(|| bulk(divan::black_box(p)));
 }
+
+/// The same batch on AMX tiles: weights and activations in bf16 (an
+/// x86-64 CPU with AMX-BF16 only; elsewhere this measures nothing).
+#[cfg(target_arch = "x86_64")]
+#[divan::bench(sample_count = 20)]
+fn bulk_amx_bf16(bencher: divan::Bencher) {
+    use vembed_host::kernels::{
+        AmxWeight, amx_available, amx_matmul_acc, amx_on_rayon as on_rayon,
+    };
+    pool();
+    if !amx_available() {
+        eprintln!("no AMX on this CPU");
+        return;
+    }
+    static W: OnceLock<Vec<AmxWeight>> = OnceLock::new();
+    let ws = W.get_or_init(|| {
+        flat_weights()
+            .iter()
+            .enumerate()
+            .map(|(i, w)| AmxWeight::pack(w, SHAPES[i % SHAPES.len()].1))
+            .collect()
+    });
+    let x = bulk_x();
+    bencher.bench(|| {
+        let mut sum = 0.0;
+        for (i, w) in ws.iter().enumerate() {
+            let (n, k) = SHAPES[i % SHAPES.len()];
+            let mut y = vec![0f32; BULK_M * n];
+            amx_matmul_acc(&mut y, &x[..BULK_M * k], w, 0, &mut on_rayon);
+            sum += y[0];
+        }
+        sum
+    });
+}

@@ -31,6 +31,14 @@ fn golden_bar(weights: &str) -> f32 {
     }
 }
 
+/// Whether this CPU has AMX-BF16 tiles (Linux's cpuinfo flags).
+fn cpu_has_amx() -> bool {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    flags.split_whitespace().any(|f| f == "amx_bf16")
+        && flags.split_whitespace().any(|f| f == "amx_tile")
+}
+
 /// The gate: least cosine to f32's vector.
 fn gate(weights: &str) -> f32 {
     if weights == "int8" { 0.99 } else { 0.999 }
@@ -42,7 +50,11 @@ fn every_precision_at_every_kernel_level_passes_its_gate_through_the_host() {
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     let mut f32_alone: Option<Vec<Vec<f32>>> = None;
     let mut identities = Vec::new();
-    for weights in ["f32", "f16", "bf16", "int8"] {
+    let mut all = vec!["f32", "f16", "bf16", "int8"];
+    if cpu_has_amx() {
+        all.push("amx-bf16");
+    }
+    for &weights in &all {
         for simd in ["", "avx2", "scalar"] {
             let at = format!("weights {weights}, VEMBED_SIMD={simd:?}");
             let env = env_with(weights, simd);
@@ -83,13 +95,13 @@ fn every_precision_at_every_kernel_level_passes_its_gate_through_the_host() {
         }
     }
     // The precision is part of the identity; the kernel level is not.
-    for w in ["f32", "f16", "bf16", "int8"] {
+    for &w in &all {
         let ids: Vec<&String> =
             identities.iter().filter(|(x, _)| *x == w).map(|(_, i)| i).collect();
         assert!(ids.windows(2).all(|p| p[0] == p[1]), "{w}: {ids:?}");
     }
     let distinct: std::collections::HashSet<&String> = identities.iter().map(|(_, i)| i).collect();
-    assert_eq!(distinct.len(), 4, "{identities:?}");
+    assert_eq!(distinct.len(), all.len(), "{identities:?}");
 }
 
 /// The host logs the gate's figures for a reduced precision.
@@ -135,8 +147,8 @@ fn a_precision_below_the_gate_is_refused_with_the_figures() {
 fn unknown_or_unavailable_precisions_are_refused_at_start() {
     let env = Env::new();
     for (args, want) in [
-        (&["--weights", "f8"][..], "weights must be f32, f16, bf16 or int8"),
-        (&["--weights", "int4"][..], "weights must be f32, f16, bf16 or int8"),
+        (&["--weights", "f8"][..], "weights must be f32, f16, bf16, int8 or amx-bf16"),
+        (&["--weights", "int4"][..], "weights must be f32, f16, bf16, int8 or amx-bf16"),
         (
             &["--weights", "f16", "--engine", "candle"][..],
             "the candle engine runs f32 weights only",
@@ -148,6 +160,18 @@ fn unknown_or_unavailable_precisions_are_refused_at_start() {
         let status = child.wait().unwrap();
         assert!(!status.success() && out.contains(want), "{args:?}: {out}");
     }
+    // amx-bf16 without AMX tiles (this CPU's, or switched off): refused,
+    // saying why. Where the CPU has them, the precision matrix runs it.
+    let mut cmd = env.command("vembed-host");
+    cmd.arg("--socket").arg(&env.socket).args(&env.host_args).args(["--weights", "amx-bf16"]);
+    cmd.env("VEMBED_AMX", "off");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("weights = \"amx-bf16\" refused") && text.contains("no AMX-BF16"),
+        "{text}"
+    );
 }
 
 fn write(root: &Path, rel: &str, text: &str) {

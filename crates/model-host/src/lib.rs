@@ -40,6 +40,11 @@ pub use registry::Registry;
 /// `benches/kernels.rs`; not a stable API.
 #[doc(hidden)]
 pub mod kernels {
+    #[cfg(target_arch = "x86_64")]
+    pub use crate::bert::amx::{
+        AmxWeight, available as amx_available, matmul_acc as amx_matmul_acc,
+        on_rayon as amx_on_rayon,
+    };
     pub use crate::bert::bulk::panel_matmul_bulk;
     pub use crate::bert::forward::gemm_acc;
     pub use crate::bert::half::{BF16, F16};

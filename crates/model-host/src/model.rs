@@ -219,6 +219,9 @@ impl Embedder {
         let backend: Box<dyn Backend> = match native {
             Some(bert) => {
                 let mut native = NativeBackend::new(bert, pipeline.clone(), bert_hidden);
+                if let Some(why) = precision.unsupported() {
+                    return Err(refuse(why));
+                }
                 if precision != Precision::F32 {
                     let texts = precision::probe_texts();
                     let ids = texts

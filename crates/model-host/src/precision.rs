@@ -23,7 +23,7 @@ pub use crate::bert::Precision;
 pub fn threshold(precision: Precision) -> f32 {
     let bar = match precision {
         Precision::F32 => return 1.0,
-        Precision::F16 | Precision::BF16 => 0.999,
+        Precision::F16 | Precision::BF16 | Precision::AmxBf16 => 0.999,
         Precision::Int8 => 0.99,
     };
     std::env::var("VEMBED_WEIGHTS_MIN_COSINE")

@@ -35,9 +35,10 @@ pub struct Settings {
     pub engine: String,
     /// How the native encoder holds its linear layers' weights: `"f32"`
     /// (as stored, the default), `"f16"` or `"bf16"` (half the memory and
-    /// memory traffic), or `"int8"` (a quarter; weights only, a scale per
-    /// output column). Each must pass a quality gate against f32 on the
-    /// model at load, or the host refuses the model. The precision is
+    /// memory traffic), `"int8"` (a quarter; weights only, a scale per
+    /// output column), or `"amx-bf16"` (bf16 weights and activations on
+    /// Intel AMX tiles, where the CPU has them). Each must pass a quality
+    /// gate against f32 on the model at load, or the host refuses it. The precision is
     /// part of the model's identity: an index built with one is refused by
     /// a host running another.
     pub weights: String,
@@ -160,9 +161,11 @@ impl Settings {
                 other => return Err(format!("engine must be native or candle, got {other:?}")),
             },
             "weights" => match value {
-                "f32" | "f16" | "bf16" | "int8" => self.weights = value.to_string(),
+                "f32" | "f16" | "bf16" | "int8" | "amx-bf16" => self.weights = value.to_string(),
                 other => {
-                    return Err(format!("weights must be f32, f16, bf16 or int8, got {other:?}"));
+                    return Err(format!(
+                        "weights must be f32, f16, bf16, int8 or amx-bf16, got {other:?}"
+                    ));
                 }
             },
             _ => return Err(format!("unknown setting {key:?}")),

@@ -262,6 +262,18 @@ impl Bert {
             Panels::F16(p) => panel_acc(y, n, x, k, p, None, team),
             Panels::BF16(p) => panel_acc(y, n, x, k, p, None, team),
             Panels::I8(p, scale) => panel_acc(y, n, x, k, p, Some(scale), team),
+            #[cfg(target_arch = "x86_64")]
+            Panels::Amx(w) => {
+                use super::amx;
+                match team {
+                    // A query: the team shares column pairs, one per job.
+                    Some(team) if m <= SMALL_M => {
+                        amx::matmul_acc(y, x, w, 1, &mut |jobs, job| team.run(jobs, job))
+                    }
+                    _ if parallel(m, n, k) => amx::matmul_acc(y, x, w, 0, &mut amx::on_rayon),
+                    _ => amx::matmul_acc(y, x, w, 0, &mut amx::inline),
+                }
+            }
         }
     }
 }

@@ -25,6 +25,8 @@
 
 #[macro_use]
 pub mod simd;
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 pub mod bulk;
 pub mod forward;
 pub mod half;
@@ -119,6 +121,10 @@ pub enum Precision {
     /// Signed bytes with a scale per output column (weights only; the
     /// activations stay f32): a quarter of the bytes.
     Int8,
+    /// bf16 weights and bf16 activations multiplied on Intel AMX tiles
+    /// (sums in f32): the bulk path's fastest form where the CPU has
+    /// AMX-BF16; refused elsewhere.
+    AmxBf16,
 }
 
 impl Precision {
@@ -129,6 +135,22 @@ impl Precision {
             Precision::F16 => "f16",
             Precision::BF16 => "bf16",
             Precision::Int8 => "int8",
+            Precision::AmxBf16 => "amx-bf16",
+        }
+    }
+}
+
+impl Precision {
+    /// Why this CPU cannot run the precision, if it cannot.
+    pub fn unsupported(self) -> Option<String> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Precision::AmxBf16 if amx::available() => None,
+            Precision::AmxBf16 => Some(
+                "this CPU has no AMX-BF16 tiles (or the kernel did not grant this process the tile state)"
+                    .into(),
+            ),
+            _ => None,
         }
     }
 }
@@ -141,8 +163,9 @@ impl std::str::FromStr for Precision {
             "f16" => Ok(Precision::F16),
             "bf16" => Ok(Precision::BF16),
             "int8" => Ok(Precision::Int8),
+            "amx-bf16" => Ok(Precision::AmxBf16),
             other => Err(format!(
-                "weights must be \"f32\", \"f16\", \"bf16\" or \"int8\", got {other:?}"
+                "weights must be \"f32\", \"f16\", \"bf16\", \"int8\" or \"amx-bf16\", got {other:?}"
             )),
         }
     }
@@ -154,6 +177,8 @@ enum Panels {
     F16(packed::Packed<half::F16>),
     BF16(packed::Packed<half::BF16>),
     I8(packed::Packed<int8::I8>, Vec<f32>),
+    #[cfg(target_arch = "x86_64")]
+    Amx(amx::AmxWeight),
 }
 
 impl Panels {
@@ -166,6 +191,10 @@ impl Panels {
                 let (p, scale) = int8::pack_panels_i8(w, k);
                 Panels::I8(p, scale)
             }
+            #[cfg(target_arch = "x86_64")]
+            Precision::AmxBf16 if amx::available() => Panels::Amx(amx::AmxWeight::pack(w, k)),
+            // Callers check `Precision::supported` first.
+            Precision::AmxBf16 => Panels::F32(packed::pack_panels(w, k)),
         }
     }
 }
