@@ -44,6 +44,20 @@ fn gate(weights: &str) -> f32 {
     if weights == "int8" { 0.99 } else { 0.999 }
 }
 
+/// The host's log once it holds `needle` (the log is written by a
+/// background thread, so a line may land a moment after the host answers),
+/// or as it is after 20 s.
+fn log_with(env: &Env, needle: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(env.path("state/host.log")).unwrap_or_default();
+        if log.contains(needle) || started.elapsed() > std::time::Duration::from_secs(20) {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn every_precision_at_every_kernel_level_passes_its_gate_through_the_host() {
     let items = golden();
@@ -60,12 +74,10 @@ fn every_precision_at_every_kernel_level_passes_its_gate_through_the_host() {
             let env = env_with(weights, simd);
             let mut client = env.client();
             identities.push((weights, client.hello().models[0].identity.clone()));
-            let log = std::fs::read_to_string(env.path("state/host.log")).unwrap();
             let level = if simd.is_empty() { "" } else { simd };
-            assert!(
-                log.contains(&format!("{weights} weights, {level}")),
-                "{at}: the host says what it runs:\n{log}"
-            );
+            let said = format!("{weights} weights, {level}");
+            let log = log_with(&env, &said);
+            assert!(log.contains(&said), "{at}: the host says what it runs:\n{log}");
             let alone: Vec<Vec<f32>> =
                 texts.iter().map(|t| client.embed(&[t]).unwrap().remove(0)).collect();
             let batch = client.embed(&texts).unwrap();
@@ -109,7 +121,7 @@ fn every_precision_at_every_kernel_level_passes_its_gate_through_the_host() {
 fn the_gate_reports_its_figures_in_the_host_log() {
     let env = env_with("bf16", "");
     drop(env.client());
-    let log = std::fs::read_to_string(env.path("state/host.log")).unwrap();
+    let log = log_with(&env, "bf16 weights pass the quality gate");
     let line = log
         .lines()
         .find(|l| l.contains("bf16 weights pass the quality gate"))
