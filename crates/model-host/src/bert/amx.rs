@@ -134,49 +134,78 @@ pub fn matmul_acc(y: &mut [f32], x: &[f32], w: &AmxWeight, per: usize, run: Runn
         return;
     }
     let row_blocks = m.div_ceil(32);
-    // x in bf16, rows of kp, zero-padded to whole blocks of 32 rows.
-    let mut xb = vec![BF16(0); row_blocks * 32 * kp];
-    for (r, row) in x[..m * k].chunks_exact(k).enumerate() {
-        for (o, &v) in xb[r * kp..r * kp + k].iter_mut().zip(row) {
-            *o = round_bf16(v);
-        }
-    }
     let pairs = n.div_ceil(32);
     let per = if per == 0 { pairs } else { per.min(pairs) };
     let chunks = pairs.div_ceil(per);
     let y_ptr = YPtr(y.as_mut_ptr());
-    let xb = &xb;
     run(row_blocks * chunks, &move |job| {
-        let (rb, cc) = (job / chunks, job % chunks);
-        let rows = 32.min(m - rb * 32);
-        let mut out = [0f32; 32 * 32];
-        // SAFETY: available() checked AMX and the OS permission; the
-        // configuration is valid for palette 1.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack)) };
-        for cp in cc * per..((cc + 1) * per).min(pairs) {
-            let a = xb[rb * 32 * kp..].as_ptr();
-            let b0 = w.data[(2 * cp) * kp * 16..].as_ptr();
-            let b1 = w.data[(2 * cp + 1) * kp * 16..].as_ptr();
-            // SAFETY: the tiles read 16 rows of 64 bytes: A rows rb·32..+32 of
-            // xb (stride kp·2 bytes, columns below kp), B rows of each column
-            // block (stride 64, kp/2 rows per block); the stores write 32
-            // rows × 32 floats of `out`.
-            unsafe { tile_block(a, kp, b0, b1, kp / 32, out.as_mut_ptr()) };
-            let c = cp * 32;
-            let width = 32.min(n - c);
-            for i in 0..rows {
-                // SAFETY: row rb·32 + i < m, columns c..c + width < n: inside
-                // y, and written by this job alone (jobs own distinct rows
-                // or distinct column pairs); y's `&mut` borrow outlives `run`.
-                let row = unsafe {
-                    std::slice::from_raw_parts_mut(y_ptr.get().add((rb * 32 + i) * n + c), width)
-                };
-                add_row(row, &out[i * 32..i * 32 + 32], None);
+        XB.with_borrow_mut(|xb| {
+            let (rb, cc) = (job / chunks, job % chunks);
+            let rows = 32.min(m - rb * 32);
+            // This job's 32 rows of x in bf16, rows of kp, zero-padded; each
+            // job converts its own, in parallel.
+            xb.clear();
+            xb.resize(32 * kp, BF16(0));
+            to_bf16(xb, &x[rb * 32 * k..(rb * 32 + rows) * k], k, kp);
+            let mut out = [0f32; 32 * 32];
+            // SAFETY: available() checked AMX and the OS permission; the
+            // configuration is valid for palette 1.
+            unsafe { asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack)) };
+            for cp in cc * per..((cc + 1) * per).min(pairs) {
+                let a = xb.as_ptr();
+                let b0 = w.data[(2 * cp) * kp * 16..].as_ptr();
+                let b1 = w.data[(2 * cp + 1) * kp * 16..].as_ptr();
+                // SAFETY: the tiles read 16 rows of 64 bytes: A rows 0..32 of xb
+                // (stride kp·2 bytes, columns below kp), B rows of each column
+                // block (stride 64, kp/2 rows per block); the stores write 32
+                // rows × 32 floats of `out`.
+                unsafe { tile_block(a, kp, b0, b1, kp / 32, out.as_mut_ptr()) };
+                let c = cp * 32;
+                let width = 32.min(n - c);
+                for i in 0..rows {
+                    // SAFETY: row rb·32 + i < m, columns c..c + width < n: inside
+                    // y, and written by this job alone (jobs own distinct rows
+                    // or distinct column pairs); y's `&mut` borrow outlives `run`.
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            y_ptr.get().add((rb * 32 + i) * n + c),
+                            width,
+                        )
+                    };
+                    add_row(row, &out[i * 32..i * 32 + 32], None);
+                }
+            }
+            // SAFETY: releases this thread's tile state.
+            unsafe { asm!("tilerelease", options(nostack)) };
+        })
+    });
+}
+
+thread_local! {
+    /// One job's rows of x in bf16, kept per thread.
+    static XB: std::cell::RefCell<Vec<BF16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Rounds rows of `x` (each `k` long) to bf16 into `dst` (rows of `kp`).
+fn to_bf16(dst: &mut [BF16], x: &[f32], k: usize, kp: usize) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn wide(dst: &mut [BF16], x: &[f32], k: usize, kp: usize) {
+        for (d, row) in dst.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
+            for (o, &v) in d.iter_mut().zip(row) {
+                *o = round_bf16(v);
             }
         }
-        // SAFETY: releases this thread's tile state.
-        unsafe { asm!("tilerelease", options(nostack)) };
-    });
+    }
+    if std::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: AVX-512F and BW were detected (every AMX CPU has them).
+        unsafe { wide(dst, x, k, kp) }
+    } else {
+        for (d, row) in dst.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
+            for (o, &v) in d.iter_mut().zip(row) {
+                *o = round_bf16(v);
+            }
+        }
+    }
 }
 
 /// `y`'s pointer, shared by jobs that write disjoint parts of it.

@@ -36,8 +36,9 @@ pub(super) struct Report {
     pub(super) peak_rss_bytes: u64,
     /// PSS after the single-query runs, before the bulk run.
     pub(super) host_pss_idle_bytes: u64,
-    /// The most PSS seen while the bulk run worked (sampled every 50 ms
-    /// on a second connection) or just after it.
+    /// The most PSS seen while the bulk run worked (sampled every 250 ms on
+    /// a second connection; the host walks its page tables to answer, so
+    /// not more often) or just after it.
     pub(super) host_pss_bulk_max_bytes: u64,
     pub(super) host_pss_bytes: u64,
     pub(super) host_rss_bytes: u64,
@@ -105,7 +106,7 @@ pub(super) fn measure(
                 if let Ok(s) = sampler.status() {
                     peak = peak.max(s.memory.pss);
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(250));
             }
             peak
         });
