@@ -82,21 +82,21 @@ fn encoder<T: Panel>(panels: &[Packed<T>], m: usize) -> f32 {
 }
 
 /// A query of 8 tokens through every layer's products, f32 weights.
-#[divan::bench(args = [1, 8])]
+#[divan::bench(args = [1, 8, 10])]
 fn query_f32(bencher: divan::Bencher, m: usize) {
     let p = f32_panels();
     bencher.bench(|| encoder(divan::black_box(p), m));
 }
 
 /// The same with f16 weights, widened to f32 as they are loaded.
-#[divan::bench(args = [1, 8])]
+#[divan::bench(args = [1, 8, 10])]
 fn query_f16(bencher: divan::Bencher, m: usize) {
     let p = f16_panels();
     bencher.bench(|| encoder(divan::black_box(p), m));
 }
 
 /// The same with bf16 weights, widened by a shift as they are loaded.
-#[divan::bench(args = [1, 8])]
+#[divan::bench(args = [1, 8, 10])]
 fn query_bf16(bencher: divan::Bencher, m: usize) {
     let p = bf16_panels();
     bencher.bench(|| encoder(divan::black_box(p), m));

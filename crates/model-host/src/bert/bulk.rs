@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{self, Level, NR, Panel};
+use super::simd::{self, Level, MR, NR, Panel};
 
 /// Bytes of `x` per chunk of rows: a quarter of a 512 KiB L2 (AMD Zen 1,
 /// the smallest these machines have).
@@ -68,7 +68,7 @@ fn chunk<T: Panel>(
     let m = y.len() / n;
     let block = if simd::level() == Level::V3 { 6 } else { 8 };
     let groups = m.div_ceil(block);
-    let mut acc = vec![[[0f32; NR]; 8]; groups];
+    let mut acc = vec![[[0f32; NR]; MR]; groups];
     // x re-laid so each (run of k, register block) is `rows × kc`, contiguous.
     let mut xp = vec![0f32; m * k];
     let mut at = 0;
@@ -80,7 +80,7 @@ fn chunk<T: Panel>(
         }
     }
     for (p, panel) in panels.chunks_exact(k * NR).take(n.div_ceil(NR)).enumerate() {
-        acc.iter_mut().for_each(|a| *a = [[0f32; NR]; 8]);
+        acc.iter_mut().for_each(|a| *a = [[0f32; NR]; MR]);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             let run = &panel[k0 * NR..(k0 + kc) * NR];

@@ -54,7 +54,7 @@ unsafe impl Panel for BF16 {
 mod tests {
     use super::*;
     use crate::bert::packed::pack_panels;
-    use crate::bert::simd::{self, NR, level};
+    use crate::bert::simd::{self, MR, NR, level};
 
     fn data(k: usize, n: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
         let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.137).collect();
@@ -67,17 +67,17 @@ mod tests {
     /// weights in f32, bit for bit, for every row count.
     fn half_tiles_equal_the_f32_tiles_over_rounded_weights<T: Panel>() {
         let k = 37;
-        let (x, w) = data(k, NR, 8);
+        let (x, w) = data(k, NR, MR);
         let half = pack_panels::<T>(&w, k);
         let rounded: Vec<f32> = half.iter().map(|h| h.to_f32()).collect();
         assert_ne!(rounded, pack_panels::<f32>(&w, k).to_vec(), "the weights were rounded");
-        for rows in 1..=8 {
+        for rows in 1..=MR {
             let xr = &x[..rows * k];
-            let (mut a, mut b) = ([[0f32; NR]; 8], [[0f32; NR]; 8]);
+            let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
             f32::tile(&mut a, rows, xr, k, k, &rounded);
             T::tile(&mut b, rows, xr, k, k, &half);
             assert_eq!(a, b, "{:?}, rows {rows} at {:?}", T::FORMAT, level());
-            let (mut c, mut d) = ([[0f32; NR]; 8], [[0f32; NR]; 8]);
+            let (mut c, mut d) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
             simd::tile_generic(&mut c, rows, xr, k, k, &rounded);
             simd::tile_generic(&mut d, rows, xr, k, k, &half);
             assert_eq!(c, d, "{:?}, generic, rows {rows}", T::FORMAT);
@@ -86,7 +86,7 @@ mod tests {
                 && std::is_x86_feature_detected!("fma")
                 && std::is_x86_feature_detected!("f16c")
             {
-                let (mut e, mut f) = ([[0f32; NR]; 8], [[0f32; NR]; 8]);
+                let (mut e, mut f) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
                 // SAFETY: AVX2, FMA and F16C were detected; the lengths fit.
                 unsafe {
                     simd::x86::tile_v3(&mut e, rows, xr, k, k, &rounded);

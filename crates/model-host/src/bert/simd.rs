@@ -309,6 +309,14 @@ multiversion! {
 /// Output columns per packed weight panel: two AVX-512 registers.
 pub const NR: usize = 32;
 
+/// Most rows one tile sweeps a panel for: 12 at AVX-512 (24 accumulators
+/// of its 32 registers), so a query of up to 12 tokens streams each weight
+/// once.
+pub const MR: usize = 12;
+
+/// A tile's accumulators: up to [`MR`] rows of [`NR`] columns.
+pub type Acc = [[f32; NR]; MR];
+
 /// `y[r][c] += Σ_k x[r][k] · w[c][k]` for `cols` columns of packed panels
 /// (see [`super::packed::pack_panels`]): a matrix product for the few-row
 /// batches of a single query, where packing the weights on every call, as a
@@ -329,16 +337,21 @@ pub fn panel_matmul_acc<T: Panel>(
     assert!(panels.len() >= cols.div_ceil(NR) * k * NR, "panels cover the columns");
     assert!(scale.is_none_or(|s| s.len() >= cols), "the scale covers the columns");
     assert!(m == 0 || y.len() >= (m - 1) * ld + cols, "y holds m rows of ld");
-    // Rows per sweep of a panel: 8 with AVX-512's 32 registers, 6 with
-    // AVX2's 16 (a query of 10 tokens is then 6 + 4 rows, two sweeps).
-    let block = if level() == Level::V3 { 6 } else { 8 };
+    // Rows per sweep of a panel: with AVX-512's 32 registers all of a
+    // query of up to 12 tokens (else 8 at a time); 6 with AVX2's 16 (a query
+    // of 10 tokens is then 6 + 4 rows, two sweeps).
+    let block = match level() {
+        Level::V3 => 6,
+        _ if m <= MR => m.max(1),
+        _ => 8,
+    };
     for (p, panel) in panels.chunks_exact(k * NR).take(cols.div_ceil(NR)).enumerate() {
         let c = p * NR;
         let width = NR.min(cols - c);
         let mut r = 0;
         while r < m {
             let rows = (m - r).min(block);
-            let mut acc = [[0f32; NR]; 8];
+            let mut acc = [[0f32; NR]; MR];
             T::tile(&mut acc, rows, &x[r * k..(r + rows) * k], k, k, panel);
             let s = scale.map(|s| &s[p * NR..]);
             for (i, a) in acc.iter().take(rows).enumerate() {
@@ -390,12 +403,12 @@ pub unsafe trait Panel: Copy + Send + Sync + 'static {
     /// The exact f32 value.
     fn to_f32(self) -> f32;
 
-    /// `acc[i][j] += Σ_k x[i][k] · panel[k][j]` for `rows` (≤ 8) rows of
+    /// `acc[i][j] += Σ_k x[i][k] · panel[k][j]` for `rows` (≤ [`MR`]) rows of
     /// `x` (row `i` is `x[i·ld..i·ld + k]`) and a `k × NR` panel, in the
     /// widest form [`level`] allows. The sum runs in order of `k` onto
     /// `acc`'s values, so a product split into runs of `k` (the bulk
     /// kernel's blocking) gives exactly the unsplit result.
-    fn tile(acc: &mut [[f32; NR]; 8], rows: usize, x: &[f32], ld: usize, k: usize, panel: &[Self]) {
+    fn tile(acc: &mut Acc, rows: usize, x: &[f32], ld: usize, k: usize, panel: &[Self]) {
         match level() {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `level` returned V4 only after detecting AVX-512F; x
@@ -427,7 +440,7 @@ multiversion! {
     /// [`Panel::tile`] without SIMD intrinsics (the scalar level's form,
     /// and what the SIMD forms are tested against).
     pub fn tile_generic<T: Panel>(
-        acc: &mut [[f32; NR]; 8],
+        acc: &mut Acc,
         rows: usize,
         x: &[f32],
         ld: usize,
@@ -447,7 +460,7 @@ multiversion! {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::{Format, NR, Panel};
+    use super::{Acc, Format, MR, NR, Panel};
     use std::arch::x86_64::*;
 
     /// 16 panel elements at `p` as floats (half formats widened exactly),
@@ -481,25 +494,29 @@ pub(super) mod x86 {
     }
 
     /// [`super::tile_generic`] with the accumulators held in AVX-512
-    /// registers (two per row, 16 for 8 rows).
+    /// registers (two per row, 24 for 12 rows).
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `x` must hold `rows` rows of `k`
     /// floats, `ld` apart, and `panel` `k × NR` elements.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile_v4<T: Panel>(
-        acc: &mut [[f32; NR]; 8],
+        acc: &mut Acc,
         rows: usize,
         x: &[f32],
         ld: usize,
         k: usize,
         panel: &[T],
     ) {
-        debug_assert!(rows <= 8 && (rows == 0 || x.len() >= (rows - 1) * ld + k));
+        debug_assert!(rows <= MR && (rows == 0 || x.len() >= (rows - 1) * ld + k));
         debug_assert!(panel.len() >= k * NR);
         // SAFETY: the caller guarantees the lengths the pointer reads rely on.
         unsafe {
             match rows {
+                12 => block::<12, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                11 => block::<11, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                10 => block::<10, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
+                9 => block::<9, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
                 8 => block::<8, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
                 7 => block::<7, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
                 6 => block::<6, T>(acc, x.as_ptr(), ld, k, panel.as_ptr()),
@@ -519,18 +536,18 @@ pub(super) mod x86 {
     /// the generic form, one row at a time, reads it 8 times.
     ///
     /// # Safety
-    /// The CPU must support AVX2, FMA and F16C; `x` must hold `rows` (≤ 8)
+    /// The CPU must support AVX2, FMA and F16C; `x` must hold `rows` (≤ [`MR`])
     /// rows of `k` floats, `ld` apart, and `panel` `k × NR` elements.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn tile_v3<T: Panel>(
-        acc: &mut [[f32; NR]; 8],
+        acc: &mut Acc,
         rows: usize,
         x: &[f32],
         ld: usize,
         k: usize,
         panel: &[T],
     ) {
-        debug_assert!(rows <= 8 && (rows == 0 || x.len() >= (rows - 1) * ld + k));
+        debug_assert!(rows <= MR && (rows == 0 || x.len() >= (rows - 1) * ld + k));
         debug_assert!(panel.len() >= k * NR);
         let mut r = 0;
         while r < rows {
@@ -599,7 +616,7 @@ pub(super) mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const MR: usize, T: Panel>(
-        acc: &mut [[f32; NR]; 8],
+        acc: &mut Acc,
         x: *const f32,
         ld: usize,
         k: usize,

@@ -82,10 +82,10 @@ fn avx2_tile_equals_the_generic_tile_bit_for_bit() {
         return;
     }
     let k = 37;
-    let x: Vec<f32> = (0..8 * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.137).collect();
+    let x: Vec<f32> = (0..MR * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.137).collect();
     let panel: Vec<f32> = (0..k * NR).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.213).collect();
-    for rows in 1..=8 {
-        let (mut a, mut b) = ([[0f32; NR]; 8], [[0f32; NR]; 8]);
+    for rows in 1..=MR {
+        let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
         tile_generic(&mut a, rows, &x[..rows * k], k, k, &panel);
         // SAFETY: AVX2, FMA and F16C were detected above; the lengths fit.
         unsafe { x86::tile_v3(&mut b, rows, &x[..rows * k], k, k, &panel) };
