@@ -49,7 +49,7 @@ pub mod kernels {
     pub use crate::bert::forward::gemm_acc;
     pub use crate::bert::half::{BF16, F16};
     pub use crate::bert::packed::{Packed, pack_panels};
-    pub use crate::bert::simd::{NR, Panel, level, panel_matmul_acc};
+    pub use crate::bert::simd::{Acc, MR, NR, Panel, level, panel_matmul_acc};
 }
 pub use server::{
     HostConfig, HostError, HostLock, StopReason, acquire, bind, raise_fd_limit, serve,
