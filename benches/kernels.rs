@@ -1,6 +1,6 @@
 //! The matrix kernels of the encoder's linear layers over packed weight
-//! panels in f32, f16 and bf16: the measurement behind the `weights`
-//! setting.
+//! panels in f32, f16, bf16 and int8, and on AMX tiles: the measurement
+//! behind the `weights` setting.
 //!
 //! `query_*`: the small-batch kernel a single query runs (`m` rows, one per
 //! token). One iteration is the four products of every layer of
@@ -26,7 +26,8 @@
 use std::sync::OnceLock;
 
 use vembed_host::kernels::{
-    BF16, F16, Packed, Panel, gemm_acc, level, pack_panels, panel_matmul_acc, panel_matmul_bulk,
+    BF16, F16, I8, Packed, Panel, gemm_acc, level, pack_panels, pack_panels_i8, panel_matmul_acc,
+    panel_matmul_bulk,
 };
 
 const LAYERS: usize = 6;
@@ -44,38 +45,55 @@ fn weights(n: usize, k: usize, seed: usize) -> Vec<f32> {
     (0..n * k).map(|i| (((i * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) * 1e-4).collect()
 }
 
-fn packed<T: Panel>() -> Vec<Packed<T>> {
+/// Every layer's products packed as `T`, with int8's column scales.
+type Set<T> = Vec<(Packed<T>, Option<Vec<f32>>)>;
+
+fn packed<T: Panel>() -> Set<T> {
     let mut out = Vec::new();
     for l in 0..LAYERS {
         for (s, &(n, k)) in SHAPES.iter().enumerate() {
-            out.push(pack_panels(&weights(n, k, l * 4 + s), k));
+            out.push((pack_panels(&weights(n, k, l * 4 + s), k), None));
         }
     }
     out
 }
 
-fn f32_panels() -> &'static Vec<Packed<f32>> {
-    static P: OnceLock<Vec<Packed<f32>>> = OnceLock::new();
+fn i8_panels() -> &'static Set<I8> {
+    static P: OnceLock<Set<I8>> = OnceLock::new();
+    P.get_or_init(|| {
+        let mut out = Vec::new();
+        for l in 0..LAYERS {
+            for (s, &(n, k)) in SHAPES.iter().enumerate() {
+                let (p, scale) = pack_panels_i8(&weights(n, k, l * 4 + s), k);
+                out.push((p, Some(scale)));
+            }
+        }
+        out
+    })
+}
+
+fn f32_panels() -> &'static Set<f32> {
+    static P: OnceLock<Set<f32>> = OnceLock::new();
     P.get_or_init(packed)
 }
 
-fn f16_panels() -> &'static Vec<Packed<F16>> {
-    static P: OnceLock<Vec<Packed<F16>>> = OnceLock::new();
+fn f16_panels() -> &'static Set<F16> {
+    static P: OnceLock<Set<F16>> = OnceLock::new();
     P.get_or_init(packed)
 }
 
-fn bf16_panels() -> &'static Vec<Packed<BF16>> {
-    static P: OnceLock<Vec<Packed<BF16>>> = OnceLock::new();
+fn bf16_panels() -> &'static Set<BF16> {
+    static P: OnceLock<Set<BF16>> = OnceLock::new();
     P.get_or_init(packed)
 }
 
-fn encoder<T: Panel>(panels: &[Packed<T>], m: usize) -> f32 {
+fn encoder<T: Panel>(panels: &Set<T>, m: usize) -> f32 {
     let x: Vec<f32> = (0..m * I).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
     let mut sum = 0.0;
-    for (i, p) in panels.iter().enumerate() {
+    for (i, (p, scale)) in panels.iter().enumerate() {
         let (n, k) = SHAPES[i % SHAPES.len()];
         let mut y = vec![0f32; m * n];
-        panel_matmul_acc(&mut y, n, n, &x[..m * k], k, p, None);
+        panel_matmul_acc(&mut y, n, n, &x[..m * k], k, p, scale.as_deref());
         sum += y[0];
     }
     sum
@@ -99,6 +117,13 @@ fn query_f16(bencher: divan::Bencher, m: usize) {
 #[divan::bench(args = [1, 8, 10])]
 fn query_bf16(bencher: divan::Bencher, m: usize) {
     let p = bf16_panels();
+    bencher.bench(|| encoder(divan::black_box(p), m));
+}
+
+/// The same with int8 weights and a scale per column.
+#[divan::bench(args = [1, 8, 10])]
+fn query_int8(bencher: divan::Bencher, m: usize) {
+    let p = i8_panels();
     bencher.bench(|| encoder(divan::black_box(p), m));
 }
 
@@ -148,13 +173,13 @@ fn bulk_gemm(bencher: divan::Bencher) {
     });
 }
 
-fn bulk<T: Panel>(panels: &[Packed<T>]) -> f32 {
+fn bulk<T: Panel>(panels: &Set<T>) -> f32 {
     let x = bulk_x();
     let mut sum = 0.0;
-    for (i, p) in panels.iter().enumerate() {
+    for (i, (p, scale)) in panels.iter().enumerate() {
         let (n, k) = SHAPES[i % SHAPES.len()];
         let mut y = vec![0f32; BULK_M * n];
-        panel_matmul_bulk(&mut y, n, &x[..BULK_M * k], k, p, None, true);
+        panel_matmul_bulk(&mut y, n, &x[..BULK_M * k], k, p, scale.as_deref(), true);
         sum += y[0];
     }
     sum
@@ -181,6 +206,14 @@ fn bulk_f16_panels(bencher: divan::Bencher) {
 fn bulk_bf16_panels(bencher: divan::Bencher) {
     pool();
     let p = bf16_panels();
+    bencher.bench(|| bulk(divan::black_box(p)));
+}
+
+/// The same batch over int8 panels.
+#[divan::bench(sample_count = 20)]
+fn bulk_int8_panels(bencher: divan::Bencher) {
+    pool();
+    let p = i8_panels();
     bencher.bench(|| bulk(divan::black_box(p)));
 }
 

@@ -48,6 +48,7 @@ pub mod kernels {
     pub use crate::bert::bulk::panel_matmul_bulk;
     pub use crate::bert::forward::gemm_acc;
     pub use crate::bert::half::{BF16, F16};
+    pub use crate::bert::int8::{I8, pack_panels_i8};
     pub use crate::bert::packed::{Packed, pack_panels};
     pub use crate::bert::simd::{Acc, MR, NR, Panel, level, panel_matmul_acc};
 }
