@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use super::forward::SendPtr;
 use super::half::BF16;
 use super::packed::Packed;
 use super::simd::{Panel, add_row};
@@ -137,7 +138,7 @@ pub fn matmul_acc(y: &mut [f32], x: &[f32], w: &AmxWeight, per: usize, run: Runn
     let pairs = n.div_ceil(32);
     let per = if per == 0 { pairs } else { per.min(pairs) };
     let chunks = pairs.div_ceil(per);
-    let y_ptr = YPtr(y.as_mut_ptr());
+    let y_ptr = SendPtr(y.as_mut_ptr());
     run(row_blocks * chunks, &move |job| {
         XB.with_borrow_mut(|xb| {
             let (rb, cc) = (job / chunks, job % chunks);
@@ -186,38 +187,14 @@ thread_local! {
     static XB: std::cell::RefCell<Vec<BF16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Rounds rows of `x` (each `k` long) to bf16 into `dst` (rows of `kp`).
-fn to_bf16(dst: &mut [BF16], x: &[f32], k: usize, kp: usize) {
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn wide(dst: &mut [BF16], x: &[f32], k: usize, kp: usize) {
+multiversion! {
+    /// Rounds rows of `x` (each `k` long) to bf16 into `dst` (rows of `kp`).
+    fn to_bf16(dst: &mut [BF16], x: &[f32], k: usize, kp: usize) {
         for (d, row) in dst.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
             for (o, &v) in d.iter_mut().zip(row) {
                 *o = round_bf16(v);
             }
         }
-    }
-    if std::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: AVX-512F and BW were detected (every AMX CPU has them).
-        unsafe { wide(dst, x, k, kp) }
-    } else {
-        for (d, row) in dst.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
-            for (o, &v) in d.iter_mut().zip(row) {
-                *o = round_bf16(v);
-            }
-        }
-    }
-}
-
-/// `y`'s pointer, shared by jobs that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct YPtr(*mut f32);
-// SAFETY: used only for disjoint writes, as the use site explains.
-unsafe impl Send for YPtr {}
-// SAFETY: as above.
-unsafe impl Sync for YPtr {}
-impl YPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -69,16 +69,6 @@ fn chunk<T: Panel>(
     let block = if simd::level() == Level::V3 { 6 } else { 8 };
     let groups = m.div_ceil(block);
     let mut acc = vec![[[0f32; NR]; MR]; groups];
-    // x re-laid so each (run of k, register block) is `rows × kc`, contiguous.
-    let mut xp = vec![0f32; m * k];
-    let mut at = 0;
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
-        for r in 0..m {
-            xp[at..at + kc].copy_from_slice(&x[r * k + k0..r * k + k0 + kc]);
-            at += kc;
-        }
-    }
     for (p, panel) in panels.chunks_exact(k * NR).take(n.div_ceil(NR)).enumerate() {
         acc.iter_mut().for_each(|a| *a = [[0f32; NR]; MR]);
         for k0 in (0..k).step_by(KC) {
@@ -87,8 +77,8 @@ fn chunk<T: Panel>(
             for (g, a) in acc.iter_mut().enumerate() {
                 let r = g * block;
                 let rows = block.min(m - r);
-                let xs = &xp[k0 * m + r * kc..k0 * m + (r + rows) * kc];
-                T::tile(a, rows, xs, kc, kc, run);
+                let xs = &x[r * k + k0..(r + rows - 1) * k + k0 + kc];
+                T::tile(a, rows, xs, k, kc, run);
             }
         }
         let c = p * NR;

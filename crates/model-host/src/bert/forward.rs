@@ -202,13 +202,13 @@ thread_local! {
 /// A raw pointer that may cross to rayon's threads: each task writes a
 /// disjoint part of the buffer it points into.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: used only for disjoint writes, as each use site explains.
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }

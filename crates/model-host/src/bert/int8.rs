@@ -50,7 +50,7 @@ pub fn pack_panels_i8(w: &[f32], k: usize) -> (Packed<I8>, Vec<f32>) {
 mod tests {
     use super::*;
     use crate::bert::bulk::panel_matmul_bulk;
-    use crate::bert::simd::{self, MR, level};
+    use crate::bert::simd::{self, MR};
 
     fn data(k: usize, n: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
         let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.137).collect();
@@ -65,32 +65,8 @@ mod tests {
         let k = 37;
         let (x, w) = data(k, NR, MR);
         let (q, _) = pack_panels_i8(&w, k);
-        let values: Vec<f32> = q.iter().map(|b| b.to_f32()).collect();
-        assert!(values.iter().any(|&v| v == 127.0 || v == -127.0), "a column's largest is ±127");
-        for rows in 1..=MR {
-            let xr = &x[..rows * k];
-            let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
-            f32::tile(&mut a, rows, xr, k, k, &values);
-            I8::tile(&mut b, rows, xr, k, k, &q);
-            assert_eq!(a, b, "rows {rows} at {:?}", level());
-            let (mut c, mut d) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
-            simd::tile_generic(&mut c, rows, xr, k, k, &values);
-            simd::tile_generic(&mut d, rows, xr, k, k, &q);
-            assert_eq!(c, d, "generic, rows {rows}");
-            #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2")
-                && std::is_x86_feature_detected!("fma")
-                && std::is_x86_feature_detected!("f16c")
-            {
-                let (mut e, mut f) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
-                // SAFETY: AVX2, FMA and F16C were detected; the lengths fit.
-                unsafe {
-                    simd::x86::tile_v3(&mut e, rows, xr, k, k, &values);
-                    simd::x86::tile_v3(&mut f, rows, xr, k, k, &q);
-                }
-                assert_eq!(e, f, "avx2, rows {rows}");
-            }
-        }
+        assert!(q.iter().any(|b| b.0 == 127 || b.0 == -127), "a column's largest is ±127");
+        simd::tests::tiles_equal_the_f32_tiles(&x, k, &q);
     }
 
     /// With the scales applied the product is within int8's rounding of

@@ -110,3 +110,35 @@ fn panel_matmul_matches_naive() {
         }
     }
 }
+
+/// Every form of the tile (this CPU's level, the generic one, and AVX2
+/// where the CPU has it) over `panel` equals the same form over its
+/// elements' f32 values, bit for bit, for every row count: a format only
+/// changes how weights are stored, never the arithmetic.
+pub(in crate::bert) fn tiles_equal_the_f32_tiles<T: Panel>(x: &[f32], k: usize, panel: &[T]) {
+    let values: Vec<f32> = panel.iter().map(|v| v.to_f32()).collect();
+    for rows in 1..=MR {
+        let xr = &x[..rows * k];
+        let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
+        f32::tile(&mut a, rows, xr, k, k, &values);
+        T::tile(&mut b, rows, xr, k, k, panel);
+        assert_eq!(a, b, "{:?}, rows {rows} at {:?}", T::FORMAT, level());
+        let (mut c, mut d) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
+        tile_generic(&mut c, rows, xr, k, k, &values);
+        tile_generic(&mut d, rows, xr, k, k, panel);
+        assert_eq!(c, d, "{:?}, generic, rows {rows}", T::FORMAT);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+        {
+            let (mut e, mut f) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
+            // SAFETY: AVX2, FMA and F16C were detected; the lengths fit.
+            unsafe {
+                x86::tile_v3(&mut e, rows, xr, k, k, &values);
+                x86::tile_v3(&mut f, rows, xr, k, k, panel);
+            }
+            assert_eq!(e, f, "{:?}, avx2, rows {rows}", T::FORMAT);
+        }
+    }
+}
