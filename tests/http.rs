@@ -30,6 +30,12 @@ impl HttpHost {
     /// and waits for its ready line (panicking with its error line otherwise).
     pub fn start(env: &Env, extra: &[&str]) -> HttpHost {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        HttpHost::start_on(env, addr, extra)
+    }
+
+    /// Starts a host serving HTTP on `addr` (to bring one back on the port
+    /// a killed one had).
+    pub fn start_on(env: &Env, addr: SocketAddr, extra: &[&str]) -> HttpHost {
         let listen = addr.to_string();
         let mut args = vec!["--http-listen", listen.as_str()];
         args.extend_from_slice(extra);

@@ -13,6 +13,7 @@ mod models;
 mod parity;
 mod precision;
 mod python;
+mod remote;
 mod search_eval;
 mod search_modes;
 mod security;

@@ -266,6 +266,15 @@ impl Client {
         }
     }
 
+    /// The host's remote models: each service's URL (without secrets), its
+    /// calls, errors and latency. Empty when every model is local.
+    pub fn upstreams(&mut self) -> Result<Vec<vembed_protocol::UpstreamStatus>> {
+        match self.call(Request::Upstreams)? {
+            Response::Upstreams(u) => Ok(u),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Asks the host to stop once requests in flight are answered.
     pub fn shutdown(&mut self) -> Result<()> {
         match self.call(Request::Shutdown)? {
@@ -555,6 +564,7 @@ fn unexpected(r: &Response) -> Error {
         Response::SearchResults(_) => "SearchResults",
         Response::ToolSelections(_) => "ToolSelections",
         Response::RankedResults(_) => "RankedResults",
+        Response::Upstreams(_) => "Upstreams",
     };
     Error::Protocol(format!("unexpected {name} reply"))
 }

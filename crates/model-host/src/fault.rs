@@ -10,7 +10,9 @@
 //! - `team`: a chunk of the small-batch team panics during the forward pass
 //!   of a batch holding [`MARKER`] (on a helper thread when one takes part);
 //! - `finish`: building the answer of a job holding [`MARKER`] panics;
-//! - `indexer`: the first indexing job of the host panics.
+//! - `indexer`: the first indexing job of the host panics;
+//! - `delay`: a forward pass of a batch holding [`MARKER`] first sleeps
+//!   [`DELAY`] (a slow service, for the tests of remote models).
 //!
 //! When the variable is unset every hook is one relaxed load of a flag.
 
@@ -21,11 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The text that triggers the armed faults.
 pub const MARKER: &str = "vembed test fault marker";
 
+/// How long the `delay` fault holds a marked forward pass.
+pub const DELAY: std::time::Duration = std::time::Duration::from_secs(4);
+
 #[derive(Default)]
 struct Faults {
     backend: bool,
     team: bool,
     finish: bool,
+    delay: bool,
     indexer: AtomicBool,
     /// The token ids of [`MARKER`], set by the first model that loads.
     marker: OnceLock<Vec<u32>>,
@@ -50,6 +56,7 @@ fn faults() -> Option<&'static Faults> {
                 backend: has("backend"),
                 team: has("team"),
                 finish: has("finish"),
+                delay: has("delay"),
                 indexer: AtomicBool::new(has("indexer")),
                 marker: OnceLock::new(),
             })
@@ -80,6 +87,9 @@ pub fn before_forward(ids: &[impl AsRef<[u32]>]) {
     let Some(f) = faults() else { return };
     if !is_marked(ids) {
         return;
+    }
+    if f.delay {
+        std::thread::sleep(DELAY);
     }
     if f.backend {
         panic!("injected fault: the backend panics on the marked text");

@@ -68,6 +68,9 @@ pub enum IndexerError {
     /// The job failed in the queue.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// The snippets could not be prepared for the model.
+    #[error(transparent)]
+    Infer(#[from] crate::infer::InferError),
     /// The host stopped while the job waited.
     #[error("the host stopped")]
     Stopped,
@@ -100,6 +103,18 @@ pub struct Indexer {
     queue: Queue,
     jobs: Mutex<HashMap<PathBuf, Arc<Running>>>,
     writers: Mutex<HashMap<PathBuf, Arc<IndexWriter>>>,
+}
+
+impl IndexerError {
+    /// The wire code: `Upstream` when a remote model's service failed (the
+    /// index keeps what was committed; run the job again), else `Index`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IndexerError::Job(e) if e.code() == ErrorCode::Upstream => ErrorCode::Upstream,
+            IndexerError::Infer(e) if e.code() == ErrorCode::Upstream => ErrorCode::Upstream,
+            _ => ErrorCode::Index,
+        }
+    }
 }
 
 /// A refusal of an index job or search, as every front door answers it.
@@ -214,7 +229,7 @@ impl Indexer {
                     // unusable: the next job opens the index afresh.
                     me.writers.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
                     job.send(&Response::Error(ErrorReply {
-                        code: ErrorCode::Index,
+                        code: e.code(),
                         message: e.to_string(),
                     }));
                 }
@@ -390,12 +405,12 @@ impl Indexer {
             Ok(())
         };
         for group in texts.chunks(EMBED_CHUNKS) {
-            let ids = group.iter().map(|t| embedder.tokenize(t)).collect::<Result<Vec<_>, _>>()?;
+            let input = crate::infer::prepare(embedder, group)?;
             let (tx, rx) = crossbeam_channel::bounded(1);
             loop {
                 let job = Job {
                     model,
-                    ids: ids.clone(),
+                    input: input.clone(),
                     reply: Box::new(tx.clone()),
                     received: Instant::now(),
                     cached: None,

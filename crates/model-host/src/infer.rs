@@ -13,7 +13,8 @@ use std::time::Instant;
 use vembed_protocol::{EmbedRequest, ErrorCode, Limits, ModelRef};
 
 use crate::cache::{self, EmbedCache, TextHash};
-use crate::queue::{CachedJob, Job, JobError, Queue, Respond, SubmitError};
+use crate::model::Embedder;
+use crate::queue::{CachedJob, Input, Job, JobError, Queue, Respond, SubmitError};
 use crate::registry::Registry;
 
 /// Why a request was not embedded.
@@ -76,7 +77,8 @@ impl InferError {
             InferError::UnknownModel { .. } => ErrorCode::UnknownModel,
             InferError::ShuttingDown => ErrorCode::ShuttingDown,
             InferError::Overloaded { .. } => ErrorCode::Overloaded,
-            InferError::Tokenizer(_) | InferError::Job(_) => ErrorCode::Internal,
+            InferError::Job(e) => e.code(),
+            InferError::Tokenizer(_) => ErrorCode::Internal,
         }
     }
 }
@@ -179,22 +181,42 @@ impl Infer {
         } else {
             (all.iter().map(String::as_str).collect(), None)
         };
-        let mut ids = Vec::with_capacity(texts.len());
-        for t in texts {
-            // The tokenizer is third-party code fed untrusted text: a panic in
-            // it becomes this request's error, not a dead connection.
-            let tokenized =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embedder.tokenize(t)))
-                    .unwrap_or_else(|_| {
-                        Err(crate::model::ModelError::Tokenizer("tokenizer panicked".into()))
-                    });
-            ids.push(tokenized.map_err(|e| InferError::Tokenizer(e.to_string()))?);
-        }
+        let input = prepare(&embedder, &texts)?;
         let reply_bytes = vembed_protocol::embeddings_reply_bytes(all.len(), embedder.dim());
-        let job = Job { model, ids, reply: reply(reply_bytes), received, cached };
+        let job = Job { model, input, reply: reply(reply_bytes), received, cached };
         self.queue.submit(job).map_err(|e| match e {
             SubmitError::Overloaded { queued, limit } => InferError::Overloaded { queued, limit },
             SubmitError::ShuttingDown => InferError::ShuttingDown,
         })
     }
+}
+
+/// What a job of `embedder` embeds for `texts`: their token ids for a local
+/// model; for a remote one, whose service tokenizes, the texts with their
+/// token counts (capped at its input limit; 0 when they would be guesses).
+pub fn prepare<T: AsRef<str>>(embedder: &Embedder, texts: &[T]) -> Result<Input, InferError> {
+    if embedder.is_remote() {
+        let max = embedder.max_seq_length();
+        let exact = embedder.counts_exactly();
+        let mut tokens = Vec::with_capacity(texts.len());
+        for t in texts {
+            let n = if exact { guarded(|| embedder.count_tokens(t.as_ref()))?.min(max) } else { 0 };
+            tokens.push(n as u32);
+        }
+        let texts = texts.iter().map(|t| t.as_ref().to_string()).collect();
+        return Ok(Input::Texts { texts, tokens });
+    }
+    let ids = texts
+        .iter()
+        .map(|t| guarded(|| embedder.tokenize(t.as_ref())))
+        .collect::<Result<_, _>>()?;
+    Ok(Input::Ids(ids))
+}
+
+/// Runs the tokenizer, third-party code fed untrusted text: a panic in it
+/// becomes this request's error, not a dead connection.
+fn guarded<R>(f: impl FnOnce() -> Result<R, crate::model::ModelError>) -> Result<R, InferError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(crate::model::ModelError::Tokenizer("tokenizer panicked".into())))
+        .map_err(|e| InferError::Tokenizer(e.to_string()))
 }

@@ -8,6 +8,7 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 use crate::backend::candle::CandleBackend;
 use crate::backend::native::NativeBackend;
+use crate::backend::remote::{self, RemoteBackend, RemoteError};
 use crate::backend::{Backend, BackendError, Batch};
 use crate::bert::{self, Bert};
 use crate::pipeline::{Pipeline, read_json};
@@ -50,6 +51,9 @@ pub enum ModelError {
     /// The warm-up forward pass failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// A remote model could not be set up.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     /// Reduced-precision weights were asked for and cannot be used: they
     /// failed the quality gate on this model, or the engine has no such form.
     #[error("{model}: weights = \"{precision}\" refused: {message}")]
@@ -72,6 +76,8 @@ pub enum Engine {
     Native,
     /// candle-transformers' stock `BertModel`, batches padded.
     Candle,
+    /// A remote embedding service (`[remote.NAME]` in settings).
+    Remote,
 }
 
 impl std::str::FromStr for Engine {
@@ -120,12 +126,29 @@ pub struct Embedder {
     pub identity: String,
     /// How the linear layers' weights are held.
     pub precision: Precision,
-    pipeline: Pipeline,
-    tokenizer: Tokenizer,
-    /// The same tokenizer without truncation, to count a text's full length.
-    counter: Tokenizer,
+    /// None for a remote model: its service pools and normalizes.
+    pipeline: Option<Pipeline>,
+    /// None for a remote model: its service tokenizes.
+    tokenizer: Option<Tokenizer>,
+    /// Counts a text's full length.
+    counter: Counter,
+    max_seq_length: usize,
     backend: Box<dyn Backend>,
 }
+
+/// How a model counts a text's tokens.
+enum Counter {
+    /// Exactly, with the model's tokenizer (truncation off).
+    Tokenizer(Tokenizer),
+    /// Exactly for OpenAI's embedding models: cl100k_base.
+    Cl100k,
+    /// An estimate for a remote model without a local tokenizer: one
+    /// token per 4 bytes.
+    Estimate,
+}
+
+/// Bytes per token a remote model without a tokenizer is estimated at.
+const BYTES_PER_TOKEN: usize = 4;
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,10 +200,7 @@ impl Embedder {
             .map_err(|message| ModelError::Config { path: weights_path.clone(), message })?;
         drop(weights);
         let tok_path = dir.join("tokenizer.json");
-        let mut counter = Tokenizer::from_file(&tok_path)
-            .map_err(|e| ModelError::Config { path: tok_path.clone(), message: e.to_string() })?;
-        counter.with_padding(None);
-        counter.with_truncation(None).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let counter = untruncated(&tok_path)?;
         let mut tokenizer = Tokenizer::from_file(&tok_path)
             .map_err(|e| ModelError::Config { path: tok_path.clone(), message: e.to_string() })?;
         // tokenizer.json may carry its own truncation and fixed padding (all-MiniLM-L6-v2:
@@ -209,7 +229,7 @@ impl Embedder {
                     Err(e) => return Err(e.into()),
                 }
             }
-            Engine::Candle => None,
+            Engine::Candle | Engine::Remote => None,
         };
         let refuse = |message: String| ModelError::Precision {
             model: name.to_string(),
@@ -255,7 +275,9 @@ impl Embedder {
             }
             None if precision != Precision::F32 => {
                 return Err(refuse(match engine {
-                    Engine::Candle => "the candle engine runs f32 weights only".to_string(),
+                    Engine::Candle | Engine::Remote => {
+                        "the candle engine runs f32 weights only".to_string()
+                    }
                     Engine::Native => {
                         "the native encoder does not implement this model, and candle runs f32 weights only"
                             .to_string()
@@ -284,9 +306,10 @@ impl Embedder {
             files,
             identity,
             precision,
-            pipeline,
-            tokenizer,
-            counter,
+            max_seq_length: pipeline.max_seq_length,
+            pipeline: Some(pipeline),
+            tokenizer: Some(tokenizer),
+            counter: Counter::Tokenizer(counter),
             backend,
         };
         if crate::fault::armed() {
@@ -299,34 +322,103 @@ impl Embedder {
         Ok(embedder)
     }
 
+    /// Sets up the remote model `name` (`[remote.NAME]` in settings): its
+    /// API key, its dimension (declared, or asked of the service), and what
+    /// counts its tokens.
+    pub fn remote(name: &str, config: &vembed_models::RemoteModel) -> Result<Embedder, ModelError> {
+        let backend = RemoteBackend::connect(name, config)?;
+        let (counter, local_max) = match &config.tokenizer {
+            Some(t) => {
+                let dir = vembed_models::resolve(t).map_err(|e| {
+                    ModelError::Store(format!("[remote.{name}] tokenizer {t:?}: {e}"))
+                })?;
+                let max = crate::pipeline::read_pipeline(&dir.path).ok().map(|p| p.max_seq_length);
+                (Counter::Tokenizer(untruncated(&dir.path.join("tokenizer.json"))?), max)
+            }
+            None if config.provider == vembed_models::Provider::Openai => (Counter::Cl100k, None),
+            None => (Counter::Estimate, None),
+        };
+        let max_seq_length = config
+            .max_input_tokens
+            .map(|n| n as usize)
+            .or(local_max)
+            .unwrap_or(config.provider.default_max_input_tokens() as usize);
+        let dim = backend.dim();
+        Ok(Embedder {
+            name: name.to_string(),
+            sha256: String::new(),
+            path: PathBuf::from(config.public_url()),
+            files: Vec::new(),
+            identity: remote::identity(config, dim),
+            precision: Precision::F32,
+            pipeline: None,
+            tokenizer: None,
+            counter,
+            max_seq_length,
+            backend: Box::new(backend),
+        })
+    }
+
     /// Embedding dimension.
     pub fn dim(&self) -> usize {
         self.backend.dim()
     }
 
-    /// Word pieces kept per text.
+    /// Tokens kept per text: word pieces for a local model, the service's
+    /// input limit for a remote one.
     pub fn max_seq_length(&self) -> usize {
-        self.pipeline.max_seq_length
+        self.max_seq_length
     }
 
-    /// The pipeline read from the folder.
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+    /// The pipeline read from the folder; none for a remote model.
+    pub fn pipeline(&self) -> Option<&Pipeline> {
+        self.pipeline.as_ref()
     }
 
-    /// Word pieces of one text with special tokens, without truncation: what
-    /// the model would see if it had no limit.
+    /// Whether its vectors come out unit length: as its pipeline says for a
+    /// local model; always for a remote one (OpenAI's and Ollama's are, and
+    /// TEI is asked to normalize).
+    pub fn normalizes(&self) -> bool {
+        self.pipeline.as_ref().is_none_or(|p| p.normalize)
+    }
+
+    /// Whether this is a remote model (its service tokenizes and embeds).
+    pub fn is_remote(&self) -> bool {
+        self.backend.feed().is_some()
+    }
+
+    /// Whether [`Embedder::count_tokens`] is exact rather than an estimate.
+    pub fn counts_exactly(&self) -> bool {
+        !matches!(self.counter, Counter::Estimate)
+    }
+
+    /// Tokens of one text (special tokens included), without truncation:
+    /// what the model would see if it had no limit. An estimate for a remote
+    /// model without a tokenizer ([`Embedder::counts_exactly`]).
     pub fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
-        let enc = self
-            .counter
-            .encode_fast(text, true)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        Ok(enc.get_ids().len())
+        match &self.counter {
+            Counter::Tokenizer(t) => {
+                let enc =
+                    t.encode_fast(text, true).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+                Ok(enc.get_ids().len())
+            }
+            Counter::Cl100k => Ok(tiktoken_rs::cl100k_base_singleton().encode_ordinary(text).len()),
+            Counter::Estimate => Ok(text.len().div_ceil(BYTES_PER_TOKEN)),
+        }
     }
 
     /// Token ids of one text, with special tokens, truncated to `max_seq_length`.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        tokenize(&self.tokenizer, text)
+        tokenize(self.local_tokenizer()?, text)
+    }
+
+    fn local_tokenizer(&self) -> Result<&Tokenizer, ModelError> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            ModelError::Tokenizer(format!(
+                "{} is a remote model: its service tokenizes, and token ids are not available here",
+                self.name
+            ))
+        })
     }
 
     /// The tokens of one text as TEI's `/tokenize` lists them: id, text,
@@ -338,7 +430,10 @@ impl Embedder {
         add_special_tokens: bool,
         truncate: bool,
     ) -> Result<Vec<TokenInfo>, ModelError> {
-        let tok = if truncate { &self.tokenizer } else { &self.counter };
+        let tok = match (&self.counter, truncate) {
+            (Counter::Tokenizer(c), false) if self.tokenizer.is_some() => c,
+            _ => self.local_tokenizer()?,
+        };
         let enc = tok
             // `encode` tracks byte offsets; `encode_fast` does not.
             .encode(text, add_special_tokens)
@@ -377,6 +472,23 @@ impl Embedder {
         self.backend.release_buffers();
     }
 
+    /// How a remote model is fed (texts per call, calls in flight); none
+    /// for a local model, whose jobs go through the batcher.
+    pub fn feed(&self) -> Option<crate::backend::Feed> {
+        self.backend.feed()
+    }
+
+    /// A remote model's service and counters.
+    pub fn upstream(&self) -> Option<vembed_protocol::UpstreamStatus> {
+        self.backend.upstream()
+    }
+
+    /// Embeds texts on a remote model's service (one call, retried as its
+    /// settings say). Returns `texts.len() * dim()` floats.
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<f32>, BackendError> {
+        self.backend.embed(Batch { ids: &[], texts })
+    }
+
     /// Embeds texts given as token ids in one forward pass.
     /// Returns `ids.len() * dim()` floats.
     pub fn embed_ids<T: AsRef<[u32]>>(&self, ids: &[T]) -> Result<Vec<f32>, BackendError> {
@@ -392,8 +504,18 @@ impl Embedder {
         let _disarm = Disarm;
         crate::fault::before_forward(ids);
         let rows: Vec<&[u32]> = ids.iter().map(AsRef::as_ref).collect();
-        self.backend.embed(Batch { ids: &rows })
+        self.backend.embed(Batch { ids: &rows, texts: &[] })
     }
+}
+
+/// The tokenizer in `path` with truncation and padding off, to count a
+/// text's full length.
+fn untruncated(path: &Path) -> Result<Tokenizer, ModelError> {
+    let mut t = Tokenizer::from_file(path)
+        .map_err(|e| ModelError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+    t.with_padding(None);
+    t.with_truncation(None).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    Ok(t)
 }
 
 /// Token ids of one text, with special tokens, as `tokenizer` truncates.

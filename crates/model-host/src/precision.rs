@@ -58,7 +58,7 @@ impl GateReport {
 
 /// Embeds each probe text alone: one normalized or raw vector per text.
 pub fn embed_alone(backend: &dyn Backend, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, BackendError> {
-    ids.iter().map(|t| backend.embed(Batch { ids: &[t.as_slice()] })).collect()
+    ids.iter().map(|t| backend.embed(Batch { ids: &[t.as_slice()], texts: &[] })).collect()
 }
 
 /// Compares the reduced precision's embeddings with f32's, text by text.

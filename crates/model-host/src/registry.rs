@@ -22,6 +22,8 @@ pub struct Registry {
     loading: Mutex<()>,
     engine: Engine,
     precision: Precision,
+    /// The remote models settings define, by name.
+    remote: std::collections::BTreeMap<String, vembed_models::RemoteModel>,
 }
 
 impl Registry {
@@ -34,6 +36,7 @@ impl Registry {
             loading: Mutex::new(()),
             engine: settings.engine.parse().map_err(ModelError::Store)?,
             precision: settings.weights.parse().map_err(ModelError::Store)?,
+            remote: settings.remote.clone(),
         };
         let mut roles = Vec::new();
         for (role, name) in [
@@ -97,11 +100,15 @@ impl Registry {
     /// folder, or the same weights with the same pipeline) is loaded.
     fn load_named(&self, name: &str) -> Result<usize, ModelError> {
         let _one_at_a_time = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(config) = self.remote.get(name) {
+            return self.load_remote(name, config);
+        }
         let dir = vembed_models::resolve(name).map_err(|e| ModelError::Store(e.to_string()))?;
         let sha = dir.sha256().map_err(|e| ModelError::Store(e.to_string()))?;
         let pipeline = read_pipeline(&dir.path).ok();
         if let Some(i) = self.read().iter().position(|m| {
-            m.path == dir.path || (m.sha256 == sha && Some(m.pipeline()) == pipeline.as_ref())
+            m.path == dir.path
+                || (m.sha256 == sha && m.pipeline().is_some() && m.pipeline() == pipeline.as_ref())
         }) {
             return Ok(i);
         }
@@ -126,6 +133,43 @@ impl Registry {
         let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
         models.push(Arc::new(e));
         Ok(models.len() - 1)
+    }
+
+    /// Sets up a remote model, unless it is set up already.
+    fn load_remote(
+        &self,
+        name: &str,
+        config: &vembed_models::RemoteModel,
+    ) -> Result<usize, ModelError> {
+        if let Some(i) = self.read().iter().position(|m| m.name == name) {
+            return Ok(i);
+        }
+        if self.read().len() >= MAX_MODELS {
+            return Err(ModelError::Store(format!("{MAX_MODELS} models are loaded already")));
+        }
+        let started = std::time::Instant::now();
+        let e = Embedder::remote(name, config)?;
+        tracing::info!(
+            "remote model {name}: {} service at {} (model {:?}), dim {} ({}), max input {} tokens ({}), {} texts per call, {} calls in flight, set up in {:?}",
+            config.provider.name(),
+            config.public_url(),
+            config.model,
+            e.dim(),
+            if config.dimensions.is_some() { "declared" } else { "discovered" },
+            e.max_seq_length(),
+            if e.counts_exactly() { "counted exactly" } else { "estimated at 4 bytes per token" },
+            config.max_texts_per_call,
+            config.concurrency,
+            started.elapsed()
+        );
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        models.push(Arc::new(e));
+        Ok(models.len() - 1)
+    }
+
+    /// The remote models' services and counters.
+    pub fn upstreams(&self) -> Vec<vembed_protocol::UpstreamStatus> {
+        self.read().iter().filter_map(|m| m.upstream()).collect()
     }
 
     /// What the handshake and status report for each instance.

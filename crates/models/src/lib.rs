@@ -14,12 +14,14 @@
 pub mod os;
 pub mod paths;
 pub mod private_dir;
+pub mod remote;
 pub mod settings;
 mod standin;
 mod store;
 
 use std::path::PathBuf;
 
+pub use remote::{Provider, RemoteModel};
 pub use settings::{DEFAULT_MODEL, Settings};
 pub use standin::{make_standin, standin_name};
 pub use store::{

@@ -86,6 +86,29 @@ fn check_meta(dir: &Path, meta: &fs::Metadata) -> Result<(), UnsafePath> {
     Ok(())
 }
 
+/// The secret in `path` (a bearer token, an API key): the file must be
+/// this user's and readable by no one else (0600 or stricter), and hold one
+/// non-empty line. The error says what is wrong, never what the file holds.
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    let me = euid();
+    if meta.uid() != me {
+        return Err(format!("it is owned by uid {}, not by this user (uid {me})", meta.uid()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "its mode is {:04o}: other users may read it; chmod 600 it",
+            meta.mode() & 0o7777
+        ));
+    }
+    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let secret = text.trim();
+    if secret.is_empty() || secret.contains(char::is_whitespace) {
+        return Err("it must hold one token (no spaces) and nothing else".into());
+    }
+    Ok(secret.to_string())
+}
+
 /// Makes sure `dir` exists and passes [`check`]. A missing directory is
 /// created with `mkdir` mode 0700 (its parents as needed); one that exists,
 /// even if created by a racing process a moment ago, is checked as found and

@@ -1,11 +1,13 @@
 //! vembed's settings: defaults, then the config file, then environment
 //! variables, then command-line flags (each later source wins).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::remote::RemoteModel;
 
 /// The default unified model: the one any machine with a package registry
 /// can get offline.
@@ -61,6 +63,9 @@ pub struct Settings {
     /// A file (mode 0600, owned by this user) holding the bearer token every
     /// HTTP request must send; no token is asked for when unset.
     pub http_token_file: Option<PathBuf>,
+    /// Remote models by name (`[remote.NAME]` tables): embedding services
+    /// the host sends forward passes to. A role names one like any model.
+    pub remote: BTreeMap<String, RemoteModel>,
 }
 
 impl Default for Settings {
@@ -81,6 +86,7 @@ impl Default for Settings {
             http_listen: None,
             http_socket: None,
             http_token_file: None,
+            remote: BTreeMap::new(),
         }
     }
 }
@@ -115,10 +121,15 @@ impl Settings {
     /// Defaults overlaid with one config file; a missing file is not an error.
     pub fn from_file(path: &Path) -> Result<Settings, Error> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| Error::Config {
-                path: path.to_path_buf(),
-                message: e.message().to_string(),
-            }),
+            Ok(text) => {
+                let bad = |message: String| Error::Config { path: path.to_path_buf(), message };
+                let s: Settings =
+                    toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
+                for (name, remote) in &s.remote {
+                    remote.validate(name).map_err(bad)?;
+                }
+                Ok(s)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
             Err(e) => Err(Error::Io { path: path.to_path_buf(), source: e }),
         }
@@ -187,6 +198,11 @@ impl Settings {
     /// The model name code search uses.
     pub fn code_model(&self) -> &str {
         self.codebase_embedding_model.as_deref().unwrap_or(&self.unified_embedding_model)
+    }
+
+    /// The remote model a name refers to, if it names one.
+    pub fn remote_model(&self, name: &str) -> Option<&RemoteModel> {
+        self.remote.get(name)
     }
 }
 

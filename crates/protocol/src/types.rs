@@ -58,6 +58,9 @@ pub enum Request {
     /// ranking (tag 9). Answered with [`Response::RankedResults`]. The
     /// ranking is the one `vembed search` and the Rust API compute.
     SearchRanked(RankedSearchRequest),
+    /// Ask for the remote models' counters (tag 10). Answered with
+    /// [`Response::Upstreams`].
+    Upstreams,
 }
 
 /// Rank tools against requests.
@@ -365,6 +368,9 @@ pub enum Response {
     ToolSelections(ToolSelections),
     /// Results of a [`RankedSearchRequest`], best first (tag 9).
     RankedResults(Vec<RankedSearchHit>),
+    /// The remote models and their counters, for [`Request::Upstreams`]
+    /// (tag 10); empty when every model is local.
+    Upstreams(Vec<UpstreamStatus>),
 }
 
 /// What the host tells a client after a good handshake.
@@ -492,6 +498,10 @@ pub enum ErrorCode {
     /// The request decoded but its content is not valid (an empty or
     /// duplicate tool name, say); the message says what to change.
     InvalidRequest,
+    /// A remote model's service failed, was unreachable, or answered
+    /// something that is not the embeddings asked for; the message has its
+    /// HTTP status and what it said. Retry later; local models still serve.
+    Upstream,
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -541,6 +551,40 @@ pub struct HostStatus {
     pub limits: Limits,
     /// The embedding cache (`EmbedCached`).
     pub cache: CacheStatus,
+}
+
+/// A remote model: where its service is and how its calls go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamStatus {
+    /// The model's name in settings.
+    pub model: String,
+    /// The request shape: `openai`, `ollama` or `tei`.
+    pub provider: String,
+    /// The service's URL, without user info or query.
+    pub url: String,
+    /// The model name sent to the service.
+    pub remote_model: String,
+    /// Floats per vector.
+    pub dim: u32,
+    /// Calls in flight at most.
+    pub concurrency: u32,
+    /// Calls answered with embeddings.
+    pub calls: u64,
+    /// Texts embedded.
+    pub texts: u64,
+    /// Calls that failed after their retries.
+    pub errors: u64,
+    /// Retries made.
+    pub retries: u64,
+    /// Calls in flight now.
+    pub in_flight: u32,
+    /// Median call latency, microseconds, over the last 4096 calls
+    /// (retries included).
+    pub latency_p50_us: u64,
+    /// 99th percentile of the same.
+    pub latency_p99_us: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
 }
 
 /// Counters of the host's embedding cache.

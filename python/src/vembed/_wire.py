@@ -151,6 +151,7 @@ ERROR_CODES = (
     "Internal",
     "Index",
     "InvalidRequest",
+    "Upstream",
 )
 ERROR_CODE = Enum("ErrorCode", *((c, None) for c in ERROR_CODES))
 ERROR_REPLY = Struct("ErrorReply", ("code", ERROR_CODE), ("message", STR))

@@ -113,6 +113,11 @@ class InvalidRequest(HostError):
     code = "InvalidRequest"
 
 
+class UpstreamError(HostError):
+    code = "Upstream"
+    hint = "a remote model's service failed or is unreachable; local models still serve"
+
+
 _BY_CODE = {
     c.code: c
     for c in (
@@ -129,6 +134,7 @@ _BY_CODE = {
         InternalError,
         CodeIndexError,
         InvalidRequest,
+        UpstreamError,
     )
 }
 

@@ -9,8 +9,11 @@ pub(super) fn human_bytes(b: u64) -> String {
 pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
     let mut client = cli.client(None)?;
     let s = client.status()?;
+    let upstreams = client.upstreams()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        v["upstreams"] = serde_json::to_value(&upstreams)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!(
@@ -37,6 +40,25 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
                 human_bytes(f.resident_bytes),
                 human_bytes(f.bytes)
             );
+        }
+    }
+    for u in &upstreams {
+        println!(
+            "  remote model {}: {} {} (model {:?}, dim {}, concurrency {})",
+            u.model, u.provider, u.url, u.remote_model, u.dim, u.concurrency
+        );
+        println!(
+            "    calls {}, texts {}, errors {}, retries {}, in flight {}; latency p50 {:.1} ms, p99 {:.1} ms",
+            u.calls,
+            u.texts,
+            u.errors,
+            u.retries,
+            u.in_flight,
+            u.latency_p50_us as f64 / 1e3,
+            u.latency_p99_us as f64 / 1e3
+        );
+        if let Some(e) = &u.last_error {
+            println!("    last error: {e}");
         }
     }
     let mem = s.memory;

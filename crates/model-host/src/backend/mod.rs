@@ -2,10 +2,11 @@
 //! embeds batches of token ids into finished sentence embeddings (pooled and
 //! normalized as the model's pipeline says). vembed's own forward pass
 //! ([`native`]) and candle-transformers' `BertModel` ([`candle`]) implement
-//! it; a remote embedding service is the next one.
+//! it; [`remote`] sends texts to an embedding service instead.
 
 pub mod candle;
 pub mod native;
+pub mod remote;
 
 use crate::model::Engine;
 
@@ -25,14 +26,59 @@ pub enum BackendError {
     /// The forward pass panicked (a bug): the batch's requests get `Internal`.
     #[error("the forward pass panicked: {0}")]
     Panicked(String),
+    /// A remote model's service failed, could not be reached, or answered
+    /// something other than the embeddings asked for. Answered as the wire
+    /// code `Upstream` (HTTP 502).
+    #[error("{}", upstream_message(*status, message))]
+    Upstream {
+        /// The service's HTTP status; none when no answer came (refused,
+        /// reset, timed out).
+        status: Option<u16>,
+        /// What went wrong, with the service's URL and its own words;
+        /// never an API key.
+        message: String,
+    },
+}
+
+fn upstream_message(status: Option<u16>, message: &str) -> String {
+    match status {
+        Some(s) => format!("upstream answered HTTP {s}: {message}"),
+        None => format!("upstream unreachable: {message}"),
+    }
 }
 
 /// One batch: token ids per text, special tokens included, already
-/// truncated to the model's limit.
+/// truncated to the model's limit; or, for a backend that reads texts
+/// ([`Backend::feed`]), the texts themselves.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
-    /// The texts' token ids.
+    /// The texts' token ids (empty for a backend that reads texts).
     pub ids: &'a [&'a [u32]],
+    /// The texts (empty for a backend that reads token ids).
+    pub texts: &'a [&'a str],
+}
+
+impl Batch<'_> {
+    /// Texts in the batch.
+    pub fn len(&self) -> usize {
+        self.ids.len().max(self.texts.len())
+    }
+
+    /// Whether the batch holds no text.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How a backend that reads texts (a remote service, which tokenizes them
+/// itself) is fed: its jobs skip the batcher and go out in calls of at most
+/// `texts_per_call` texts, `concurrency` at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feed {
+    /// Most texts in one call.
+    pub texts_per_call: usize,
+    /// Calls in flight at once.
+    pub concurrency: usize,
 }
 
 /// A model's compute.
@@ -48,4 +94,13 @@ pub trait Backend: Send + Sync {
     fn engine(&self) -> Engine;
     /// Frees what a large batch left behind.
     fn release_buffers(&self) {}
+    /// For a backend that reads texts rather than token ids, how to feed
+    /// it; `None` (token ids through the batcher) for a local forward pass.
+    fn feed(&self) -> Option<Feed> {
+        None
+    }
+    /// A remote backend's service and counters, for `vembed status`.
+    fn upstream(&self) -> Option<vembed_protocol::UpstreamStatus> {
+        None
+    }
 }

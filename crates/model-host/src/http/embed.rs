@@ -131,7 +131,7 @@ pub(crate) async fn embed(
         let part = rx
             .await
             .map_err(|_| ApiError::new(Kind::ShuttingDown, "the host stopped before answering"))?
-            .map_err(|e| ApiError::new(Kind::Internal, e.to_string()))?;
+            .map_err(ApiError::from)?;
         match &mut out {
             None => {
                 out = Some(Output {
@@ -168,7 +168,8 @@ fn submit(
     for (c, chunk) in texts.chunks(step).enumerate() {
         infer.check(chunk).map_err(|e| ApiError::from(renumber(e, c * step)))?;
     }
-    if !truncate {
+    // A remote model without an exact count leaves its limit to its service.
+    if !truncate && embedder.counts_exactly() {
         let max = embedder.max_seq_length();
         for (index, text) in texts.iter().enumerate() {
             let n = embedder

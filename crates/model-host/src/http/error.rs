@@ -44,6 +44,8 @@ pub(crate) enum Kind {
     ShuttingDown,
     /// The host failed (a bug or broken weights, never the input).
     Internal,
+    /// A remote model's service failed or could not be reached.
+    Upstream,
 }
 
 /// A failed request: its kind and one line for a human.
@@ -79,6 +81,7 @@ impl ApiError {
             Kind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Kind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::Upstream => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -92,7 +95,7 @@ impl ApiError {
                     Kind::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
                     Kind::NotFound => ("invalid_request_error", Some("model_not_found")),
                     Kind::Overloaded => ("rate_limit_error", Some("rate_limit_exceeded")),
-                    Kind::Internal | Kind::ShuttingDown => ("server_error", None),
+                    Kind::Internal | Kind::ShuttingDown | Kind::Upstream => ("server_error", None),
                     _ => ("invalid_request_error", None),
                 };
                 serde_json::json!({
@@ -105,7 +108,7 @@ impl ApiError {
                     Kind::Empty => "Empty",
                     Kind::Overloaded => "Overloaded",
                     Kind::ShuttingDown => "Unhealthy",
-                    Kind::Internal => "Backend",
+                    Kind::Internal | Kind::Upstream => "Backend",
                     Kind::Unauthorized => "Unauthorized",
                     _ => "Validation",
                 };
@@ -129,6 +132,18 @@ impl From<InferError> for ApiError {
             InferError::UnknownModel { .. } => Kind::NotFound,
             InferError::ShuttingDown => Kind::ShuttingDown,
             InferError::Overloaded { .. } => Kind::Overloaded,
+            InferError::Job(j) => return ApiError::from(j.clone()),
+            _ => Kind::Internal,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+impl From<crate::queue::JobError> for ApiError {
+    fn from(e: crate::queue::JobError) -> ApiError {
+        use crate::backend::BackendError;
+        let kind = match &e {
+            crate::queue::JobError::Backend(BackendError::Upstream { .. }) => Kind::Upstream,
             _ => Kind::Internal,
         };
         ApiError::new(kind, e.to_string())

@@ -10,7 +10,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,27 +183,10 @@ fn deepen_backlog(l: &impl AsRawFd) {
     }
 }
 
-/// The token in `path`: the file must be this user's and readable by no
-/// one else (0600 or stricter), and hold one non-empty line.
+/// The token in `path` (see [`vembed_models::private_dir::read_secret`]).
 fn read_token(path: &Path) -> Result<String, HttpError> {
-    let err = |reason: String| HttpError::Token { path: path.to_path_buf(), reason };
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    let me = vembed_models::private_dir::euid();
-    if meta.uid() != me {
-        return Err(err(format!("it is owned by uid {}, not by this user (uid {me})", meta.uid())));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(err(format!(
-            "its mode is {:04o}: other users may read it; chmod 600 it",
-            meta.mode() & 0o7777
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let token = text.trim();
-    if token.is_empty() || token.contains(char::is_whitespace) {
-        return Err(err("it must hold one token (no spaces) and nothing else".into()));
-    }
-    Ok(token.to_string())
+    vembed_models::private_dir::read_secret(path)
+        .map_err(|reason| HttpError::Token { path: path.to_path_buf(), reason })
 }
 
 /// The sockets systemd passed (socket activation): `LISTEN_FDS` of them from

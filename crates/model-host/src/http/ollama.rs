@@ -67,7 +67,7 @@ pub(crate) async fn embed(
     let mut out = embed::embed(state, model, texts, r.truncate.unwrap_or(true)).await?;
     match dims {
         Some(d) => out.cut(d),
-        None if !embedder.pipeline().normalize => out.normalize(),
+        None if !embedder.normalizes() => out.normalize(),
         None => {}
     }
     let embeddings: Vec<&[f32]> = out.rows().collect();

@@ -63,7 +63,7 @@ pub(crate) async fn embed(
     }
     let texts = texts(r.inputs)?;
     let model = models::resolve(&state.infer, None).await?;
-    let normalizes = state.infer.registry.get(model).pipeline().normalize;
+    let normalizes = state.infer.registry.get(model).normalizes();
     let normalize = r.normalize.unwrap_or(true);
     if !normalize && normalizes {
         return Err(ApiError::bad(
@@ -122,14 +122,19 @@ pub(crate) async fn tokenize(
 pub(crate) async fn info(state: &State) -> Result<Response<Full<Bytes>>, ApiError> {
     let model = models::resolve(&state.infer, None).await?;
     let m = state.infer.registry.get(model);
-    let p = m.pipeline().pooling;
-    let pooling =
-        [(p.cls, "cls"), (p.max, "max"), (p.mean, "mean"), (p.mean_sqrt_len, "mean_sqrt_len")]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, name)| *name)
-            .collect::<Vec<_>>()
-            .join("+");
+    // A remote model's pooling is its service's business.
+    let pooling = m.pipeline().map_or_else(
+        || "remote".to_string(),
+        |p| {
+            let p = p.pooling;
+            [(p.cls, "cls"), (p.max, "max"), (p.mean, "mean"), (p.mean_sqrt_len, "mean_sqrt_len")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, name)| *name)
+                .collect::<Vec<_>>()
+                .join("+")
+        },
+    );
     let limits = state.infer.limits;
     Ok(super::error::json(
         StatusCode::OK,

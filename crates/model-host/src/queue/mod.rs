@@ -16,6 +16,8 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
+mod answer;
+mod lane;
 mod plan;
 
 use vembed_protocol::Embeddings;
@@ -29,14 +31,62 @@ use crate::stats::Stats;
 pub struct Job {
     /// Index of the model in the registry.
     pub model: usize,
-    /// Token ids per text, already truncated.
-    pub ids: Vec<Vec<u32>>,
+    /// What to embed.
+    pub input: Input,
     /// Where the result goes, once.
     pub reply: Box<dyn Respond>,
     /// When the request was read.
     pub received: Instant,
-    /// For `EmbedCached`: the texts answered from the cache; `ids` are the rest.
+    /// For `EmbedCached`: the texts answered from the cache; `input` is the rest.
     pub cached: Option<CachedJob>,
+}
+
+/// What a job embeds.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Token ids per text, already truncated, for a local model (the batcher).
+    Ids(Vec<Vec<u32>>),
+    /// Texts, for a remote model, whose service tokenizes them (its lane).
+    Texts {
+        /// The texts.
+        texts: Vec<String>,
+        /// Tokens per text, capped at the model's limit; 0 when the model
+        /// has no exact count.
+        tokens: Vec<u32>,
+    },
+}
+
+impl Input {
+    /// Texts to embed.
+    pub fn len(&self) -> usize {
+        match self {
+            Input::Ids(ids) => ids.len(),
+            Input::Texts { texts, .. } => texts.len(),
+        }
+    }
+
+    /// Whether there is nothing to embed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Tokens per text, as the answer reports them.
+    pub fn tokens(&self) -> Vec<u32> {
+        match self {
+            Input::Ids(ids) => ids.iter().map(|t| t.len() as u32).collect(),
+            Input::Texts { tokens, .. } => tokens.clone(),
+        }
+    }
+}
+
+impl Job {
+    /// The token ids of a local model's job (none for a remote model's).
+    fn ids(&self) -> &[Vec<u32>] {
+        match &self.input {
+            Input::Ids(ids) => ids,
+            Input::Texts { .. } => &[],
+        }
+    }
 }
 
 /// Why a job got no embeddings. Every variant is the host's fault, never
@@ -53,6 +103,18 @@ pub enum JobError {
     /// The batcher itself panicked while holding the job.
     #[error("internal error in the batcher: {0}")]
     Panicked(String),
+}
+
+impl JobError {
+    /// The wire code: `Upstream` for a remote model's service, else `Internal`.
+    pub fn code(&self) -> vembed_protocol::ErrorCode {
+        match self {
+            JobError::Backend(BackendError::Upstream { .. }) => {
+                vembed_protocol::ErrorCode::Upstream
+            }
+            _ => vembed_protocol::ErrorCode::Internal,
+        }
+    }
 }
 
 /// Where a job's result goes: called exactly once, from the batcher.
@@ -103,6 +165,7 @@ pub struct Queue {
     limit: usize,
     closed: Arc<AtomicBool>,
     batcher: Arc<Batcher>,
+    lanes: Arc<lane::Lanes>,
 }
 
 impl Queue {
@@ -111,11 +174,16 @@ impl Queue {
         if self.closed.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        let n = job.ids.len();
+        let n = job.input.len();
         let before = self.queued.fetch_add(n, Ordering::AcqRel);
         if before + n > self.limit && before > 0 {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             return Err(SubmitError::Overloaded { queued: before, limit: self.limit });
+        }
+        // A remote model's job goes out on its lane, never through the batcher.
+        if let Input::Texts { .. } = job.input {
+            self.lanes.submit(job);
+            return Ok(());
         }
         self.tx.send(job).map_err(|_| {
             self.queued.fetch_sub(n, Ordering::AcqRel);
@@ -162,6 +230,8 @@ pub fn start(
 ) -> Queue {
     let (tx, rx) = crossbeam_channel::unbounded();
     let queued = Arc::new(AtomicUsize::new(0));
+    let lanes =
+        Arc::new(lane::Lanes::new(registry.clone(), stats.clone(), cache.clone(), queued.clone()));
     let batcher = Arc::new(Batcher {
         registry,
         stats,
@@ -171,7 +241,7 @@ pub fn start(
         max_batch_tokens,
         running: AtomicBool::new(false),
     });
-    Queue { tx, queued, limit, closed: Arc::new(AtomicBool::new(false)), batcher }
+    Queue { tx, queued, limit, closed: Arc::new(AtomicBool::new(false)), batcher, lanes }
 }
 
 struct Active {
@@ -260,7 +330,7 @@ impl Batcher {
 
     /// Answers a job with an error.
     fn fail(&self, a: Active, why: JobError) {
-        self.queued.fetch_sub(a.job.ids.len(), Ordering::AcqRel);
+        self.queued.fetch_sub(a.job.input.len(), Ordering::AcqRel);
         self.stats.record_error();
         a.job.reply.respond(Err(why));
     }
@@ -284,7 +354,7 @@ impl Batcher {
             // Jobs with no texts to embed (none, or all cached) are answered at once.
             let mut i = 0;
             while i < active.len() {
-                if active[i].job.ids.is_empty() {
+                if active[i].job.input.is_empty() {
                     let a = active.swap_remove(i);
                     self.finish(a);
                 } else {
@@ -304,7 +374,7 @@ impl Batcher {
                 })
                 .collect();
             let ids: Vec<&[u32]> =
-                texts.iter().map(|&(ai, t)| active[ai].job.ids[t].as_slice()).collect();
+                texts.iter().map(|&(ai, t)| active[ai].job.ids()[t].as_slice()).collect();
             let longest = ids.iter().map(|t| t.len()).max().unwrap_or(0);
             big_batch |= ids.len() * longest >= 256;
             let result = catch_unwind(AssertUnwindSafe(|| embedder.embed_ids(&ids)))
@@ -369,7 +439,7 @@ impl Batcher {
             }
             let mut i = 0;
             while i < active.len() {
-                if active[i].done == active[i].job.ids.len() {
+                if active[i].done == active[i].job.input.len() {
                     let a = active.swap_remove(i);
                     self.finish(a);
                 } else {
@@ -392,84 +462,46 @@ impl Batcher {
     }
 
     fn activate(&self, job: Job) -> Active {
-        let mut order: Vec<usize> = (0..job.ids.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(job.ids[i].len()));
-        let lens = order.iter().map(|&i| job.ids[i].len()).collect();
+        let ids = job.ids();
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        let lens = order.iter().map(|&i| ids[i].len()).collect();
         let embedder = self.registry.get(job.model);
         let (dim, padded) = (embedder.dim(), embedder.pads_batches());
-        let out = vec![0f32; job.ids.len() * dim];
+        let out = vec![0f32; ids.len() * dim];
         Active { job, order, lens, padded, next: 0, out, done: 0, waited: 0, alone: false }
     }
 
     /// Answers a job whose texts are all embedded. A panic while building
     /// the answer becomes that job's `Internal` error.
     fn finish(&self, a: Active) {
-        let n = a.job.ids.len();
+        let n = a.job.input.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
         let Active { job, out, .. } = a;
-        let Job { model, ids, reply, received, cached } = job;
-        let result =
-            catch_unwind(AssertUnwindSafe(|| self.embeddings(model, &ids, out, cached, received)))
-                .map_err(|p| {
-                    self.stats.record_error();
-                    let e = JobError::Panicked(format!(
-                        "answering the request: {}",
-                        panic_message(&*p)
-                    ));
-                    tracing::error!("{e}");
-                    e
-                });
+        let Job { model, input, reply, received, cached } = job;
+        let embedder = self.registry.get(model);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            if let Input::Ids(ids) = &input {
+                crate::fault::maybe_panic_in_finish(ids);
+            }
+            answer::embeddings(
+                &self.cache,
+                &self.stats,
+                &embedder,
+                input.tokens(),
+                out,
+                cached,
+                received,
+            )
+        }))
+        .map_err(|p| {
+            self.stats.record_error();
+            let e = JobError::Panicked(format!("answering the request: {}", panic_message(&*p)));
+            tracing::error!("{e}");
+            e
+        });
         // The client may have gone; its answer is then dropped.
         reply.respond(result);
-    }
-
-    fn embeddings(
-        &self,
-        model: usize,
-        ids: &[Vec<u32>],
-        out: Vec<f32>,
-        cached: Option<CachedJob>,
-        received: Instant,
-    ) -> Embeddings {
-        let n = ids.len();
-        crate::fault::maybe_panic_in_finish(ids);
-        let embedder = self.registry.get(model);
-        let dim = embedder.dim();
-        let mut tokens: Vec<u32> = ids.iter().map(|t| t.len() as u32).collect();
-        let mut data = out;
-        if let Some(c) = cached {
-            // Cache the new vectors, then merge them with the cached ones in
-            // request order.
-            let fresh: Vec<(TextHash, Entry)> = c
-                .miss_hashes
-                .iter()
-                .zip(data.chunks_exact(dim))
-                .zip(&tokens)
-                .map(|((h, v), &t)| (*h, Entry { tokens: t, vector: Arc::from(v) }))
-                .collect();
-            self.cache.put(&c.identity, dim, &fresh);
-            let mut merged = Vec::with_capacity(c.hits.len() * dim);
-            let mut merged_tokens = Vec::with_capacity(c.hits.len());
-            let mut next = fresh.iter();
-            for hit in &c.hits {
-                let e = match hit {
-                    Some(e) => e,
-                    None => &next.next().expect("one fresh vector per miss").1,
-                };
-                merged.extend_from_slice(&e.vector);
-                merged_tokens.push(e.tokens);
-            }
-            data = merged;
-            tokens = merged_tokens;
-        }
-        self.stats.record_request(n, received.elapsed());
-        Embeddings {
-            model: embedder.name.clone(),
-            dim: dim as u32,
-            tokens,
-            data,
-            host_us: received.elapsed().as_micros() as u64,
-        }
     }
 }
 

@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use vembed_protocol::{
-    EmbedRequest, Embeddings, ErrorCode, ErrorReply, HelloReply, HostStatus, ModelStatus,
-    PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame, SelectToolsRequest,
-    ToolSelections,
+    EmbedRequest, Embeddings, ErrorReply, HelloReply, HostStatus, ModelStatus, PROTOCOL_VERSION,
+    Request, RequestFrame, Response, ResponseFrame, SelectToolsRequest, ToolSelections,
 };
 
 use super::connection::error;
@@ -54,13 +53,14 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
             send(Response::Ok);
         }
         Request::Ping => send(Response::Ok),
+        Request::Upstreams => send(Response::Upstreams(shared.infer.registry.upstreams())),
         Request::SelectTools(req) => select_tools(ctx, id, req),
     }
 }
 
 fn index_error(shared: &Shared, e: crate::indexer::IndexerError) -> Response {
     shared.stats.record_error();
-    crate::indexer::index_error(e.to_string())
+    Response::Error(ErrorReply { code: e.code(), message: e.to_string() })
 }
 
 fn select_tools(ctx: &Ctx<'_>, id: u64, req: SelectToolsRequest) {
@@ -104,9 +104,7 @@ impl Respond for SocketResponder {
     fn respond(self: Box<Self>, result: Result<Embeddings, JobError>) {
         let response = match result {
             Ok(e) => Response::Embeddings(e),
-            Err(e) => {
-                Response::Error(ErrorReply { code: ErrorCode::Internal, message: e.to_string() })
-            }
+            Err(e) => Response::Error(ErrorReply { code: e.code(), message: e.to_string() }),
         };
         self.reply.send(&ResponseFrame { id: self.id, response });
     }

@@ -1,0 +1,385 @@
+//! A remote model: an embedding service in the OpenAI, Ollama or TEI shape
+//! ([`vembed_models::RemoteModel`]) as a [`Backend`] that reads texts. Each
+//! call is a blocking HTTP request (ureq) on one of the model's lane
+//! threads (`queue::lane`), so a slow service never holds up the batcher
+//! that runs local models. A call that fails on the way or gets 408, 429 or
+//! 5xx is retried with exponential backoff and jitter; one that times out is
+//! not (it has had its time). Every answer is checked (count, dimension,
+//! finite, not zero) before a vector is used: a failure is
+//! [`BackendError::Upstream`], never a made-up vector. The API key goes in
+//! the `Authorization` header only, and is cut out of every message.
+
+mod shape;
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use vembed_models::RemoteModel;
+use vembed_protocol::UpstreamStatus;
+
+use super::{Backend, BackendError, Batch, Feed};
+use crate::model::Engine;
+
+/// Largest answer body read, in bytes (64 texts × 4096 floats as JSON is
+/// about 6 MB).
+const MAX_ANSWER_BYTES: u64 = 256 << 20;
+/// Calls whose latencies the percentiles cover.
+const WINDOW: usize = 4096;
+/// The first retry's delay; each next one doubles, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Why a remote model could not be set up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The API key could not be read.
+    #[error("remote model {model}: {message}")]
+    ApiKey {
+        /// The model's name in settings.
+        model: String,
+        /// What is wrong (never the key).
+        message: String,
+    },
+    /// Its dimension is not declared and the service could not tell it.
+    #[error(
+        "remote model {model}: cannot discover its dimension ({source}); declare `dimensions` \
+         in [remote.{model}] to start without reaching the service"
+    )]
+    Discovery {
+        /// The model's name in settings.
+        model: String,
+        /// The failed call.
+        source: BackendError,
+    },
+}
+
+/// An embedding service and its counters.
+pub struct RemoteBackend {
+    name: String,
+    config: RemoteModel,
+    /// The full URL of the embeddings endpoint (user info and query kept:
+    /// some services take a key or an API version there).
+    endpoint: String,
+    /// The same without secrets, for messages.
+    public_endpoint: String,
+    key: Option<Secret>,
+    agent: ureq::Agent,
+    dim: usize,
+    stats: CallStats,
+}
+
+/// An API key. Its `Debug` shows nothing of it.
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Default)]
+struct CallStats {
+    calls: AtomicU64,
+    texts: AtomicU64,
+    errors: AtomicU64,
+    retries: AtomicU64,
+    in_flight: AtomicU64,
+    latencies_us: Mutex<VecDeque<u64>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl RemoteBackend {
+    /// Sets up the remote model `name`: reads its API key, and, unless
+    /// `dimensions` is declared, calls the service once to learn it.
+    pub fn connect(name: &str, config: &RemoteModel) -> Result<RemoteBackend, RemoteError> {
+        let key_error = |message: String| RemoteError::ApiKey { model: name.into(), message };
+        let key = match (&config.api_key_env, &config.api_key_file) {
+            (Some(var), _) => match std::env::var(var) {
+                Ok(k) if !k.trim().is_empty() => Some(Secret(k.trim().to_string())),
+                _ => return Err(key_error(format!("api_key_env {var} is not set or empty"))),
+            },
+            (None, Some(path)) => Some(Secret(
+                vembed_models::private_dir::read_secret(path)
+                    .map_err(|why| key_error(format!("api_key_file {}: {why}", path.display())))?,
+            )),
+            (None, None) => None,
+        };
+        let (base, query) = config.url.trim().split_once('?').unwrap_or((config.url.trim(), ""));
+        let path = shape::endpoint(config.provider);
+        let base = base.trim_end_matches('/');
+        let endpoint = if query.is_empty() {
+            format!("{base}{path}")
+        } else {
+            format!("{base}{path}?{query}")
+        };
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            .max_idle_connections_per_host(config.concurrency as usize)
+            .user_agent(concat!("vembed/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let mut backend = RemoteBackend {
+            name: name.to_string(),
+            public_endpoint: format!("{}{path}", config.public_url()),
+            endpoint,
+            config: config.clone(),
+            key,
+            agent,
+            dim: config.dimensions.unwrap_or(0) as usize,
+            stats: CallStats::default(),
+        };
+        if backend.dim == 0 {
+            let (_, dim) = backend
+                .call(&["vembed dimension probe"])
+                .map_err(|source| RemoteError::Discovery { model: name.into(), source })?;
+            backend.dim = dim;
+        }
+        Ok(backend)
+    }
+
+    /// One call with its retries: the vectors (flat) and the dimension.
+    fn call(&self, texts: &[&str]) -> Result<(Vec<f32>, usize), BackendError> {
+        let body =
+            shape::request(self.config.provider, &self.config.model, self.config.dimensions, texts);
+        let started = Instant::now();
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut attempt = 0;
+        let result = loop {
+            match self.once(&body, texts.len()) {
+                Ok(v) => break Ok(v),
+                Err(Failure { error, retry: Some(after) }) if attempt < self.config.retries => {
+                    attempt += 1;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let wait = after.unwrap_or_else(|| backoff(attempt));
+                    tracing::debug!("{}: retry {attempt} in {wait:?} after: {error}", self.name);
+                    std::thread::sleep(wait);
+                }
+                Err(Failure { error, .. }) => break Err(error),
+            }
+        };
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.record(texts.len(), started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    /// One HTTP request.
+    fn once(&self, body: &[u8], texts: usize) -> Result<(Vec<f32>, usize), Failure> {
+        let mut req = self.agent.post(&self.endpoint).set("Content-Type", "application/json");
+        if let Some(Secret(key)) = &self.key {
+            req = req.set("Authorization", &format!("Bearer {key}"));
+        }
+        let read = |r: ureq::Response| -> Result<Vec<u8>, String> {
+            let mut buf = Vec::new();
+            r.into_reader()
+                .take(MAX_ANSWER_BYTES)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("reading the answer: {e}"))?;
+            Ok(buf)
+        };
+        let fail = |status, message: String, retry| Failure {
+            error: BackendError::Upstream {
+                status,
+                message: format!("{}: {}", self.public_endpoint, self.redact(&message)),
+            },
+            retry,
+        };
+        match req.send_bytes(body) {
+            Ok(r) => {
+                let status = r.status();
+                let bytes = read(r).map_err(|m| fail(Some(status), m, Some(None)))?;
+                shape::vectors(self.config.provider, &bytes, texts, self.dim_known())
+                    .map_err(|m| fail(Some(status), m, None))
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                let retry_after = r
+                    .header("Retry-After")
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
+                let said = read(r).map(|b| shape::error_message(&b)).unwrap_or_else(|e| e);
+                let hint = match code {
+                    401 | 403 => " (check the API key: api_key_env or api_key_file)",
+                    404 => " (check url and model)",
+                    _ => "",
+                };
+                let retry = matches!(code, 408 | 429 | 500..=599).then_some(retry_after);
+                Err(fail(Some(code), format!("{said}{hint}"), retry))
+            }
+            Err(ureq::Error::Transport(t)) => {
+                // A timed-out call is not tried again: it has had its time.
+                let timed_out = t.kind() == ureq::ErrorKind::Io
+                    && std::error::Error::source(&t)
+                        .and_then(|s| s.downcast_ref::<std::io::Error>())
+                        .is_some_and(|e| {
+                            matches!(
+                                e.kind(),
+                                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                            )
+                        });
+                let message = match t.message() {
+                    Some(m) => format!("{}: {m}", t.kind()),
+                    None => t.kind().to_string(),
+                };
+                let message = match std::error::Error::source(&t) {
+                    Some(s) => format!("{message}: {s}"),
+                    None => message,
+                };
+                Err(fail(None, message, (!timed_out).then_some(None)))
+            }
+        }
+    }
+
+    fn dim_known(&self) -> Option<usize> {
+        (self.dim > 0).then_some(self.dim)
+    }
+
+    /// `text` with the API key cut out.
+    fn redact(&self, text: &str) -> String {
+        match &self.key {
+            Some(Secret(k)) if k.len() >= 4 => text.replace(k.as_str(), "***"),
+            _ => text.to_string(),
+        }
+    }
+
+    fn record(&self, texts: usize, took: Duration, error: Option<&BackendError>) {
+        let s = &self.stats;
+        match error {
+            None => {
+                s.calls.fetch_add(1, Ordering::Relaxed);
+                s.texts.fetch_add(texts as u64, Ordering::Relaxed);
+            }
+            Some(e) => {
+                s.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("remote model {}: {e}", self.name);
+                *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+        }
+        let mut l = s.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
+        if l.len() == WINDOW {
+            l.pop_front();
+        }
+        l.push_back(took.as_micros() as u64);
+    }
+}
+
+/// A failed request, and whether to retry it (after the given delay, or
+/// the backoff's when none).
+struct Failure {
+    error: BackendError,
+    retry: Option<Option<Duration>>,
+}
+
+/// The delay before retry `attempt` (1-based): 100 ms doubling, capped,
+/// with ±50% jitter so many clients do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base =
+        FIRST_BACKOFF.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(MAX_BACKOFF);
+    // Jitter from the clock's nanoseconds: no RNG needed for spreading retries.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let factor = 0.5 + f64::from(nanos % 1000) / 1000.0;
+    base.mul_f64(factor)
+}
+
+impl Backend for RemoteBackend {
+    fn embed(&self, batch: Batch<'_>) -> Result<Vec<f32>, BackendError> {
+        if batch.texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(batch.texts).map(|(v, _)| v)
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn pads(&self) -> bool {
+        false
+    }
+
+    fn engine(&self) -> Engine {
+        Engine::Remote
+    }
+
+    fn feed(&self) -> Option<Feed> {
+        Some(Feed {
+            texts_per_call: self.config.max_texts_per_call as usize,
+            concurrency: self.config.concurrency as usize,
+        })
+    }
+
+    fn upstream(&self) -> Option<UpstreamStatus> {
+        let s = &self.stats;
+        let mut l: Vec<u64> =
+            s.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        l.sort_unstable();
+        let at =
+            |q: f64| if l.is_empty() { 0 } else { l[((l.len() - 1) as f64 * q).round() as usize] };
+        Some(UpstreamStatus {
+            model: self.name.clone(),
+            provider: self.config.provider.name().to_string(),
+            url: self.config.public_url(),
+            remote_model: self.config.model.clone(),
+            dim: self.dim as u32,
+            concurrency: self.config.concurrency,
+            calls: s.calls.load(Ordering::Relaxed),
+            texts: s.texts.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+            in_flight: s.in_flight.load(Ordering::Relaxed) as u32,
+            latency_p50_us: at(0.5),
+            latency_p99_us: at(0.99),
+            last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        })
+    }
+}
+
+/// The identity of a remote model: provider, URL, model and dimension,
+/// hashed as a local model's is (32 hex digits).
+pub fn identity(config: &RemoteModel, dim: usize) -> String {
+    use sha2::Digest;
+    let key =
+        format!("remote|{}|{}|{}|{dim}", config.provider.name(), config.public_url(), config.model);
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for attempt in 1..6 {
+            let base = FIRST_BACKOFF * (1 << (attempt - 1));
+            let d = backoff(attempt);
+            assert!(d >= base / 2 && d <= base * 3 / 2, "{attempt}: {d:?}");
+        }
+        assert!(backoff(40) <= MAX_BACKOFF * 3 / 2);
+    }
+
+    #[test]
+    fn identity_is_provider_url_model_and_dim() {
+        let m: RemoteModel = toml::from_str(
+            "provider = \"openai\"\nurl = \"http://k:secret@h/v1\"\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        let a = identity(&m, 384);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, identity(&m, 256));
+        let same_without_userinfo = RemoteModel { url: "http://h/v1/".into(), ..m.clone() };
+        assert_eq!(a, identity(&same_without_userinfo, 384));
+        assert_ne!(a, identity(&RemoteModel { model: "n".into(), ..m }, 384));
+    }
+
+    #[test]
+    fn keys_never_show() {
+        let s = Secret("sk-123456".into());
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+}
