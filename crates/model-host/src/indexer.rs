@@ -404,7 +404,13 @@ impl Indexer {
             out.extend_from_slice(&e.data);
             Ok(())
         };
-        for group in texts.chunks(EMBED_CHUNKS) {
+        // A remote model's jobs are one call each, with a call in flight
+        // for each of its lane threads and one more ready.
+        let (per_job, in_flight) = match embedder.feed() {
+            Some(f) => (f.texts_per_call.clamp(1, EMBED_CHUNKS * 4), f.concurrency + 1),
+            None => (EMBED_CHUNKS, EMBED_IN_FLIGHT),
+        };
+        for group in texts.chunks(per_job) {
             let input = crate::infer::prepare(embedder, group)?;
             let (tx, rx) = crossbeam_channel::bounded(1);
             loop {
@@ -425,7 +431,7 @@ impl Indexer {
                 }
             }
             waiting.push_back(rx);
-            if waiting.len() >= EMBED_IN_FLIGHT {
+            if waiting.len() >= in_flight {
                 collect(waiting.pop_front().expect("one is waiting"))?;
             }
         }

@@ -46,14 +46,14 @@ pub enum RemoteError {
     },
     /// Its dimension is not declared and the service could not tell it.
     #[error(
-        "remote model {model}: cannot discover its dimension ({source}); declare `dimensions` \
+        "remote model {model}: cannot discover its dimension ({error}); declare `dimensions` \
          in [remote.{model}] to start without reaching the service"
     )]
     Discovery {
         /// The model's name in settings.
         model: String,
-        /// The failed call.
-        source: BackendError,
+        /// The failed call (in the message, so not also a `source()`).
+        error: BackendError,
     },
 }
 
@@ -136,7 +136,7 @@ impl RemoteBackend {
         if backend.dim == 0 {
             let (_, dim) = backend
                 .call(&["vembed dimension probe"])
-                .map_err(|source| RemoteError::Discovery { model: name.into(), source })?;
+                .map_err(|error| RemoteError::Discovery { model: name.into(), error })?;
             backend.dim = dim;
         }
         Ok(backend)
