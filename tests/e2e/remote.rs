@@ -482,3 +482,45 @@ fn api_keys_are_sent_and_never_shown() {
     }
     assert!(host_log(&env).contains("HTTP 401"), "the log records the failures");
 }
+
+/// `vembed bench --via-remote 1,2` measures a private host A directly and
+/// through a private host B per concurrency, on the same texts, with ratios.
+#[test]
+fn bench_measures_the_cost_of_going_through_a_remote_model() {
+    let env = Env::new();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let args = [
+        "bench",
+        "--json",
+        "--bulk-texts",
+        "8",
+        "--requests",
+        "5",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--via-remote",
+        "1,2",
+    ];
+    let out = env.vembed(&args, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hosts = &v["hosts"];
+    let direct = &hosts["direct"];
+    for name in ["direct", "remote-c1", "remote-c2"] {
+        let h = &hosts[name];
+        for key in ["single_query_p50_ms", "bulk_tokens_per_s", "host_pss_idle_bytes"] {
+            assert!(h[key].as_f64().is_some_and(|x| x > 0.0), "{name} {key} in {v}");
+        }
+        // B counts tokens with A's tokenizer: the same texts, the same tokens.
+        assert_eq!(h["bulk_mean_tokens"], direct["bulk_mean_tokens"], "{name}");
+        assert_eq!(
+            h["model"],
+            if name == "direct" { direct["model"].clone() } else { "upstream".into() }
+        );
+    }
+    assert_ne!(hosts["remote-c1"]["host_pid"], hosts["remote-c2"]["host_pid"]);
+    let r = v["ratios"]["remote-c2/direct"]["bulk_tokens_per_s"].as_f64().unwrap();
+    let want = hosts["remote-c2"]["bulk_tokens_per_s"].as_f64().unwrap()
+        / direct["bulk_tokens_per_s"].as_f64().unwrap();
+    assert!((r - want).abs() < 1e-9, "{r} vs {want}");
+}

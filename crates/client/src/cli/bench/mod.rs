@@ -5,6 +5,7 @@
 mod baseline;
 mod measure;
 mod output;
+mod remote;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,11 @@ pub struct BenchArgs {
     /// running host.
     #[arg(long, value_delimiter = ',')]
     weights: Vec<String>,
+    /// Measure what a remote model costs: a private host A serving HTTP,
+    /// directly, then for each of these concurrencies a private host B
+    /// whose model is A's through A's OpenAI endpoint (`[remote.NAME]`).
+    #[arg(long, value_delimiter = ',', conflicts_with = "weights")]
+    via_remote: Vec<u32>,
 }
 
 /// An in-process Python baseline.
@@ -117,7 +123,14 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
     }
     let mut runs: Vec<(Option<String>, Report)> = Vec::new();
     let mut model_dir = None;
-    if args.weights.is_empty() {
+    if !args.via_remote.is_empty() {
+        if cli.no_spawn {
+            bail!("--via-remote starts private hosts; it cannot run with --no-spawn");
+        }
+        let (r, dir) = remote::runs(cli, args, &texts)?;
+        runs = r;
+        model_dir = Some(dir);
+    } else if args.weights.is_empty() {
         let mut client = cli.client(None)?;
         model_dir = Some(unified_dir(&client)?);
         runs.push((None, measure::measure(&mut client, &texts, args)?));
@@ -154,7 +167,8 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
             baselines.push((b, v));
         }
     }
-    output::print(&runs, &baselines, args)
+    let group = if args.via_remote.is_empty() { "weights" } else { "hosts" };
+    output::print(&runs, &baselines, args, group)
 }
 
 /// The folder of the host's unified model (what the baselines load).

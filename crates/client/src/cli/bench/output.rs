@@ -21,9 +21,10 @@ pub(super) fn print(
     runs: &[(Option<String>, Report)],
     baselines: &[(Baseline, serde_json::Value)],
     args: &BenchArgs,
+    group: &str,
 ) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json(runs, baselines)?)?);
+        println!("{}", serde_json::to_string_pretty(&json(runs, baselines, group)?)?);
         return Ok(());
     }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -32,7 +33,12 @@ pub(super) fn print(
         println!(
             "model {}{} in host pid {} ({} threads), load average {:.2}",
             report.model,
-            w.as_ref().map(|w| format!(" with {w} weights")).unwrap_or_default(),
+            w.as_ref()
+                .map(|w| match group {
+                    "weights" => format!(" with {w} weights"),
+                    _ => format!(" ({w})"),
+                })
+                .unwrap_or_default(),
             report.host_pid,
             report.threads,
             report.load_avg_1m
@@ -153,10 +159,12 @@ fn short(label: &str) -> &str {
 /// The JSON form. One host: its report, or with baselines
 /// `{"vembed": report, <baseline>: ..., "ratios"[_<baseline>]: ...}`.
 /// With `--weights`: `{"weights": {<w>: report}, <baseline>: ...,
-/// "ratios": {"<w>/<first w>" | "<w>/<baseline>": ...}}`.
+/// "ratios": {"<w>/<first w>" | "<w>/<baseline>": ...}}`; with
+/// `--via-remote`, the same under `"hosts"` (`direct`, `remote-c<N>`).
 fn json(
     runs: &[(Option<String>, Report)],
     baselines: &[(Baseline, serde_json::Value)],
+    group: &str,
 ) -> anyhow::Result<serde_json::Value> {
     if let [(None, report)] = runs {
         if baselines.is_empty() {
@@ -173,11 +181,11 @@ fn json(
         }
         return Ok(out);
     }
-    let mut out = serde_json::json!({ "weights": {}, "ratios": {} });
+    let mut out = serde_json::json!({ group: {}, "ratios": {} });
     let first = &runs[0];
     let name = |w: &Option<String>| w.clone().unwrap_or_else(|| "vembed".into());
     for (w, report) in runs {
-        out["weights"][name(w)] = serde_json::to_value(report)?;
+        out[group][name(w)] = serde_json::to_value(report)?;
         if !std::ptr::eq(report, &first.1) {
             let as_baseline = baseline_shape(&first.1)?;
             out["ratios"][format!("{}/{}", name(w), name(&first.0))] = ratios(report, &as_baseline);
