@@ -112,6 +112,7 @@ fn requests() -> Vec<(String, Request)> {
             }),
         ));
     }
+    out.push(("upstreams".into(), Request::Upstreams));
     out
 }
 
@@ -130,6 +131,7 @@ fn responses() -> Vec<(String, Response)> {
         ErrorCode::Internal,
         ErrorCode::Index,
         ErrorCode::InvalidRequest,
+        ErrorCode::Upstream,
     ];
     let mut out: Vec<(String, Response)> = codes
         .iter()
@@ -292,6 +294,43 @@ fn responses() -> Vec<(String, Response)> {
                 tools_cached: true,
                 host_us: 77,
             }),
+        ),
+        (
+            "upstreams".into(),
+            Response::Upstreams(vec![
+                UpstreamStatus {
+                    model: "team-gpu".into(),
+                    provider: "tei".into(),
+                    url: "http://gpu-box:8080".into(),
+                    remote_model: "BAAI/bge-large-en-v1.5".into(),
+                    dim: 1024,
+                    concurrency: 4,
+                    calls: 12,
+                    texts: 700,
+                    errors: 1,
+                    retries: 2,
+                    in_flight: 3,
+                    latency_p50_us: 41_000,
+                    latency_p99_us: 90_500,
+                    last_error: Some("upstream answered HTTP 503: overloaded".into()),
+                },
+                UpstreamStatus {
+                    model: "openai".into(),
+                    provider: "openai".into(),
+                    url: "https://api.openai.com/v1".into(),
+                    remote_model: "text-embedding-3-small".into(),
+                    dim: 256,
+                    concurrency: 2,
+                    calls: 0,
+                    texts: 0,
+                    errors: 0,
+                    retries: 0,
+                    in_flight: 0,
+                    latency_p50_us: 0,
+                    latency_p99_us: 0,
+                    last_error: None,
+                },
+            ]),
         ),
     ]);
     out

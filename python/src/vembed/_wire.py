@@ -134,6 +134,7 @@ REQUEST = Enum(
     ("Search", SEARCH_REQUEST),
     ("SelectTools", SELECT_TOOLS_REQUEST),
     ("SearchRanked", RANKED_SEARCH_REQUEST),
+    ("Upstreams", None),
 )
 REQUEST_FRAME = Struct("RequestFrame", ("id", U64), ("request", REQUEST))
 
@@ -267,6 +268,23 @@ TOOL_SELECTIONS = Struct(
     ("tools_cached", BOOL),
     ("host_us", U64),
 )
+UPSTREAM_STATUS = Struct(
+    "UpstreamStatus",
+    ("model", STR),
+    ("provider", STR),
+    ("url", STR),
+    ("remote_model", STR),
+    ("dim", U32),
+    ("concurrency", U32),
+    ("calls", U64),
+    ("texts", U64),
+    ("errors", U64),
+    ("retries", U64),
+    ("in_flight", U32),
+    ("latency_p50_us", U64),
+    ("latency_p99_us", U64),
+    ("last_error", Opt(STR)),
+)
 RESPONSE = Enum(
     "Response",
     ("Error", ERROR_REPLY),
@@ -279,6 +297,7 @@ RESPONSE = Enum(
     ("SearchResults", Vec(SEARCH_HIT)),
     ("ToolSelections", TOOL_SELECTIONS),
     ("RankedResults", Vec(RANKED_SEARCH_HIT)),
+    ("Upstreams", Vec(UPSTREAM_STATUS)),
 )
 RESPONSE_FRAME = Struct("ResponseFrame", ("id", U64), ("response", RESPONSE))
 

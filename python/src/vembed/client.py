@@ -248,6 +248,12 @@ class Client:
         """The host's status (what ``vembed status --json`` prints)."""
         return self._run(lambda c: _expect(c.call("Status"), "Status"))
 
+    def upstreams(self):
+        """The host's remote models: each service's URL (without secrets), its
+        calls, errors and latency (what ``vembed status`` shows); empty when
+        every model is local."""
+        return self._run(lambda c: _expect(c.call("Upstreams"), "Upstreams"))
+
     def ping(self):
         """A round trip that touches no model."""
         self._run(lambda c: _expect(c.call("Ping"), "Ok"))
