@@ -17,6 +17,7 @@ fn embedder(engine: Engine) -> &'static Embedder {
     let cell = match engine {
         Engine::Native => &NATIVE,
         Engine::Candle => &CANDLE,
+        other => panic!("{other:?} has no local forward pass to time"),
     };
     cell.get_or_init(|| {
         let n = vembed_host::thread_count(0);

@@ -39,12 +39,26 @@ fn env_b(config: &str, unified: &str) -> Env {
     env
 }
 
+/// Host B, stopped (SIGTERM, then waited for) when dropped.
+struct HostB(Child);
+
+impl Drop for HostB {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts host B and waits until it is ready.
-fn start(env: &Env) -> Child {
+fn start(env: &Env) -> HostB {
     let mut child = env.start_host(&[]);
     let line = ready_line(&mut child);
+    let b = HostB(child);
     assert!(line.starts_with("vembed-host ready"), "host B did not start: {line}");
-    child
+    b
 }
 
 fn rows(e: &vembed::Embeddings) -> Vec<Vec<f32>> {

@@ -139,7 +139,7 @@ pub struct Embedder {
 /// How a model counts a text's tokens.
 enum Counter {
     /// Exactly, with the model's tokenizer (truncation off).
-    Tokenizer(Tokenizer),
+    Tokenizer(Box<Tokenizer>),
     /// Exactly for OpenAI's embedding models: cl100k_base.
     Cl100k,
     /// An estimate for a remote model without a local tokenizer: one
@@ -309,7 +309,7 @@ impl Embedder {
             max_seq_length: pipeline.max_seq_length,
             pipeline: Some(pipeline),
             tokenizer: Some(tokenizer),
-            counter: Counter::Tokenizer(counter),
+            counter: Counter::Tokenizer(Box::new(counter)),
             backend,
         };
         if crate::fault::armed() {
@@ -333,7 +333,7 @@ impl Embedder {
                     ModelError::Store(format!("[remote.{name}] tokenizer {t:?}: {e}"))
                 })?;
                 let max = crate::pipeline::read_pipeline(&dir.path).ok().map(|p| p.max_seq_length);
-                (Counter::Tokenizer(untruncated(&dir.path.join("tokenizer.json"))?), max)
+                (Counter::Tokenizer(Box::new(untruncated(&dir.path.join("tokenizer.json"))?)), max)
             }
             None if config.provider == vembed_models::Provider::Openai => (Counter::Cl100k, None),
             None => (Counter::Estimate, None),

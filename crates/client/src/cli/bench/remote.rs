@@ -14,12 +14,15 @@ use super::measure::{self, Report};
 use super::{BenchArgs, unified_dir};
 use crate::cli::Cli;
 
+/// A labelled host run.
+type Run = (Option<String>, Report);
+
 /// The runs: `direct`, then `remote-c{N}` per concurrency; and A's model folder.
 pub(super) fn runs(
     cli: &Cli,
     args: &BenchArgs,
     texts: &[String],
-) -> anyhow::Result<(Vec<(Option<String>, Report)>, String)> {
+) -> anyhow::Result<(Vec<Run>, String)> {
     let dir = tempfile::Builder::new().prefix("vembed-bench-remote-").tempdir()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut opts = cli.spawn_options(None);
