@@ -88,6 +88,6 @@ def test_a_dead_service_is_an_upstream_error_and_the_local_model_serves(http_hos
     assert "upstream unreachable" in str(e.value) and dead in str(e.value)
     assert client.embed(["still here"]).dim == 384
     (up,) = client.upstreams()
-    assert (up["model"], up["url"], up["errors"]) == ("gone", dead, 1), up
+    assert (up["model"], up["url"], up["errors"]) == ("gone", dead + "/v1", 1), up
     assert "unreachable" in up["last_error"]
     client.close()

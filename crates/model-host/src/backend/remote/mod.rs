@@ -377,6 +377,76 @@ mod tests {
         assert_ne!(a, identity(&RemoteModel { model: "n".into(), ..m }, 384));
     }
 
+    /// A service on a loopback port that answers its connections, one
+    /// request each, with `answers` (status, body) in turn.
+    fn scripted(answers: Vec<(u16, &'static str)>) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (status, body) in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut request = vec![0; length];
+                std::io::Read::read_exact(&mut reader, &mut request).unwrap();
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    fn tei(url: String, retries: u32) -> RemoteModel {
+        RemoteModel {
+            retries,
+            dimensions: Some(2),
+            ..toml::from_str(&format!("provider = \"tei\"\nurl = \"{url}\"\n")).unwrap()
+        }
+    }
+
+    #[test]
+    fn failed_calls_are_retried_then_reported_with_the_status() {
+        let url = scripted(vec![(503, r#"{"error":"busy"}"#), (500, "oops"), (200, "[[0.6,0.8]]")]);
+        let b = RemoteBackend::connect("t", &tei(url, 2)).unwrap();
+        assert_eq!(b.call(&["x"]).unwrap().0, [0.6, 0.8]);
+        let s = b.upstream().unwrap();
+        assert_eq!((s.calls, s.retries, s.errors), (1, 2, 0));
+
+        let url = scripted(vec![(503, r#"{"error":"busy"}"#), (502, "bad gateway")]);
+        let b = RemoteBackend::connect("t", &tei(url.clone(), 1)).unwrap();
+        match b.call(&["x"]).unwrap_err() {
+            BackendError::Upstream { status: Some(502), message } => {
+                assert!(
+                    message.contains(&format!("{url}/embed")) && message.contains("bad gateway")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not retried: a refusal of the request itself, and a wrong answer.
+        let url = scripted(vec![(401, r#"{"error":"no key"}"#), (200, "[[0,0]]")]);
+        let b = RemoteBackend::connect("t", &tei(url, 3)).unwrap();
+        let e = b.call(&["x"]).unwrap_err().to_string();
+        assert!(e.contains("HTTP 401") && e.contains("no key") && e.contains("API key"), "{e}");
+        let e = b.call(&["x"]).unwrap_err().to_string();
+        assert!(e.contains("all zeros"), "{e}");
+        assert_eq!(b.upstream().unwrap().retries, 0);
+    }
+
     #[test]
     fn keys_never_show() {
         let s = Secret("sk-123456".into());
