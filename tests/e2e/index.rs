@@ -80,7 +80,7 @@ pub(crate) fn fixture(root: &Path) {
     write(root, "build.log", "compiler output that must not be indexed\n");
 }
 
-fn index_json(env: &Env, repo: &Path, dir: &Path) -> serde_json::Value {
+pub(crate) fn index_json(env: &Env, repo: &Path, dir: &Path) -> serde_json::Value {
     let out = env.vembed(
         &["index", repo.to_str().unwrap(), "--index-dir", dir.to_str().unwrap(), "--json"],
         "",
@@ -89,7 +89,12 @@ fn index_json(env: &Env, repo: &Path, dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn search_json(env: &Env, repo: &Path, dir: &Path, query: &str) -> Vec<serde_json::Value> {
+pub(crate) fn search_json(
+    env: &Env,
+    repo: &Path,
+    dir: &Path,
+    query: &str,
+) -> Vec<serde_json::Value> {
     let out = env.vembed(
         &[
             "search",

@@ -95,7 +95,8 @@ pub struct RemoteModel {
     /// Calls in flight at once.
     #[serde(default = "defaults::concurrency")]
     pub concurrency: u32,
-    /// Milliseconds one call may take, connecting included.
+    /// Milliseconds one call may take, connecting and retries included: a
+    /// failing service is reported within it.
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
     /// Retries of a call that failed on the way or got 408, 429 or 5xx,

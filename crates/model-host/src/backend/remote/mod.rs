@@ -142,20 +142,27 @@ impl RemoteBackend {
         Ok(backend)
     }
 
-    /// One call with its retries: the vectors (flat) and the dimension.
+    /// One call with its retries, all within `timeout_ms`: the vectors
+    /// (flat) and the dimension.
     fn call(&self, texts: &[&str]) -> Result<(Vec<f32>, usize), BackendError> {
         let body =
             shape::request(self.config.provider, &self.config.model, self.config.dimensions, texts);
         let started = Instant::now();
+        let deadline = started + Duration::from_millis(self.config.timeout_ms);
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut attempt = 0;
         let result = loop {
-            match self.once(&body, texts.len()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.once(&body, texts.len(), left) {
                 Ok(v) => break Ok(v),
                 Err(Failure { error, retry: Some(after) }) if attempt < self.config.retries => {
+                    let wait = after.unwrap_or_else(|| backoff(attempt + 1));
+                    // A retry must have time left to run in.
+                    if Instant::now() + wait >= deadline {
+                        break Err(error);
+                    }
                     attempt += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = after.unwrap_or_else(|| backoff(attempt));
                     tracing::debug!("{}: retry {attempt} in {wait:?} after: {error}", self.name);
                     std::thread::sleep(wait);
                 }
@@ -167,9 +174,18 @@ impl RemoteBackend {
         result
     }
 
-    /// One HTTP request.
-    fn once(&self, body: &[u8], texts: usize) -> Result<(Vec<f32>, usize), Failure> {
-        let mut req = self.agent.post(&self.endpoint).set("Content-Type", "application/json");
+    /// One HTTP request, given `left` to finish.
+    fn once(
+        &self,
+        body: &[u8],
+        texts: usize,
+        left: Duration,
+    ) -> Result<(Vec<f32>, usize), Failure> {
+        let mut req = self
+            .agent
+            .post(&self.endpoint)
+            .set("Content-Type", "application/json")
+            .timeout(left.max(Duration::from_millis(1)));
         if let Some(Secret(key)) = &self.key {
             req = req.set("Authorization", &format!("Bearer {key}"));
         }
@@ -445,6 +461,15 @@ mod tests {
         let e = b.call(&["x"]).unwrap_err().to_string();
         assert!(e.contains("all zeros"), "{e}");
         assert_eq!(b.upstream().unwrap().retries, 0);
+
+        // Retries stop when the call's time is up: 300 ms leaves room for
+        // two backoffs at most (100 ms, then 200 ms, each ±50%).
+        let url = scripted(vec![(503, "busy"); 6]);
+        let b =
+            RemoteBackend::connect("t", &RemoteModel { timeout_ms: 300, ..tei(url, 5) }).unwrap();
+        let e = b.call(&["x"]).unwrap_err();
+        assert!(matches!(e, BackendError::Upstream { status: Some(503), .. }), "{e}");
+        assert!(b.upstream().unwrap().retries <= 2, "{:?}", b.upstream());
     }
 
     #[test]
