@@ -32,10 +32,12 @@
 
 mod frame_reader;
 pub mod framing;
+mod status;
 mod types;
 
 pub use frame_reader::{FrameReader, Poll};
 pub use framing::FrameError;
+pub use status::*;
 pub use types::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
