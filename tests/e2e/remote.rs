@@ -201,6 +201,12 @@ fn a_remote_model_gives_the_upstreams_vectors_texts_jsonl_tools_and_index() {
     let out = env.vembed(&["status"], "");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("remote model via-tei: tei http://{a}")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "model via-openai (dim 384, max_seq_length 256, remote http://{a}/v1)"
+        )),
+        "{text}"
+    );
     let ups = client_b.upstreams().unwrap();
     assert_eq!(ups.len(), 3, "{ups:?}");
     for u in &ups {

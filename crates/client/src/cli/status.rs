@@ -25,12 +25,17 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
     );
     for m in &s.models {
         let roles: Vec<&str> = m.info.roles.iter().map(|r| r.setting()).collect();
+        // A remote model has no weights here: its service's URL instead.
+        let source = if m.info.sha256.is_empty() {
+            format!("remote {}", m.info.path)
+        } else {
+            format!("sha256 {}", &m.info.sha256[..12.min(m.info.sha256.len())])
+        };
         println!(
-            "  model {} (dim {}, max_seq_length {}, sha256 {}) roles: {}",
+            "  model {} (dim {}, max_seq_length {}, {source}) roles: {}",
             m.info.name,
             m.info.dim,
             m.info.max_seq_length,
-            &m.info.sha256[..12.min(m.info.sha256.len())],
             if roles.is_empty() { "-".to_string() } else { roles.join(", ") }
         );
         for f in &m.files {
