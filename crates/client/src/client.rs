@@ -69,7 +69,7 @@ impl Client {
                 match spawn::spawn_host(&opts)? {
                     StartupStatus::Ready { .. } | StartupStatus::AlreadyRunning => {}
                 }
-                wait_for_host(&opts, deadline)?
+                spawn::wait_for_host(&opts, deadline)?
             }
             Err(e) => return Err(e),
         };
@@ -567,35 +567,4 @@ fn unexpected(r: &Response) -> Error {
         Response::Upstreams(_) => "Upstreams",
     };
     Error::Protocol(format!("unexpected {name} reply"))
-}
-
-/// Polls the socket until a host answers the handshake or the deadline passes.
-/// A host that another process was starting may fail or be on its way out;
-/// while nothing answers, a new start is tried every half second (the lock
-/// keeps it to one host).
-fn wait_for_host(opts: &SpawnOptions, deadline: Instant) -> Result<Client> {
-    let socket = &opts.socket;
-    let started = Instant::now();
-    let mut last_spawn = Instant::now();
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match Client::connect_with(socket, opts.timeouts) {
-            Ok(c) => return Ok(c),
-            Err(Error::NotRunning { .. } | Error::Disconnected) if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-                if last_spawn.elapsed() > Duration::from_millis(500) {
-                    last_spawn = Instant::now();
-                    spawn::spawn_host(opts)?;
-                }
-            }
-            Err(Error::NotRunning { .. } | Error::Disconnected) => {
-                return Err(Error::StartTimeout {
-                    socket: socket.to_path_buf(),
-                    waited_ms: started.elapsed().as_millis() as u64,
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

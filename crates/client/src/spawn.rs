@@ -5,9 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::{Error, Result};
+use crate::{Client, Error, Result};
 
 /// How to find and start the host.
 #[derive(Debug, Clone)]
@@ -144,4 +144,35 @@ fn parse_status(line: &str, bin: &Path) -> Result<StartupStatus> {
     Err(Error::Spawn {
         message: format!("{} exited without a status line; see {}", bin.display(), log.display()),
     })
+}
+
+/// Polls the socket until a host answers the handshake or the deadline passes.
+/// A host that another process was starting may fail or be on its way out;
+/// while nothing answers, a new start is tried every half second (the lock
+/// keeps it to one host).
+pub(crate) fn wait_for_host(opts: &SpawnOptions, deadline: Instant) -> Result<Client> {
+    let socket = &opts.socket;
+    let started = Instant::now();
+    let mut last_spawn = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match Client::connect_with(socket, opts.timeouts) {
+            Ok(c) => return Ok(c),
+            Err(Error::NotRunning { .. } | Error::Disconnected) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+                if last_spawn.elapsed() > Duration::from_millis(500) {
+                    last_spawn = Instant::now();
+                    spawn_host(opts)?;
+                }
+            }
+            Err(Error::NotRunning { .. } | Error::Disconnected) => {
+                return Err(Error::StartTimeout {
+                    socket: socket.to_path_buf(),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

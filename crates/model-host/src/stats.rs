@@ -27,7 +27,7 @@ pub struct Stats {
     /// Seconds from reading an embed request to answering it (queue and
     /// forward passes), every front door.
     pub request_seconds: Histogram,
-    latencies_us: Mutex<VecDeque<u64>>,
+    latencies: Latencies,
 }
 
 impl Default for Stats {
@@ -40,7 +40,7 @@ impl Default for Stats {
             connections: AtomicU64::new(0),
             batch_texts: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
             request_seconds: Histogram::new(LATENCY_BUCKETS),
-            latencies_us: Mutex::new(VecDeque::new()),
+            latencies: Latencies::default(),
         }
     }
 }
@@ -98,12 +98,7 @@ impl Stats {
     pub fn record_request(&self, texts: usize, latency: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.texts.fetch_add(texts as u64, Ordering::Relaxed);
-        let mut l = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
-        if l.len() == WINDOW {
-            l.pop_front();
-        }
-        l.push_back(latency.as_micros() as u64);
-        drop(l);
+        self.latencies.record(latency);
         self.request_seconds.observe(latency.as_secs_f64());
     }
 
@@ -120,8 +115,28 @@ impl Stats {
 
     /// p50 and p99 of recent request latencies, in microseconds.
     pub fn latency_percentiles(&self) -> (u64, u64) {
+        self.latencies.percentiles()
+    }
+}
+
+/// The last [`WINDOW`] latencies, for percentiles.
+#[derive(Default)]
+pub struct Latencies(Mutex<VecDeque<u64>>);
+
+impl Latencies {
+    /// Records one latency.
+    pub fn record(&self, latency: Duration) {
+        let mut l = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if l.len() == WINDOW {
+            l.pop_front();
+        }
+        l.push_back(latency.as_micros() as u64);
+    }
+
+    /// p50 and p99, in microseconds; zeros when none was recorded.
+    pub fn percentiles(&self) -> (u64, u64) {
         let mut v: Vec<u64> =
-            self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
         if v.is_empty() {
             return (0, 0);
         }

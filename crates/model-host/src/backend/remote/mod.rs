@@ -11,7 +11,6 @@
 
 mod shape;
 
-use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +25,6 @@ use crate::model::Engine;
 /// Largest answer body read, in bytes (64 texts × 4096 floats as JSON is
 /// about 6 MB).
 const MAX_ANSWER_BYTES: u64 = 256 << 20;
-/// Calls whose latencies the percentiles cover.
-const WINDOW: usize = 4096;
 /// The first retry's delay; each next one doubles, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -88,7 +85,7 @@ struct CallStats {
     errors: AtomicU64,
     retries: AtomicU64,
     in_flight: AtomicU64,
-    latencies_us: Mutex<VecDeque<u64>>,
+    latencies: crate::stats::Latencies,
     last_error: Mutex<Option<String>>,
 }
 
@@ -274,11 +271,7 @@ impl RemoteBackend {
                 *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             }
         }
-        let mut l = s.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
-        if l.len() == WINDOW {
-            l.pop_front();
-        }
-        l.push_back(took.as_micros() as u64);
+        s.latencies.record(took);
     }
 }
 
@@ -331,11 +324,7 @@ impl Backend for RemoteBackend {
 
     fn upstream(&self) -> Option<UpstreamStatus> {
         let s = &self.stats;
-        let mut l: Vec<u64> =
-            s.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
-        l.sort_unstable();
-        let at =
-            |q: f64| if l.is_empty() { 0 } else { l[((l.len() - 1) as f64 * q).round() as usize] };
+        let (p50, p99) = s.latencies.percentiles();
         Some(UpstreamStatus {
             model: self.name.clone(),
             provider: self.config.provider.name().to_string(),
@@ -348,8 +337,8 @@ impl Backend for RemoteBackend {
             errors: s.errors.load(Ordering::Relaxed),
             retries: s.retries.load(Ordering::Relaxed),
             in_flight: s.in_flight.load(Ordering::Relaxed) as u32,
-            latency_p50_us: at(0.5),
-            latency_p99_us: at(0.99),
+            latency_p50_us: p50,
+            latency_p99_us: p99,
             last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         })
     }
