@@ -5,6 +5,12 @@
 //! answers every client as a host would (Hello, then embeddings of its own
 //! choosing), appending every payload it receives to LOG. The tests check
 //! that no vembed client ever sends it anything.
+//!
+//! `vembed-test-peer http ADDR` plays another local user of the HTTP front
+//! door: it reads requests from stdin, one JSON object a line (`method`,
+//! `path`, optional `headers` as `[[name, value], ...]` and `body` as a
+//! string), sends each on a new TCP connection to ADDR, and prints one
+//! JSON line per answer: `{"status": N, "body": "..."}`.
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -71,9 +77,41 @@ fn main() {
                 std::thread::spawn(move || serve(s, log));
             }
         }
+        Some("http") if args.len() == 3 => http_client(&args[2]),
         _ => {
-            eprintln!("usage: vembed-test-peer fake-host SOCKET LOG");
+            eprintln!("usage: vembed-test-peer fake-host SOCKET LOG | http ADDR");
             std::process::exit(2);
         }
+    }
+}
+
+fn http_client(addr: &str) {
+    use std::io::BufRead;
+    let addr: std::net::SocketAddr = addr.parse().expect("ADDR is host:port");
+    for line in std::io::stdin().lock().lines() {
+        let line = line.expect("reading stdin");
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: serde_json::Value = serde_json::from_str(&line).expect("a JSON request");
+        let headers: Vec<(String, String)> = r["headers"]
+            .as_array()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let headers: Vec<(&str, &str)> =
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let reply = vembed_tests::http::request(
+            addr,
+            r["method"].as_str().unwrap(),
+            r["path"].as_str().unwrap(),
+            &headers,
+            r["body"].as_str().unwrap_or("").as_bytes(),
+        );
+        let out = serde_json::json!({"status": reply.status, "body": reply.text()});
+        println!("{out}");
     }
 }

@@ -7,6 +7,7 @@ mod concurrency;
 mod experiment;
 mod faults;
 mod http;
+mod http_access;
 mod index;
 mod lifecycle;
 mod models;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use vembed::search::Searcher;
 use vembed::{IndexRequest, ModelRef, RankedSearchRequest, Role, SearchMode};
 use vembed_tests::Env;
-use vembed_tests::http::{HttpHost, post};
+use vembed_tests::http::{HttpHost, exchange};
 
 use crate::index::{fixture, write};
 
@@ -40,16 +40,23 @@ fn assert_same_ranking(a: &[Value], b: &[Value], what: &str) {
 
 #[test]
 fn every_door_ranks_alike_in_every_mode() {
-    let env = Env::new();
-    let host = HttpHost::start(&env, &[]);
+    // HTTP search is the host user's (here over the Unix-socket listener,
+    // whose peer's uid is checked) and of indexes at their default place:
+    // this environment's own cache.
+    let env = Env::new().with_private_cache();
+    let http_sock = env.path("run/http.sock");
+    let _host = HttpHost::start(&env, &["--http-socket", http_sock.to_str().unwrap()]);
+    let http = |body: &Value| {
+        let mut s = std::os::unix::net::UnixStream::connect(&http_sock).unwrap();
+        exchange(&mut s, "POST", "/vembed/v1/search", &[], body.to_string().as_bytes())
+    };
     let repo = env.path("repo");
     fixture(&repo);
-    let (r, i) = (repo.to_str().unwrap(), env.path("index"));
-    let i = i.to_str().unwrap();
-    let o = env.vembed(&["index", r, "--index-dir", i], "");
+    let r = repo.to_str().unwrap();
+    let o = env.vembed(&["index", r], "");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cli = |q: &str, mode: &str, via_host: bool| -> Vec<Value> {
-        let mut args = vec!["search", q, "--repo", r, "--index-dir", i, "-k", "5", "--json"];
+        let mut args = vec!["search", q, "--repo", r, "-k", "5", "--json"];
         args.extend(["--mode", mode]);
         if via_host {
             args.push("--via-host");
@@ -64,11 +71,7 @@ fn every_door_ranks_alike_in_every_mode() {
             let here = cli(q, mode, false);
             assert!(!here.is_empty(), "{mode} {q:?} found nothing");
             assert_same_ranking(&here, &cli(q, mode, true), &format!("--via-host {mode} {q:?}"));
-            let reply = post(
-                host.addr,
-                "/vembed/v1/search",
-                &json!({"repo": r, "index_dir": i, "query": q, "k": 5, "mode": mode}),
-            );
+            let reply = http(&json!({"repo": r, "query": q, "k": 5, "mode": mode}));
             assert_eq!(reply.status, 200, "{}", reply.text());
             let v = reply.json();
             assert_eq!(v["mode"], mode);
@@ -77,7 +80,7 @@ fn every_door_ranks_alike_in_every_mode() {
             let hits = client
                 .search_ranked(RankedSearchRequest {
                     repo: r.into(),
-                    index_dir: Some(i.into()),
+                    index_dir: None,
                     query: q.into(),
                     k: 5,
                     mode: SearchMode::from_name(mode).unwrap(),
@@ -91,25 +94,26 @@ fn every_door_ranks_alike_in_every_mode() {
         }
     }
     // HTTP defaults to hybrid and k = 10.
-    let v = post(host.addr, "/vembed/v1/search", &json!({"repo": r, "index_dir": i, "query": "x"}))
-        .json();
+    let v = http(&json!({"repo": r, "query": "x"})).json();
     assert_eq!(v["mode"], "hybrid");
     assert!(v["hits"].as_array().unwrap().len() <= 10);
 
     // Bad requests get a status and a message that names the fault.
     let bad = |body: Value, status: u16, words: &str| {
-        let reply = post(host.addr, "/vembed/v1/search", &body);
+        let reply = http(&body);
         assert_eq!(reply.status, status, "{body}: {}", reply.text());
         let msg = reply.json()["error"]["message"].as_str().unwrap().to_string();
         assert!(msg.contains(words), "{body}: {msg}");
     };
-    bad(json!({"repo": r, "index_dir": i, "query": "x", "mode": "fuzzy"}), 400, "fuzzy");
+    bad(json!({"repo": r, "query": "x", "mode": "fuzzy"}), 400, "fuzzy");
     bad(json!({"repo": "repo", "query": "x"}), 400, "absolute");
     bad(json!({"repo": r, "query": "x", "bogus": 1}), 400, "bogus");
     bad(json!({"query": "x"}), 400, "repo");
-    bad(json!({"repo": r, "index_dir": i, "query": "x", "k": 20000}), 400, "10000");
+    bad(json!({"repo": r, "query": "x", "k": 20000}), 400, "10000");
+    bad(json!({"repo": r, "index_dir": env.path("ix"), "query": "x"}), 400, "index_dir");
     let none = env.path("no-index");
-    bad(json!({"repo": r, "index_dir": none, "query": "x"}), 404, "vembed index");
+    std::fs::create_dir_all(&none).unwrap();
+    bad(json!({"repo": none, "query": "x"}), 404, "vembed index");
     // --search-k stays a forest knob of the in-process search.
     let o = env.vembed(&["search", "x", "--repo", r, "--via-host", "--search-k", "9"], "");
     assert!(!o.status.success());

@@ -56,6 +56,17 @@ pub enum IndexerError {
         /// Where its index would be.
         dir: String,
     },
+    /// A search from a front door that takes no paths named a repository
+    /// this host has not indexed for its user (see
+    /// [`Indexer::search_registered`]).
+    #[error(
+        "repository {repo:?} has no index on this host; build one with `vembed index {repo}` \
+         (HTTP searches only the repositories the host's user indexed at their default place)"
+    )]
+    NotRegistered {
+        /// The repository as the caller named it.
+        repo: String,
+    },
     /// The index failed (another model, a full disk, ...).
     #[error(transparent)]
     Index(#[from] vembed_index::IndexError),
@@ -468,8 +479,42 @@ impl Indexer {
                 dir: dir.display().to_string(),
             });
         }
+        self.search_at(&root, &dir, req)
+    }
+
+    /// [`Indexer::search_ranked`] for a front door that takes no paths
+    /// (HTTP): `req.repo` must name a repository this host has indexed for
+    /// its user, which is to say one whose index is at its default place
+    /// under the user's cache (the host's registry of indexes, keyed by the
+    /// repository's canonical path). `req.index_dir` must be `None`. A
+    /// directory never indexed, or indexed only elsewhere (`--index-dir`),
+    /// is [`IndexerError::NotRegistered`], which names neither the index's
+    /// place nor whether the directory exists.
+    pub fn search_registered(
+        &self,
+        req: &RankedSearchRequest,
+    ) -> Result<Vec<RankedSearchHit>, IndexerError> {
+        let not = || IndexerError::NotRegistered { repo: req.repo.clone() };
+        if req.index_dir.is_some() || !Path::new(&req.repo).is_absolute() {
+            return Err(not());
+        }
+        let root = Path::new(&req.repo).canonicalize().map_err(|_| not())?;
+        let dir = vembed_models::paths::default_index_dir(&root);
+        if !root.is_dir() || !dir.join("data.mdb").is_file() {
+            return Err(not());
+        }
+        self.search_at(&root, &dir, req)
+    }
+
+    /// Searches the index at `dir` of the repository at `root`.
+    fn search_at(
+        &self,
+        root: &Path,
+        dir: &Path,
+        req: &RankedSearchRequest,
+    ) -> Result<Vec<RankedSearchHit>, IndexerError> {
         let (model, embedder) = self.code_model()?;
-        let writer = self.writer(&dir, &root, &Self::identity(&embedder), false)?;
+        let writer = self.writer(dir, root, &Self::identity(&embedder), false)?;
         let mode = match req.mode {
             SearchMode::Semantic => Mode::Semantic,
             SearchMode::Lexical => Mode::Lexical,

@@ -13,15 +13,15 @@ pub(super) fn run(cli: &Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let name = cli.unified_embedding_model.clone().unwrap_or(settings.unified_embedding_model);
     let (dir, source) = vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;
-    println!(
+    outln!(
         "model: {} at {} ({})",
         dir.name,
         dir.path.display(),
         super::model::fetch_source(source)
-    );
+    )?;
     let started = Instant::now();
     let mut client = cli.client(None)?;
-    println!("connected to host pid {} in {:?}", client.hello().pid, started.elapsed());
+    outln!("connected to host pid {} in {:?}", client.hello().pid, started.elapsed())?;
     let queries =
         ["find the function that validates email addresses", "where is the socket server started"];
     let snippets = [
@@ -33,9 +33,9 @@ pub(super) fn run(cli: &Cli) -> anyhow::Result<()> {
     all.extend(snippets);
     let t = Instant::now();
     let vecs = client.embed(&all)?;
-    println!("embedded {} texts in {:?}\n", all.len(), t.elapsed());
+    outln!("embedded {} texts in {:?}\n", all.len(), t.elapsed())?;
     for (qi, q) in queries.iter().enumerate() {
-        println!("query: {q}");
+        outln!("query: {q}")?;
         let mut scored: Vec<(f32, &str)> = snippets
             .iter()
             .enumerate()
@@ -43,9 +43,9 @@ pub(super) fn run(cli: &Cli) -> anyhow::Result<()> {
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (score, s) in scored {
-            println!("  {score:>6.3}  {}", s.lines().next().unwrap_or(""));
+            outln!("  {score:>6.3}  {}", s.lines().next().unwrap_or(""))?;
         }
     }
-    println!();
+    outln!()?;
     super::status::run(cli, false)
 }

@@ -36,17 +36,17 @@ pub fn run(
         let dir = index_dir_for(&args.repo, args.index_dir.as_deref())?;
         let stats = Searcher::open_dir(&dir)?.stats()?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&stats)?);
+            outln!("{}", serde_json::to_string_pretty(&stats)?)?;
         } else {
-            println!("index {} for {}", dir.display(), stats.root);
-            println!("  model: {}", stats.model);
-            println!(
+            outln!("index {} for {}", dir.display(), stats.root)?;
+            outln!("  model: {}", stats.model)?;
+            outln!(
                 "  {} files, {} snippets, {:.1} MiB on disk",
                 stats.files,
                 stats.snippets,
                 stats.disk_bytes as f64 / 1048576.0
-            );
-            println!("  last update: {} (unix seconds)", stats.updated_unix);
+            )?;
+            outln!("  last update: {} (unix seconds)", stats.updated_unix)?;
         }
         return Ok(());
     }
@@ -63,7 +63,7 @@ pub fn run(
         if bar && p.files_to_index > 0 {
             let width = 30;
             let done = (p.files_indexed * width / p.files_to_index.max(1)) as usize;
-            eprint!(
+            err!(
                 "\r[{}{}] {}/{} files, {} snippets",
                 "#".repeat(done),
                 " ".repeat(width as usize - done),
@@ -74,12 +74,12 @@ pub fn run(
         }
     })?;
     if bar {
-        eprintln!();
+        errln!();
     }
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?)?;
     } else {
-        println!(
+        outln!(
             "{} files seen: {} indexed, {} unchanged, {} deleted, {} skipped; {} snippets added, {} removed; {:.2} s",
             summary.files_seen,
             summary.indexed,
@@ -89,7 +89,7 @@ pub fn run(
             summary.chunks_added,
             summary.chunks_removed,
             summary.seconds
-        );
+        )?;
     }
     Ok(())
 }

@@ -13,6 +13,9 @@ use serde::Serialize;
 use vembed::{Client, ModelRef, Role, SpawnOptions};
 use vembed_models::Settings;
 
+#[macro_use]
+mod out;
+
 mod bench;
 mod demo;
 mod embed;
@@ -146,7 +149,7 @@ pub fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("vembed: error: {}", format!("{e:#}").replace('\n', " "));
+            errln!("vembed: error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
     }

@@ -12,45 +12,45 @@ pub(super) fn run(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
                 .unwrap_or(settings.unified_embedding_model);
             let (dir, source) =
                 vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;
-            println!("{}: {} at {}", dir.name, fetch_source(source), dir.path.display());
+            outln!("{}: {} at {}", dir.name, fetch_source(source), dir.path.display())?;
             Ok(())
         }
         ModelCommand::Import { path, name } => {
             let dir = vembed_models::import(path, name.as_deref())?;
-            println!(
+            outln!(
                 "imported {} into {} (sha256 {})",
                 dir.name,
                 dir.path.display(),
                 dir.sha256()?
-            );
+            )?;
             Ok(())
         }
         ModelCommand::Standin { from, layers } => {
             let src = vembed_models::resolve(from)?;
             let dir = vembed_models::make_standin(&src, *layers)?;
-            println!(
+            outln!(
                 "{}: a {layers}-layer TIMING STAND-IN made from {} (not for search quality) at {}",
                 dir.name,
                 src.name,
                 dir.path.display()
-            );
+            )?;
             Ok(())
         }
         ModelCommand::List { json } => {
             let models = vembed_models::list();
             if *json {
-                println!("{}", serde_json::to_string_pretty(&models)?);
+                outln!("{}", serde_json::to_string_pretty(&models)?)?;
             } else if models.is_empty() {
-                println!("no models found locally; run `vembed model fetch`");
+                outln!("no models found locally; run `vembed model fetch`")?;
             } else {
                 for m in models {
-                    println!(
+                    outln!(
                         "{:<45} {:>10}  {:<22} {}",
                         m.name,
                         super::status::human_bytes(m.bytes),
                         m.source,
                         m.path.display()
-                    );
+                    )?;
                 }
             }
             Ok(())

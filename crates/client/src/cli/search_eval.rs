@@ -163,10 +163,10 @@ pub fn run(
         methods,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{} cases; index: {} files, {} snippets{}; queries embedded in {:.2} s",
         report.cases,
         report.files,
@@ -177,16 +177,16 @@ pub fn run(
             format!(" ({} added in {:.1} s)", report.index_chunks_added, report.index_seconds)
         },
         report.embed_queries_seconds
-    );
-    println!(
+    )?;
+    outln!(
         "{:<16} {:>8} {:>7} {:>7} {:>12} {:>12}",
         "method", "MRR@10", "R@1", "R@10", "p50 ms", "p99 ms"
-    );
+    )?;
     for m in &report.methods {
-        println!(
+        outln!(
             "{:<16} {:>8.3} {:>7.3} {:>7.3} {:>12.3} {:>12.3}",
             m.method, m.mrr_at_10, m.recall_at_1, m.recall_at_10, m.search_p50_ms, m.search_p99_ms
-        );
+        )?;
     }
     Ok(())
 }

@@ -13,16 +13,16 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["upstreams"] = serde_json::to_value(&upstreams)?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "vembed host {} (pid {}), up {:.1}s, socket {}",
         s.host_version,
         s.pid,
         s.uptime_ms as f64 / 1000.0,
         s.socket
-    );
+    )?;
     for m in &s.models {
         let roles: Vec<&str> = m.info.roles.iter().map(|r| r.setting()).collect();
         // A remote model has no weights here: its service's URL instead.
@@ -31,28 +31,28 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
         } else {
             format!("sha256 {}", &m.info.sha256[..12.min(m.info.sha256.len())])
         };
-        println!(
+        outln!(
             "  model {} (dim {}, max_seq_length {}, {source}) roles: {}",
             m.info.name,
             m.info.dim,
             m.info.max_seq_length,
             if roles.is_empty() { "-".to_string() } else { roles.join(", ") }
-        );
+        )?;
         for f in &m.files {
-            println!(
+            outln!(
                 "    {}: {} of {} in page cache",
                 f.path,
                 human_bytes(f.resident_bytes),
                 human_bytes(f.bytes)
-            );
+            )?;
         }
     }
     for u in &upstreams {
-        println!(
+        outln!(
             "  remote model {}: {} {} (model {:?}, dim {}, concurrency {})",
             u.model, u.provider, u.url, u.remote_model, u.dim, u.concurrency
-        );
-        println!(
+        )?;
+        outln!(
             "    calls {}, texts {}, errors {}, retries {}, in flight {}; latency p50 {:.1} ms, p99 {:.1} ms",
             u.calls,
             u.texts,
@@ -61,31 +61,31 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
             u.in_flight,
             u.latency_p50_us as f64 / 1e3,
             u.latency_p99_us as f64 / 1e3
-        );
+        )?;
         if let Some(e) = &u.last_error {
-            println!("    last error: {e}");
+            outln!("    last error: {e}")?;
         }
     }
     let mem = s.memory;
-    println!(
+    outln!(
         "  memory: pss {}, rss {} (anon {}, file {}), peak rss {}",
         human_bytes(mem.pss),
         human_bytes(mem.rss),
         human_bytes(mem.rss_anon),
         human_bytes(mem.rss_file),
         human_bytes(mem.peak_rss)
-    );
-    println!(
+    )?;
+    outln!(
         "  clients {}, requests {}, texts {}, errors {}, batches {}, queued {}",
         s.clients, s.requests, s.texts, s.errors, s.batches, s.queue_texts
-    );
-    println!(
+    )?;
+    outln!(
         "  latency in host: p50 {} µs, p99 {} µs; threads {}",
         s.latency_p50_us, s.latency_p99_us, s.threads
-    );
-    println!(
+    )?;
+    outln!(
         "  embedding cache: {} entries; {} hits, {} from disk, {} embedded",
         s.cache.entries, s.cache.hits, s.cache.disk_hits, s.cache.misses
-    );
+    )?;
     Ok(())
 }

@@ -10,9 +10,9 @@ pub(super) fn run(cli: &Cli) -> anyhow::Result<()> {
             let pid = c.hello().pid;
             c.shutdown()?;
             wait_gone(pid, Duration::from_secs(30));
-            println!("stopped vembed host (pid {pid})");
+            outln!("stopped vembed host (pid {pid})")?;
         }
-        Err(vembed::Error::NotRunning { .. }) => println!("no vembed host is running"),
+        Err(vembed::Error::NotRunning { .. }) => outln!("no vembed host is running")?,
         Err(e) => return Err(e.into()),
     }
     Ok(())

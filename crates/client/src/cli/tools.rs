@@ -90,10 +90,10 @@ pub fn run(client: &mut Client, command: &ToolsCommand) -> anyhow::Result<()> {
             let mut picks = client.select_tools(&tools, set.method, &[query], &opts)?.selections;
             let picks = picks.pop().unwrap_or_default();
             if *json {
-                println!("{}", serde_json::to_string(&picks)?);
+                outln!("{}", serde_json::to_string(&picks)?)?;
             } else {
                 for p in picks {
-                    println!("{:.4}  {}", p.score, p.name);
+                    outln!("{:.4}  {}", p.score, p.name)?;
                 }
             }
             Ok(())
@@ -106,17 +106,17 @@ pub fn run(client: &mut Client, command: &ToolsCommand) -> anyhow::Result<()> {
             let after = client.status()?.cache;
             let ms = t.elapsed().as_secs_f64() * 1e3;
             if held.tools_cached {
-                println!(
+                outln!(
                     "{} tools ready in {ms:.1} ms: the host holds their vectors",
                     tools.tools.len()
-                );
+                )?;
             } else {
-                println!(
+                outln!(
                     "{} tools ready in {ms:.1} ms: {} embedding(s) computed, {} from the host's cache",
                     tools.tools.len(),
                     after.misses - before.misses,
                     (after.hits + after.disk_hits) - (before.hits + before.disk_hits),
-                );
+                )?;
             }
             Ok(())
         }
@@ -241,24 +241,24 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
     let select_p50_us = select_us[select_us.len() / 2];
     if json {
         let out = serde_json::json!({ "methods": reports, "select_p50_us": select_p50_us });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{} tools, {} requests ({} tune, {} dev, {} holdout); top-1/top-5 per split",
         tools.tools.len(),
         cases.len(),
         reports[0].tune.cases,
         reports[0].dev.cases,
         reports[0].holdout.cases
-    );
-    println!(
+    )?;
+    outln!(
         "{:<8} {:>13} {:>13} {:>13} {:>13} {:>9}",
         "method", "tune", "dev", "holdout", "all", "rank µs"
-    );
+    )?;
     let pair = |s: &Score| format!("{:.3}/{:.3}", s.top1, s.top5);
     for r in &reports {
-        println!(
+        outln!(
             "{:<8} {:>13} {:>13} {:>13} {:>13} {:>9.1}",
             method_name(r.method),
             pair(&r.tune),
@@ -266,11 +266,11 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
             pair(&r.holdout),
             pair(&r.all),
             r.rank_us
-        );
+        )?;
     }
-    println!(
+    outln!(
         "select with the default method (one SelectTools round trip): p50 {:.0} µs",
         select_p50_us
-    );
+    )?;
     Ok(())
 }

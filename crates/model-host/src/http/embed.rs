@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use vembed_protocol::Embeddings;
 
+use super::caller::{Caller, shown_name};
 use super::error::{ApiError, Kind};
 use super::{MAX_INPUTS, State};
 use crate::infer::Infer;
@@ -17,7 +18,7 @@ use crate::queue::{JobError, Respond};
 
 /// The vectors of one request, in input order.
 pub(crate) struct Output {
-    /// The canonical name of the model.
+    /// The canonical name of the model, as the caller may see it.
     pub model: String,
     /// Floats per vector.
     pub dim: usize,
@@ -92,6 +93,7 @@ impl Respond for Reply {
 /// error ([`Kind::TooLong`]) instead of being cut.
 pub(crate) async fn embed(
     state: &Arc<State>,
+    who: Caller,
     model: usize,
     texts: Vec<String>,
     truncate: bool,
@@ -107,9 +109,10 @@ pub(crate) async fn embed(
     }
     let infer = state.infer.clone();
     let embedder = infer.registry.get(model);
+    let name = shown_name(&embedder.name, &embedder.sha256, who).into_owned();
     if texts.is_empty() {
         let dim = embedder.dim();
-        return Ok(Output { model: embedder.name.clone(), dim, tokens: vec![], data: vec![] });
+        return Ok(Output { model: name, dim, tokens: vec![], data: vec![] });
     }
     // Checking lengths and tokenizing take real CPU time: off the reactor,
     // unless the request is a few short texts (a query: tens of
@@ -135,7 +138,7 @@ pub(crate) async fn embed(
         match &mut out {
             None => {
                 out = Some(Output {
-                    model: part.model,
+                    model: name.clone(),
                     dim: part.dim as usize,
                     tokens: part.tokens,
                     data: part.data,

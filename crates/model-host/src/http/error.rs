@@ -6,6 +6,7 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode, header};
 use serde::Serialize;
 
+use super::caller::{Private, SEE_THE_LOG};
 use crate::infer::InferError;
 
 /// Which API a request belongs to: it decides the error shape.
@@ -30,6 +31,8 @@ pub(crate) enum Kind {
     TooLong,
     /// No bearer token, or the wrong one.
     Unauthorized,
+    /// An anonymous caller asked for what only the host's user may have.
+    Forbidden,
     /// No such route, or no such model.
     NotFound,
     /// A route asked with the wrong method.
@@ -74,6 +77,7 @@ impl ApiError {
             Kind::TooLong if api == Api::Tei => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::TooLong => StatusCode::BAD_REQUEST,
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -85,6 +89,20 @@ impl ApiError {
         }
     }
 
+    /// This error as an anonymous caller may see it: a failure inside the
+    /// host (whose reason can name the user's files) only points to the
+    /// host's log, where it is written whole; every other message has the
+    /// user's paths redacted.
+    pub fn for_anonymous(self, private: &Private) -> ApiError {
+        match self.kind {
+            Kind::Internal => {
+                tracing::warn!("HTTP request of an anonymous caller failed: {}", self.message);
+                ApiError::new(Kind::Internal, SEE_THE_LOG)
+            }
+            _ => ApiError::new(self.kind, private.redact(&self.message)),
+        }
+    }
+
     /// The response `api`'s clients expect for this error.
     pub fn respond(&self, api: Api) -> Response<Full<Bytes>> {
         let status = self.status(api);
@@ -93,6 +111,7 @@ impl ApiError {
             Api::OpenAi => {
                 let (kind, code) = match self.kind {
                     Kind::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
+                    Kind::Forbidden => ("permission_error", Some("forbidden")),
                     Kind::NotFound => ("invalid_request_error", Some("model_not_found")),
                     Kind::Overloaded => ("rate_limit_error", Some("rate_limit_exceeded")),
                     Kind::Internal | Kind::ShuttingDown | Kind::Upstream => ("server_error", None),
@@ -110,6 +129,7 @@ impl ApiError {
                     Kind::ShuttingDown => "Unhealthy",
                     Kind::Internal | Kind::Upstream => "Backend",
                     Kind::Unauthorized => "Unauthorized",
+                    Kind::Forbidden => "Forbidden",
                     _ => "Validation",
                 };
                 serde_json::json!({ "error": message, "error_type": kind })

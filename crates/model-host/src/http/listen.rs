@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use vembed_models::Settings;
 
+use super::caller::Peer;
 use super::{HEADER_TIMEOUT, MAX_CONNECTIONS, State};
 
 /// Why the HTTP front door cannot start. The host does not start either: a
@@ -243,7 +244,7 @@ pub(super) async fn serve_all(
                         || async {
                             let (s, _) = l.accept().await?;
                             s.set_nodelay(true)?;
-                            Ok((s, true))
+                            Ok((s, Some(Peer::Network)))
                         },
                         state,
                         stop,
@@ -268,7 +269,7 @@ pub(super) async fn serve_all(
                             let (s, _) = l.accept().await?;
                             // The same rule as the host's socket: this user only.
                             let same = s.peer_cred().map(|c| c.uid() == euid).unwrap_or(false);
-                            Ok((s, same))
+                            Ok((s, same.then_some(Peer::SameUser)))
                         },
                         state,
                         stop,
@@ -292,16 +293,16 @@ pub(super) async fn serve_all(
     }
 }
 
-/// Accepts connections with `accept` (which also says whether the peer may
-/// be served) and serves each on a task of its own.
+/// Accepts connections with `accept` (which also says who the peer is, or
+/// `None` when it may not be served) and serves each on a task of its own.
 async fn accept_loop<S, F, Fut>(accept: F, state: Arc<State>, stop: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = io::Result<(S, bool)>>,
+    Fut: std::future::Future<Output = io::Result<(S, Option<Peer>)>>,
 {
     loop {
-        let (stream, allowed) = match accept().await {
+        let (stream, peer) = match accept().await {
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and the like: back off instead of spinning.
@@ -311,10 +312,10 @@ where
             }
         };
         let open = state.metrics.open.fetch_add(1, Ordering::AcqRel) as usize;
-        if !allowed || open >= MAX_CONNECTIONS {
+        let Some(peer) = peer.filter(|_| open < MAX_CONNECTIONS) else {
             state.metrics.open.fetch_sub(1, Ordering::AcqRel);
             state.metrics.refused.fetch_add(1, Ordering::Relaxed);
-            let (status, message) = if allowed {
+            let (status, message) = if peer.is_some() {
                 (
                     "503 Service Unavailable",
                     format!("too many HTTP connections ({MAX_CONNECTIONS} open); retry shortly"),
@@ -324,10 +325,10 @@ where
             };
             tokio::spawn(refuse(stream, status, message));
             continue;
-        }
+        };
         let (state, stop) = (state.clone(), stop.clone());
         tokio::spawn(async move {
-            serve_connection(stream, state.clone(), stop).await;
+            serve_connection(stream, peer, state.clone(), stop).await;
             state.metrics.open.fetch_sub(1, Ordering::AcqRel);
         });
     }
@@ -350,11 +351,16 @@ async fn refuse<S: AsyncWrite + Unpin>(mut stream: S, status: &str, message: Str
 
 /// Serves HTTP/1.1 on one connection until it closes, or until `stop`, when
 /// the request in flight is finished first.
-async fn serve_connection<S>(stream: S, state: Arc<State>, mut stop: watch::Receiver<bool>)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: Peer,
+    state: Arc<State>,
+    mut stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| super::route::handle(state.clone(), req));
+    let service =
+        hyper::service::service_fn(move |req| super::route::handle(state.clone(), peer, req));
     let mut builder = hyper::server::conn::http1::Builder::new();
     // Headers within HEADER_TIMEOUT (hyper's timer also bounds how long an
     // idle keep-alive connection waits for its next request).

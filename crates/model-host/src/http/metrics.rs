@@ -39,7 +39,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The whole exposition.
-pub(crate) fn render(state: &State) -> String {
+pub(crate) fn render(state: &State, who: super::caller::Caller) -> String {
     let mut out = String::with_capacity(8192);
     let m = &state.metrics;
     header(
@@ -154,7 +154,7 @@ pub(crate) fn render(state: &State) -> String {
         let _ = writeln!(
             out,
             "vembed_model_info{{name=\"{}\",sha256=\"{}\",dim=\"{}\",max_seq_length=\"{}\"}} 1",
-            escape(&m.name),
+            escape(&super::caller::shown_name(&m.name, &m.sha256, who)),
             m.sha256,
             m.dim,
             m.max_seq_length

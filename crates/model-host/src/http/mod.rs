@@ -9,7 +9,10 @@
 //!
 //! - [`listen`]: binding (TCP, a Unix socket path, systemd's sockets), the
 //!   bearer token, and the accept loops with their connection limits.
-//! - [`route`]: which handler answers a method and path, and the token check.
+//! - [`route`]: which handler answers a method and path, the token check,
+//!   and which routes are the host user's only.
+//! - [`caller`]: who is asking (the host's user or any local user), and
+//!   what an anonymous caller is never shown.
 //! - [`body`]: reading a JSON body within its size and time limits.
 //! - [`embed`]: texts in, vectors out, through [`Infer`] in host-sized jobs.
 //! - [`models`]: the names clients send, mapped to the models served.
@@ -20,6 +23,7 @@
 //! - [`cl100k`]: token-id inputs decoded back to text.
 
 mod body;
+mod caller;
 mod cl100k;
 mod embed;
 mod error;
@@ -63,6 +67,22 @@ pub(crate) struct State {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     pub started: Instant,
+    /// The user's places an anonymous caller is never shown (the models'
+    /// folders are added as they load: [`State::private_paths`]).
+    pub private: caller::Private,
+}
+
+impl State {
+    /// Every private path of this host now, the loaded models' folders included.
+    pub fn private_paths(&self) -> caller::Private {
+        let mut p = self.private.clone();
+        for m in self.infer.registry.all().iter() {
+            if m.path.is_absolute() {
+                p.add(&m.path);
+            }
+        }
+        p
+    }
 }
 
 /// The running front door: stop it with [`HttpHandle::shutdown`].
@@ -95,6 +115,7 @@ pub(crate) fn start(
     stats: Arc<Stats>,
     indexer: Arc<Indexer>,
     grace: Duration,
+    private: Vec<std::path::PathBuf>,
 ) -> std::io::Result<HttpHandle> {
     let max_body_bytes = infer.limits.max_frame_bytes as usize;
     let state = Arc::new(State {
@@ -105,6 +126,7 @@ pub(crate) fn start(
         token: listeners.token.clone(),
         max_body_bytes,
         started: Instant::now(),
+        private: caller::Private::of_this_host(&private),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

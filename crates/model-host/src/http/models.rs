@@ -7,7 +7,9 @@
 //! 2. [`ALIASES`]: Ollama's library names and short names of the
 //!    sentence-transformers models, such as `all-minilm`;
 //! 3. a served model's canonical name (`sentence-transformers/all-MiniLM-L6-v2`)
-//!    or its part after the `/` (`all-MiniLM-L6-v2`);
+//!    or its part after the `/` (`all-MiniLM-L6-v2`), or the `local-…` name
+//!    an anonymous caller sees for a model loaded from a folder
+//!    ([`shown_name`]);
 //! 4. a Hugging Face name (`org/name`) of a model on disk, which is loaded
 //!    as the socket would load it.
 //!
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use vembed_protocol::{ModelRef, Role};
 
+use super::caller::{Caller, shown_name};
 use super::error::{ApiError, Kind};
 use crate::infer::Infer;
 
@@ -43,16 +46,22 @@ const ROLES: &[(&str, Role)] =
 /// on a blocking thread, not on the reactor.
 pub(crate) async fn resolve(
     infer: &Arc<Infer>,
+    who: Caller,
     requested: Option<&str>,
 ) -> Result<usize, ApiError> {
-    match find(infer, requested)? {
+    match find(infer, who, requested)? {
         Found::Loaded(i) => Ok(i),
         Found::Load(name) => {
             let (infer, raw) = (infer.clone(), requested.unwrap_or("").trim().to_string());
             tokio::task::spawn_blocking(move || {
-                infer
-                    .resolve(&ModelRef::Name(name))
-                    .map_err(|e| not_found(&infer, &raw, &short_reason(&e.to_string())))
+                infer.resolve(&ModelRef::Name(name)).map_err(|e| {
+                    // Why a load failed names the folders searched: the user's.
+                    let reason = match who {
+                        Caller::Owner => short_reason(&e.to_string()),
+                        Caller::Anonymous => "not on this host's disk, or it failed to load".into(),
+                    };
+                    not_found(&infer, who, &raw, &reason)
+                })
             })
             .await
             .map_err(|e| ApiError::new(Kind::Internal, format!("loading the model failed: {e}")))?
@@ -66,7 +75,7 @@ enum Found {
     Load(String),
 }
 
-fn find(infer: &Infer, requested: Option<&str>) -> Result<Found, ApiError> {
+fn find(infer: &Infer, who: Caller, requested: Option<&str>) -> Result<Found, ApiError> {
     let raw = requested.map(str::trim).unwrap_or("");
     let name = raw.to_lowercase();
     let name = name.strip_suffix(":latest").unwrap_or(&name);
@@ -80,14 +89,15 @@ fn find(infer: &Infer, requested: Option<&str>) -> Result<Found, ApiError> {
         return infer
             .resolve(&ModelRef::Role(role))
             .map(Found::Loaded)
-            .map_err(|e| not_found(infer, raw, &e.to_string()));
+            .map_err(|e| not_found(infer, who, raw, &e.to_string()));
     }
     let canonical = ALIASES.iter().find(|(a, _)| *a == name).map(|&(_, c)| c.to_lowercase());
     let wanted = canonical.as_deref().unwrap_or(name);
     for (i, m) in infer.registry.all().iter().enumerate() {
-        let full = m.name.to_lowercase();
+        let full = shown_name(&m.name, &m.sha256, who).to_lowercase();
+        let local = shown_name(&m.name, &m.sha256, Caller::Anonymous).to_lowercase();
         let short = full.rsplit('/').next().unwrap_or(&full).to_string();
-        if full == wanted || (canonical.is_none() && short == wanted) {
+        if full == wanted || local == wanted || (canonical.is_none() && short == wanted) {
             return Ok(Found::Loaded(i));
         }
     }
@@ -98,7 +108,7 @@ fn find(infer: &Infer, requested: Option<&str>) -> Result<Found, ApiError> {
         Some(_) => ALIASES.iter().find(|(a, _)| *a == name).map(|&(_, c)| c.to_string()),
         None => Some(raw.to_string()).filter(|n| looks_like_hub_name(n)),
     };
-    hf_name.map(Found::Load).ok_or_else(|| not_found(infer, raw, "no such model or alias"))
+    hf_name.map(Found::Load).ok_or_else(|| not_found(infer, who, raw, "no such model or alias"))
 }
 
 /// `org/name`: two plain parts, no path.
@@ -121,28 +131,29 @@ fn short_reason(reason: &str) -> String {
     reason.split(" (serving:").next().unwrap_or(reason).to_string()
 }
 
-fn not_found(infer: &Infer, requested: &str, reason: &str) -> ApiError {
+fn not_found(infer: &Infer, who: Caller, requested: &str, reason: &str) -> ApiError {
     ApiError::new(
         Kind::NotFound,
         format!(
             "model {requested:?} is not served here ({reason}); served: {}",
-            served_list(infer)
+            served_list(infer, who)
         ),
     )
 }
 
-/// "name (also a, b), ...; roles: unified, tools, code".
-pub(crate) fn served_list(infer: &Infer) -> String {
+/// "name (also a, b), ...; roles: unified, tools, code", as `who` sees the names.
+pub(crate) fn served_list(infer: &Infer, who: Caller) -> String {
     let models: Vec<String> = infer
         .registry
         .all()
         .iter()
         .map(|m| {
+            let name = shown_name(&m.name, &m.sha256, who);
             let aliases = aliases_of(&m.name);
             if aliases.is_empty() {
-                m.name.clone()
+                name.into_owned()
             } else {
-                format!("{} (also {})", m.name, aliases.join(", "))
+                format!("{name} (also {})", aliases.join(", "))
             }
         })
         .collect();

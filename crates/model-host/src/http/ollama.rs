@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, bytes_response};
+use super::caller::{Caller, shown_name};
 use super::{State, body, embed, models};
 
 /// The Ollama version the host answers `GET /api/version` with: one whose
@@ -54,17 +55,18 @@ fn required_model(model: Option<String>) -> Result<String, ApiError> {
 /// `POST /api/embed`.
 pub(crate) async fn embed(
     state: &Arc<State>,
+    who: Caller,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let started = Instant::now();
     let r: EmbedRequest = body::json(req, state.max_body_bytes).await?;
     let name = required_model(r.model)?;
-    let model = models::resolve(&state.infer, Some(&name)).await?;
+    let model = models::resolve(&state.infer, who, Some(&name)).await?;
     let embedder = state.infer.registry.get(model);
     let dims = embed::check_dimensions(r.dimensions, embedder.dim())?;
     // No input loads the model, as Ollama's preload: nothing to embed.
     let texts = body::texts(r.input, "input")?.unwrap_or_default();
-    let mut out = embed::embed(state, model, texts, r.truncate.unwrap_or(true)).await?;
+    let mut out = embed::embed(state, who, model, texts, r.truncate.unwrap_or(true)).await?;
     match dims {
         Some(d) => out.cut(d),
         None if !embedder.normalizes() => out.normalize(),
@@ -88,13 +90,14 @@ pub(crate) async fn embed(
 /// is embedded like any text, as sentence-transformers does.
 pub(crate) async fn embeddings(
     state: &Arc<State>,
+    who: Caller,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let r: EmbeddingsRequest = body::json(req, state.max_body_bytes).await?;
     let name = required_model(r.model)?;
     let prompt = r.prompt.ok_or_else(|| ApiError::bad("prompt is required"))?;
-    let model = models::resolve(&state.infer, Some(&name)).await?;
-    let out = embed::embed(state, model, vec![prompt], true).await?;
+    let model = models::resolve(&state.infer, who, Some(&name)).await?;
+    let out = embed::embed(state, who, model, vec![prompt], true).await?;
     let embedding = out.rows().next().unwrap_or(&[]);
     Ok(super::error::json(StatusCode::OK, &json!({ "embedding": embedding })))
 }
@@ -135,10 +138,10 @@ fn tag_names(canonical: &str) -> Vec<String> {
 }
 
 /// `GET /api/tags` (and `GET /api/ps`: every model is always loaded).
-pub(crate) fn tags(state: &State) -> Response<Full<Bytes>> {
+pub(crate) fn tags(state: &State, who: Caller) -> Response<Full<Bytes>> {
     let mut list = Vec::new();
     for (i, m) in state.infer.registry.all().iter().enumerate() {
-        for name in tag_names(&m.name) {
+        for name in tag_names(&shown_name(&m.name, &m.sha256, who)) {
             list.push(tag(state, i, &name));
         }
     }
@@ -148,6 +151,7 @@ pub(crate) fn tags(state: &State) -> Response<Full<Bytes>> {
 /// `POST /api/show`: the model's details, with its embedding length.
 pub(crate) async fn show(
     state: &Arc<State>,
+    who: Caller,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     #[derive(Deserialize)]
@@ -157,7 +161,7 @@ pub(crate) async fn show(
     }
     let r: Show = body::json(req, state.max_body_bytes).await?;
     let name = required_model(r.model.or(r.name))?;
-    let i = models::resolve(&state.infer, Some(&name)).await?;
+    let i = models::resolve(&state.infer, who, Some(&name)).await?;
     let m = state.infer.registry.get(i);
     Ok(super::error::json(
         StatusCode::OK,
@@ -168,7 +172,7 @@ pub(crate) async fn show(
             "details": details(),
             "model_info": {
                 "general.architecture": "bert",
-                "general.basename": m.name,
+                "general.basename": shown_name(&m.name, &m.sha256, who),
                 "bert.embedding_length": m.dim(),
                 "bert.context_length": m.max_seq_length(),
             },

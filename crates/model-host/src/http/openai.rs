@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{ApiError, json};
+use super::caller::{Caller, shown_name};
 use super::{State, body, cl100k, embed, models};
 
 #[derive(Deserialize)]
@@ -102,6 +103,7 @@ fn inputs(v: Option<Value>) -> Result<Inputs, ApiError> {
 /// `POST /v1/embeddings`.
 pub(crate) async fn embeddings(
     state: &Arc<State>,
+    who: Caller,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let r: EmbeddingsRequest = body::json(req, state.max_body_bytes).await?;
@@ -114,7 +116,7 @@ pub(crate) async fn embeddings(
             )));
         }
     };
-    let model = models::resolve(&state.infer, r.model.as_deref()).await?;
+    let model = models::resolve(&state.infer, who, r.model.as_deref()).await?;
     let dims = embed::check_dimensions(r.dimensions, state.infer.registry.get(model).dim())?;
     let texts = match inputs(r.input)? {
         Inputs::Texts(t) => t,
@@ -133,7 +135,7 @@ pub(crate) async fn embeddings(
             .map_err(|e| ApiError::new(super::error::Kind::Internal, e.to_string()))??
         }
     };
-    let mut out = embed::embed(state, model, texts, true).await?;
+    let mut out = embed::embed(state, who, model, texts, true).await?;
     if let Some(d) = dims {
         out.cut(d);
     }
@@ -169,16 +171,26 @@ fn model_entry(id: &str) -> Value {
 }
 
 /// `GET /v1/models`: every served model, under its canonical name.
-pub(crate) fn list(state: &State) -> Response<Full<Bytes>> {
-    let data: Vec<Value> =
-        state.infer.registry.all().iter().map(|m| model_entry(&m.name)).collect();
+pub(crate) fn list(state: &State, who: Caller) -> Response<Full<Bytes>> {
+    let data: Vec<Value> = state
+        .infer
+        .registry
+        .all()
+        .iter()
+        .map(|m| model_entry(&shown_name(&m.name, &m.sha256, who)))
+        .collect();
     json(StatusCode::OK, &serde_json::json!({ "object": "list", "data": data }))
 }
 
 /// `GET /v1/models/{id}`: one model, by any name the host answers to.
-pub(crate) async fn get(state: &State, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-    let i = models::resolve(&state.infer, Some(id)).await?;
-    Ok(json(StatusCode::OK, &model_entry(&state.infer.registry.get(i).name)))
+pub(crate) async fn get(
+    state: &State,
+    who: Caller,
+    id: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let i = models::resolve(&state.infer, who, Some(id)).await?;
+    let m = state.infer.registry.get(i);
+    Ok(json(StatusCode::OK, &model_entry(&shown_name(&m.name, &m.sha256, who))))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Which handler answers a method and path; the bearer token; metrics.
+//! Which handler answers a method and path; the bearer token, who the
+//! caller is and what it may ask for; metrics.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 
+use super::caller::{Caller, OWNER_ONLY, Peer};
 use super::error::{Api, ApiError, Kind, bytes_response};
 use super::{State, metrics, ollama, openai, search, tei};
 
@@ -62,6 +64,13 @@ impl Route {
         }
     }
 
+    /// Whether this route reads the user's files, indexes or paths, and so
+    /// is served to the host's user only ([`Caller::Owner`]). Every route
+    /// added that touches them must answer true here.
+    fn owner_only(self) -> bool {
+        matches!(self, Route::VembedSearch)
+    }
+
     /// The API whose error shape this route answers in.
     fn api(self) -> Api {
         match self {
@@ -109,15 +118,17 @@ impl Route {
     }
 }
 
-/// Answers one request; never fails (errors are responses).
+/// Answers one request from `peer`; never fails (errors are responses).
 pub(crate) async fn handle(
     state: Arc<State>,
+    peer: Peer,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
     let path = req.uri().path().to_string();
     let (route, methods) = Route::of(&path);
     let api = route.api();
+    let caller = Caller::of(peer, state.token.is_some());
     let result = if !authorized(&state, &req) {
         Err(ApiError::new(
             Kind::Unauthorized,
@@ -125,15 +136,20 @@ pub(crate) async fn handle(
         ))
     } else if matches!(route, Route::Unknown(_)) {
         Err(ApiError::new(Kind::NotFound, format!("no endpoint {} {path}", req.method())))
+    } else if route.owner_only() && !caller.is_owner() {
+        Err(ApiError::new(Kind::Forbidden, OWNER_ONLY))
     } else if !methods.contains(req.method()) {
         Err(ApiError::new(
             Kind::MethodNotAllowed,
             format!("{path} takes {}, not {}", methods[0], req.method()),
         ))
     } else {
-        dispatch(route, &state, req, &path).await
+        dispatch(route, &state, caller, req, &path).await
     };
-    let mut response = result.unwrap_or_else(|e| e.respond(api));
+    let mut response = result.unwrap_or_else(|e| match caller {
+        Caller::Owner => e.respond(api),
+        Caller::Anonymous => e.for_anonymous(&state.private_paths()).respond(api),
+    });
     response.headers_mut().insert(
         header::SERVER,
         header::HeaderValue::from_static(concat!("vembed/", env!("CARGO_PKG_VERSION"))),
@@ -145,27 +161,28 @@ pub(crate) async fn handle(
 async fn dispatch(
     route: Route,
     state: &Arc<State>,
+    who: Caller,
     req: Request<Incoming>,
     path: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     match route {
-        Route::OpenAiEmbeddings => openai::embeddings(state, req).await,
-        Route::OpenAiModels => Ok(openai::list(state)),
-        Route::OpenAiModel => openai::get(state, path.trim_start_matches("/v1/models/")).await,
-        Route::OllamaEmbed => ollama::embed(state, req).await,
-        Route::OllamaEmbeddings => ollama::embeddings(state, req).await,
-        Route::OllamaTags | Route::OllamaPs => Ok(ollama::tags(state)),
-        Route::OllamaShow => ollama::show(state, req).await,
+        Route::OpenAiEmbeddings => openai::embeddings(state, who, req).await,
+        Route::OpenAiModels => Ok(openai::list(state, who)),
+        Route::OpenAiModel => openai::get(state, who, path.trim_start_matches("/v1/models/")).await,
+        Route::OllamaEmbed => ollama::embed(state, who, req).await,
+        Route::OllamaEmbeddings => ollama::embeddings(state, who, req).await,
+        Route::OllamaTags | Route::OllamaPs => Ok(ollama::tags(state, who)),
+        Route::OllamaShow => ollama::show(state, who, req).await,
         Route::OllamaVersion => Ok(ollama::version()),
         Route::OllamaRoot => Ok(ollama::root()),
-        Route::TeiEmbed => tei::embed(state, req).await,
-        Route::TeiTokenize => tei::tokenize(state, req).await,
-        Route::TeiInfo => tei::info(state).await,
+        Route::TeiEmbed => tei::embed(state, who, req).await,
+        Route::TeiTokenize => tei::tokenize(state, who, req).await,
+        Route::TeiInfo => tei::info(state, who).await,
         Route::TeiHealth => Ok(tei::health(state)),
         Route::Metrics => Ok(bytes_response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(state).into_bytes(),
+            metrics::render(state, who).into_bytes(),
         )),
         Route::VembedSearch => search::search(state, req).await,
         Route::Unknown(_) => Err(ApiError::new(Kind::NotFound, "no such endpoint")),
@@ -207,6 +224,8 @@ mod tests {
         assert_eq!(Route::of("/v1/nope").0.api(), Api::OpenAi);
         assert_eq!(Route::of("/api/nope").0.api(), Api::Ollama);
         assert_eq!(Route::of("/x?y").0.label(), "unknown");
+        assert!(Route::of("/vembed/v1/search").0.owner_only());
+        assert!(!Route::of("/v1/embeddings").0.owner_only() && !Route::of("/metrics").0.owner_only());
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc"));
     }

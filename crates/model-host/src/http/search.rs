@@ -2,9 +2,15 @@
 //! in the host, ranked exactly as `vembed search`, the Rust API and the
 //! socket's `SearchRanked` rank it, for programs that speak only HTTP.
 //!
+//! It reads the user's code, so it is served to the host's user only (the
+//! token, or the Unix-socket listener: [`super::caller`]), and it opens no
+//! path the caller names: `repo` must be a repository this host has
+//! indexed for its user ([`crate::indexer::Indexer::search_registered`]), and there is no
+//! `index_dir` (an index kept elsewhere is searched over the socket).
+//!
 //! The body is `{"repo": "/abs/path", "query": "...", "k": 10, "mode":
-//! "hybrid" | "semantic" | "lexical", "index_dir": null}` (`k`, `mode` and
-//! `index_dir` optional). The answer is `{"mode": ..., "hits": [...]}`, each
+//! "hybrid" | "semantic" | "lexical"}` (`k` and `mode` optional). The
+//! answer is `{"mode": ..., "hits": [...]}`, each
 //! hit flat as `vembed search --json` prints it: `path`, `start_line`,
 //! `end_line`, `symbol`, `score` (the mode's), `text`, `semantic_rank`,
 //! `semantic_score`, `lexical_rank`, `lexical_score`. Errors take the
@@ -36,7 +42,9 @@ struct SearchBody {
     query: String,
     k: Option<u32>,
     mode: Option<String>,
-    index_dir: Option<String>,
+    /// Refused with a reason (rather than as an unknown field): an index
+    /// at a path of the caller's choosing is not opened from HTTP.
+    index_dir: Option<serde_json::Value>,
 }
 
 /// `POST /vembed/v1/search`.
@@ -51,10 +59,15 @@ pub(crate) async fn search(
             ApiError::bad(format!("mode {m:?} is not one of \"hybrid\", \"semantic\", \"lexical\""))
         })?,
     };
-    for (name, path) in [("repo", Some(&b.repo)), ("index_dir", b.index_dir.as_ref())] {
-        if path.is_some_and(|p| !Path::new(p).is_absolute()) {
-            return Err(ApiError::bad(format!("`{name}` must be an absolute path")));
-        }
+    if b.index_dir.is_some() {
+        return Err(ApiError::bad(
+            "`index_dir` is not accepted over HTTP: name the repository, which must have its \
+             index at the default place (`vembed index REPO`); search an index kept elsewhere \
+             over the vembed socket (vembed search --index-dir)",
+        ));
+    }
+    if !Path::new(&b.repo).is_absolute() {
+        return Err(ApiError::bad("`repo` must be an absolute path"));
     }
     if b.query.len() > state.infer.limits.max_text_bytes as usize {
         return Err(ApiError::new(
@@ -68,13 +81,13 @@ pub(crate) async fn search(
     }
     let request = RankedSearchRequest {
         repo: b.repo,
-        index_dir: b.index_dir,
+        index_dir: None,
         query: b.query,
         k: b.k.unwrap_or(DEFAULT_K),
         mode,
     };
     let indexer = state.indexer.clone();
-    let hits = tokio::task::spawn_blocking(move || indexer.search_ranked(&request))
+    let hits = tokio::task::spawn_blocking(move || indexer.search_registered(&request))
         .await
         .map_err(|e| ApiError::new(Kind::Internal, format!("the search failed: {e}")))?
         .map_err(api_error)?;
@@ -103,7 +116,9 @@ pub(crate) async fn search(
 fn api_error(e: IndexerError) -> ApiError {
     use vembed_index::IndexError as I;
     let kind = match &e {
-        IndexerError::NoIndex { .. } | IndexerError::NoCodeModel => Kind::NotFound,
+        IndexerError::NoIndex { .. }
+        | IndexerError::NotRegistered { .. }
+        | IndexerError::NoCodeModel => Kind::NotFound,
         IndexerError::Repo { .. } => Kind::BadRequest,
         IndexerError::Index(
             I::TooMany { .. } | I::ModelMismatch { .. } | I::Schema { .. } | I::Missing(_),

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, Kind, bytes_response};
+use super::caller::{Caller, shown_name};
 use super::{MAX_CONNECTIONS, MAX_INPUTS, State, body, embed, models};
 
 #[derive(Deserialize)]
@@ -47,6 +48,7 @@ fn texts(inputs: Option<Value>) -> Result<Vec<String>, ApiError> {
 /// `POST /embed`.
 pub(crate) async fn embed(
     state: &Arc<State>,
+    who: Caller,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let r: EmbedRequest = body::json(req, state.max_body_bytes).await?;
@@ -62,7 +64,7 @@ pub(crate) async fn embed(
         )));
     }
     let texts = texts(r.inputs)?;
-    let model = models::resolve(&state.infer, None).await?;
+    let model = models::resolve(&state.infer, who, None).await?;
     let normalizes = state.infer.registry.get(model).normalizes();
     let normalize = r.normalize.unwrap_or(true);
     if !normalize && normalizes {
@@ -71,7 +73,7 @@ pub(crate) async fn embed(
              pipeline (modules.json) ends in Normalize, and the host serves it as that pipeline runs it",
         ));
     }
-    let mut out = embed::embed(state, model, texts, r.truncate.unwrap_or(false)).await?;
+    let mut out = embed::embed(state, who, model, texts, r.truncate.unwrap_or(false)).await?;
     if normalize && !normalizes {
         out.normalize();
     }
@@ -82,12 +84,13 @@ pub(crate) async fn embed(
 /// `POST /tokenize`: the model's tokens of each input.
 pub(crate) async fn tokenize(
     state: &Arc<State>,
+    who: Caller,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let r: TokenizeRequest = body::json(req, state.max_body_bytes).await?;
     let texts = texts(r.inputs)?;
     state.infer.check(&texts).map_err(ApiError::from)?;
-    let model = models::resolve(&state.infer, None).await?;
+    let model = models::resolve(&state.infer, who, None).await?;
     let embedder = state.infer.registry.get(model);
     let special = r.add_special_tokens.unwrap_or(true);
     let truncate = r.truncate.unwrap_or(false);
@@ -119,8 +122,8 @@ pub(crate) async fn tokenize(
 }
 
 /// `GET /info`: the unified model, in TEI's fields.
-pub(crate) async fn info(state: &State) -> Result<Response<Full<Bytes>>, ApiError> {
-    let model = models::resolve(&state.infer, None).await?;
+pub(crate) async fn info(state: &State, who: Caller) -> Result<Response<Full<Bytes>>, ApiError> {
+    let model = models::resolve(&state.infer, who, None).await?;
     let m = state.infer.registry.get(model);
     // A remote model's pooling is its service's business.
     let pooling = m.pipeline().map_or_else(
@@ -139,7 +142,7 @@ pub(crate) async fn info(state: &State) -> Result<Response<Full<Bytes>>, ApiErro
     Ok(super::error::json(
         StatusCode::OK,
         &json!({
-            "model_id": m.name,
+            "model_id": shown_name(&m.name, &m.sha256, who),
             "model_sha": m.sha256,
             "model_dtype": "float32",
             "model_type": { "embedding": { "pooling": pooling } },

@@ -191,12 +191,21 @@ pub fn serve(
     });
     let http = Some(http).filter(|l| !l.is_empty()).and_then(|listeners| {
         let endpoints = listeners.describe();
+        let s = &config.settings;
+        let private: Vec<PathBuf> = [Some(&config.socket), s.http_socket.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(s.http_token_file.as_ref())
+            .chain(config.embed_cache_dir.as_ref())
+            .cloned()
+            .collect();
         match crate::http::start(
             listeners,
             infer.clone(),
             stats.clone(),
             indexer.clone(),
             SHUTDOWN_GRACE / 4,
+            private,
         ) {
             Ok(h) => {
                 tracing::info!("HTTP endpoints on {endpoints}");

@@ -26,7 +26,7 @@ pub(super) fn run_baseline(
     let data = dir.join("texts.jsonl");
     write_jsonl(&data, texts)?;
     if !args.json {
-        eprintln!("running the {} baseline with {} ...", which.label(), python.display());
+        errln!("running the {} baseline with {} ...", which.label(), python.display());
     }
     let out = std::process::Command::new(python)
         .arg(&script)

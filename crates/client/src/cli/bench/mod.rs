@@ -148,7 +148,7 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
             opts.host_args.extend(["--weights".into(), w.into()]);
             opts.host_args.extend(["--idle-timeout-secs".into(), "60".into()]);
             if !args.json {
-                eprintln!("starting a host with weights = {w:?} ...");
+                errln!("starting a host with weights = {w:?} ...");
             }
             let mut client = Client::connect_or_spawn_with(opts)
                 .with_context(|| format!("starting a host with weights = {w:?}"))?;

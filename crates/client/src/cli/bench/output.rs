@@ -24,13 +24,13 @@ pub(super) fn print(
     group: &str,
 ) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json(runs, baselines, group)?)?);
+        outln!("{}", serde_json::to_string_pretty(&json(runs, baselines, group)?)?)?;
         return Ok(());
     }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     for (w, report) in runs {
-        println!();
-        println!(
+        outln!()?;
+        outln!(
             "model {}{} in host pid {} ({} threads), load average {:.2}",
             report.model,
             w.as_ref()
@@ -42,23 +42,23 @@ pub(super) fn print(
             report.host_pid,
             report.threads,
             report.load_avg_1m
-        );
-        println!(
+        )?;
+        outln!(
             "single query ({} requests): p50 {:.2} ms, p99 {:.2} ms",
             report.single_query_requests, report.single_query_p50_ms, report.single_query_p99_ms
-        );
-        println!(
+        )?;
+        outln!(
             "ipc overhead (round trip minus host time): p50 {:.1} µs, p99 {:.1} µs",
             report.ipc_overhead_p50_us, report.ipc_overhead_p99_us
-        );
-        println!(
+        )?;
+        outln!(
             "ping round trip: p50 {:.1} µs back to back, {:.1} µs after {:.1} ms idle; embed of no texts (through the queue) {:.1} µs",
             report.ping_p50_us,
             report.ping_after_idle_p50_us,
             report.idle_nap_ms,
             report.empty_embed_p50_us
-        );
-        println!(
+        )?;
+        outln!(
             "bulk: {} texts (mean {:.0} tokens) at batch {} in {:.2} s: {:.1} texts/s, {:.0} tokens/s",
             report.bulk_texts,
             report.bulk_mean_tokens,
@@ -66,15 +66,15 @@ pub(super) fn print(
             report.bulk_seconds,
             report.bulk_texts_per_s,
             report.bulk_tokens_per_s
-        );
-        println!(
+        )?;
+        outln!(
             "host memory: pss {:.1} MiB idle, at most {:.1} MiB during bulk, {:.1} MiB after; rss {:.1} MiB, peak rss {:.1} MiB",
             mib(report.host_pss_idle_bytes),
             mib(report.host_pss_bulk_max_bytes),
             mib(report.host_pss_bytes),
             mib(report.host_rss_bytes),
             mib(report.peak_rss_bytes)
-        );
+        )?;
     }
     if runs.len() == 1 && baselines.is_empty() {
         return Ok(());
@@ -102,35 +102,35 @@ pub(super) fn print(
             pairs.push((i, j));
         }
     }
-    println!();
-    print!("{:<22}", "");
+    outln!()?;
+    out!("{:<22}", "")?;
     for c in &cols {
-        print!(" {:>21}", c.0);
+        out!(" {:>21}", c.0)?;
     }
-    println!();
+    outln!()?;
     for row in &ROWS {
-        print!("{:<22}", row.0);
+        out!("{:<22}", row.0)?;
         for c in &cols {
-            print!(" {:>21.2}", value(c, row));
+            out!(" {:>21.2}", value(c, row))?;
         }
-        println!();
+        outln!()?;
     }
-    println!();
-    println!("ratios (below 1 is better for latency and memory, above 1 for throughput):");
-    print!("{:<22}", "");
+    outln!()?;
+    outln!("ratios (below 1 is better for latency and memory, above 1 for throughput):")?;
+    out!("{:<22}", "")?;
     for &(i, j) in &pairs {
-        print!(" {:>21}", format!("{} / {}", short(&cols[i].0), short(&cols[j].0)));
+        out!(" {:>21}", format!("{} / {}", short(&cols[i].0), short(&cols[j].0)))?;
     }
-    println!();
+    outln!()?;
     for row in &ROWS {
-        print!("{:<22}", row.0);
+        out!("{:<22}", row.0)?;
         for &(i, j) in &pairs {
-            print!(" {:>20.2}x", value(&cols[i], row) / value(&cols[j], row));
+            out!(" {:>20.2}x", value(&cols[i], row) / value(&cols[j], row))?;
         }
-        println!();
+        outln!()?;
     }
     for (b, v) in baselines {
-        println!(
+        outln!(
             "{}: {} ({} threads), import {:.1} s, load {:.2} s, load average {:.2}",
             b.label(),
             v.get("impl").and_then(|v| v.as_str()).unwrap_or("?"),
@@ -138,9 +138,9 @@ pub(super) fn print(
             num(v, "import_seconds"),
             num(v, "load_seconds"),
             num(v, "load_avg_1m")
-        );
+        )?;
         if let Some(c) = v.get("parity_min_cosine").and_then(serde_json::Value::as_f64) {
-            println!("  checked against sentence-transformers first: least cosine {c:.5}");
+            outln!("  checked against sentence-transformers first: least cosine {c:.5}")?;
         }
     }
     Ok(())

@@ -32,7 +32,7 @@ pub(super) fn runs(
             .map(Into::into),
     );
     if !args.json {
-        eprintln!("starting host A (HTTP on 127.0.0.1:{port}) ...");
+        errln!("starting host A (HTTP on 127.0.0.1:{port}) ...");
     }
     let mut a = Client::connect_or_spawn_with(opts).context("starting host A")?;
     let model_dir = unified_dir(&a)?;
@@ -56,7 +56,7 @@ pub(super) fn runs(
         .to_vec();
         opts.host_env.push(("VEMBED_CONFIG".into(), config.into_os_string()));
         if !args.json {
-            eprintln!("starting host B with concurrency {c} ...");
+            errln!("starting host B with concurrency {c} ...");
         }
         let mut b = Client::connect_or_spawn_with(opts)
             .with_context(|| format!("starting host B with concurrency {c}"))?;

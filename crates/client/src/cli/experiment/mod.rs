@@ -67,7 +67,7 @@ pub struct ExperimentArgs {
 }
 
 fn progress(msg: impl std::fmt::Display) {
-    eprintln!("==> {msg}");
+    errln!("==> {msg}");
 }
 
 /// Checks a `--baseline-python` before anything starts.
@@ -285,9 +285,9 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         report.seconds
     ));
     if args.json {
-        println!("{json}");
+        outln!("{json}")?;
     } else {
-        print!("{markdown}");
+        out!("{markdown}")?;
     }
     Ok(())
 }
