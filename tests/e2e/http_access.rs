@@ -192,10 +192,8 @@ fn with_the_token_search_serves_only_repositories_the_host_indexed() {
     let elsewhere = env.path("elsewhere");
     fixture(&elsewhere);
     let ix = env.path("elsewhere-ix");
-    let o = env.vembed(
-        &["index", elsewhere.to_str().unwrap(), "--index-dir", ix.to_str().unwrap()],
-        "",
-    );
+    let o = env
+        .vembed(&["index", elsewhere.to_str().unwrap(), "--index-dir", ix.to_str().unwrap()], "");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let never = env.path("never");
     fixture(&never);
@@ -252,6 +250,33 @@ fn with_the_token_search_serves_only_repositories_the_host_indexed() {
     assert_eq!(replies[5].0, 401, "without the token nothing is served");
 }
 
+#[test]
+fn callers_without_the_token_get_at_most_half_the_queue() {
+    let env = Env::new();
+    let http_sock = env.path("run/http.sock");
+    let host = HttpHost::start(
+        &env,
+        &["--http-socket", http_sock.to_str().unwrap(), "--max-queue-texts", "64"],
+    );
+    let texts = |n: usize| json!({"model": "all-minilm", "input": vec!["some text"; n]});
+    // Over loopback TCP without a token this test is any local user.
+    let r = vembed_tests::http::post(host.addr, "/v1/embeddings", &texts(33));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.text().contains("at most 32 texts"), "{}", r.text());
+    let r = vembed_tests::http::post(host.addr, "/v1/embeddings", &texts(32));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The share is given back: the next request fits again.
+    let r = vembed_tests::http::post(host.addr, "/api/embed", &texts(32));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The host's own user, over the Unix-socket listener, has the whole queue.
+    let mut s = std::os::unix::net::UnixStream::connect(&http_sock).unwrap();
+    let body = texts(60).to_string();
+    let r = exchange(&mut s, "POST", "/v1/embeddings", &[], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 60);
+}
+
 /// Runs `vembed ARGS` with stdin `input` and its stdout's reader closed
 /// before it writes: it must end quietly (status 0, nothing on stderr).
 fn closed_pipe(env: &Env, args: &[&str], input: &str) {
@@ -281,7 +306,8 @@ fn every_command_ends_quietly_when_its_output_pipe_closes() {
     let (r, ix) = (repo.to_str().unwrap(), env.path("ix"));
     let o = env.vembed(&["index", r, "--index-dir", ix.to_str().unwrap()], "");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/tools/coding-agent.json");
+    let tools =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/tools/coding-agent.json");
     let lines: String = (0..2000).map(|i| format!("\"text number {i}\"\n")).collect();
     closed_pipe(&env, &["status", "--json"], "");
     closed_pipe(&env, &["status", "--json", "--no-spawn"], "");

@@ -144,9 +144,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| {
-                c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            }) {
+            if out::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
             errln!("vembed: error: {}", format!("{e:#}").replace('\n', " "));

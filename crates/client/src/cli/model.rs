@@ -17,12 +17,7 @@ pub(super) fn run(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Import { path, name } => {
             let dir = vembed_models::import(path, name.as_deref())?;
-            outln!(
-                "imported {} into {} (sha256 {})",
-                dir.name,
-                dir.path.display(),
-                dir.sha256()?
-            )?;
+            outln!("imported {} into {} (sha256 {})", dir.name, dir.path.display(), dir.sha256()?)?;
             Ok(())
         }
         ModelCommand::Standin { from, layers } => {

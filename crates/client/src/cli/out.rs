@@ -41,3 +41,38 @@ macro_rules! err {
         let _ = write!(::std::io::stderr().lock(), $($arg)*);
     }};
 }
+
+/// Whether `e` comes from a write to a pipe whose reader has gone: an
+/// `io::Error`, or a `serde_json` error around one, anywhere in its chain.
+pub(super) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_broken_pipe_is_found_in_any_form() {
+        use std::io::{Error, ErrorKind};
+        let pipe = || Error::from(ErrorKind::BrokenPipe);
+        assert!(super::is_broken_pipe(&anyhow::Error::from(pipe())));
+        assert!(super::is_broken_pipe(&anyhow::Error::from(pipe()).context("writing")));
+        struct Closed;
+        impl std::io::Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(Error::from(ErrorKind::BrokenPipe))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let json = serde_json::to_writer(Closed, &[1.0f32]).unwrap_err();
+        assert!(super::is_broken_pipe(&anyhow::Error::from(json)));
+        assert!(!super::is_broken_pipe(&anyhow::Error::from(Error::from(ErrorKind::NotFound))));
+        assert!(!super::is_broken_pipe(&anyhow::anyhow!("broken pipe")));
+    }
+}

@@ -180,12 +180,22 @@ pub fn run(
     )?;
     outln!(
         "{:<16} {:>8} {:>7} {:>7} {:>12} {:>12}",
-        "method", "MRR@10", "R@1", "R@10", "p50 ms", "p99 ms"
+        "method",
+        "MRR@10",
+        "R@1",
+        "R@10",
+        "p50 ms",
+        "p99 ms"
     )?;
     for m in &report.methods {
         outln!(
             "{:<16} {:>8.3} {:>7.3} {:>7.3} {:>12.3} {:>12.3}",
-            m.method, m.mrr_at_10, m.recall_at_1, m.recall_at_10, m.search_p50_ms, m.search_p99_ms
+            m.method,
+            m.mrr_at_10,
+            m.recall_at_1,
+            m.recall_at_10,
+            m.search_p50_ms,
+            m.search_p99_ms
         )?;
     }
     Ok(())

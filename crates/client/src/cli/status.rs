@@ -50,7 +50,12 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
     for u in &upstreams {
         outln!(
             "  remote model {}: {} {} (model {:?}, dim {}, concurrency {})",
-            u.model, u.provider, u.url, u.remote_model, u.dim, u.concurrency
+            u.model,
+            u.provider,
+            u.url,
+            u.remote_model,
+            u.dim,
+            u.concurrency
         )?;
         outln!(
             "    calls {}, texts {}, errors {}, retries {}, in flight {}; latency p50 {:.1} ms, p99 {:.1} ms",
@@ -77,15 +82,25 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
     )?;
     outln!(
         "  clients {}, requests {}, texts {}, errors {}, batches {}, queued {}",
-        s.clients, s.requests, s.texts, s.errors, s.batches, s.queue_texts
+        s.clients,
+        s.requests,
+        s.texts,
+        s.errors,
+        s.batches,
+        s.queue_texts
     )?;
     outln!(
         "  latency in host: p50 {} µs, p99 {} µs; threads {}",
-        s.latency_p50_us, s.latency_p99_us, s.threads
+        s.latency_p50_us,
+        s.latency_p99_us,
+        s.threads
     )?;
     outln!(
         "  embedding cache: {} entries; {} hits, {} from disk, {} embedded",
-        s.cache.entries, s.cache.hits, s.cache.disk_hits, s.cache.misses
+        s.cache.entries,
+        s.cache.hits,
+        s.cache.disk_hits,
+        s.cache.misses
     )?;
     Ok(())
 }

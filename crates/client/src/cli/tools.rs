@@ -254,7 +254,12 @@ fn eval(client: &mut Client, tools: &ToolSet, path: &Path, json: bool) -> anyhow
     )?;
     outln!(
         "{:<8} {:>13} {:>13} {:>13} {:>13} {:>9}",
-        "method", "tune", "dev", "holdout", "all", "rank µs"
+        "method",
+        "tune",
+        "dev",
+        "holdout",
+        "all",
+        "rank µs"
     )?;
     let pair = |s: &Score| format!("{:.3}/{:.3}", s.top1, s.top5);
     for r in &reports {

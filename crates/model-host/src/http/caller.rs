@@ -141,7 +141,11 @@ impl Private {
 /// anonymous caller a model loaded from a folder vembed does not know
 /// (whose name is that folder's path) is `local-` and the first 12 hex
 /// digits of its weights' sha256, a name it also answers to.
-pub(crate) fn shown_name<'a>(name: &'a str, sha256: &str, caller: Caller) -> std::borrow::Cow<'a, str> {
+pub(crate) fn shown_name<'a>(
+    name: &'a str,
+    sha256: &str,
+    caller: Caller,
+) -> std::borrow::Cow<'a, str> {
     if caller.is_owner() || !Path::new(name).is_absolute() {
         return std::borrow::Cow::Borrowed(name);
     }

@@ -4,6 +4,7 @@
 //! the host's size, answered together in input order.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::oneshot;
 use vembed_protocol::Embeddings;
@@ -107,6 +108,10 @@ pub(crate) async fn embed(
             ),
         ));
     }
+    let _share = match who {
+        Caller::Owner => None,
+        Caller::Anonymous => Some(AnonymousShare::take(state, texts.len())?),
+    };
     let infer = state.infer.clone();
     let embedder = infer.registry.get(model);
     let name = shown_name(&embedder.name, &embedder.sha256, who).into_owned();
@@ -151,6 +156,52 @@ pub(crate) async fn embed(
         }
     }
     out.ok_or_else(|| ApiError::new(Kind::Internal, "no result"))
+}
+
+/// Texts of anonymous callers held by requests in flight, against their
+/// share of the queue: [`AnonymousShare::limit`].
+#[derive(Default)]
+pub(crate) struct AnonymousTexts(AtomicUsize);
+
+/// One anonymous request's part of the anonymous share, given back when
+/// the request ends (answered, failed or dropped).
+struct AnonymousShare<'a> {
+    held: &'a AtomicUsize,
+    texts: usize,
+}
+
+impl<'a> AnonymousShare<'a> {
+    /// Callers without the token (any local user) may hold at most half of
+    /// the queue's texts at once, so that another user filling the queue
+    /// cannot make the host's own user's requests fail with `Overloaded`
+    /// (Victor would then fall back to random vectors).
+    fn limit(state: &State) -> usize {
+        (state.infer.limits.max_queue_texts as usize / 2).max(1)
+    }
+
+    fn take(state: &'a State, texts: usize) -> Result<AnonymousShare<'a>, ApiError> {
+        let held = &state.anonymous_texts.0;
+        let limit = Self::limit(state);
+        let before = held.fetch_add(texts, Ordering::AcqRel);
+        if before + texts > limit {
+            held.fetch_sub(texts, Ordering::AcqRel);
+            return Err(ApiError::new(
+                Kind::Overloaded,
+                format!(
+                    "callers without the host's token may have at most {limit} texts queued at \
+                     once (half the queue; the rest is kept for the host's own user), and \
+                     {before} are; retry shortly, or send fewer texts per request"
+                ),
+            ));
+        }
+        Ok(AnonymousShare { held, texts })
+    }
+}
+
+impl Drop for AnonymousShare<'_> {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.texts, Ordering::AcqRel);
+    }
 }
 
 /// Requests of at most this many texts ...

@@ -136,10 +136,17 @@ impl ApiError {
             }
         };
         let mut response = json(status, &body);
-        if self.kind == Kind::Unauthorized {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        let headers = response.headers_mut();
+        match self.kind {
+            Kind::Unauthorized => {
+                headers
+                    .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            }
+            // The openai SDK and others wait this long before retrying.
+            Kind::Overloaded => {
+                headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }

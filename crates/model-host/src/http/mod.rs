@@ -70,6 +70,8 @@ pub(crate) struct State {
     /// The user's places an anonymous caller is never shown (the models'
     /// folders are added as they load: [`State::private_paths`]).
     pub private: caller::Private,
+    /// Texts of anonymous callers in flight, against their share of the queue.
+    pub anonymous_texts: embed::AnonymousTexts,
 }
 
 impl State {
@@ -127,6 +129,7 @@ pub(crate) fn start(
         max_body_bytes,
         started: Instant::now(),
         private: caller::Private::of_this_host(&private),
+        anonymous_texts: Default::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

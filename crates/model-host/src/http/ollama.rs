@@ -18,8 +18,8 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, bytes_response};
 use super::caller::{Caller, shown_name};
+use super::error::{ApiError, bytes_response};
 use super::{State, body, embed, models};
 
 /// The Ollama version the host answers `GET /api/version` with: one whose

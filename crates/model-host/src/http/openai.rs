@@ -20,8 +20,8 @@ use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{ApiError, json};
 use super::caller::{Caller, shown_name};
+use super::error::{ApiError, json};
 use super::{State, body, cl100k, embed, models};
 
 #[derive(Deserialize)]

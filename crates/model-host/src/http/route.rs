@@ -225,7 +225,9 @@ mod tests {
         assert_eq!(Route::of("/api/nope").0.api(), Api::Ollama);
         assert_eq!(Route::of("/x?y").0.label(), "unknown");
         assert!(Route::of("/vembed/v1/search").0.owner_only());
-        assert!(!Route::of("/v1/embeddings").0.owner_only() && !Route::of("/metrics").0.owner_only());
+        assert!(
+            !Route::of("/v1/embeddings").0.owner_only() && !Route::of("/metrics").0.owner_only()
+        );
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc"));
     }

@@ -16,8 +16,8 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, Kind, bytes_response};
 use super::caller::{Caller, shown_name};
+use super::error::{ApiError, Kind, bytes_response};
 use super::{MAX_CONNECTIONS, MAX_INPUTS, State, body, embed, models};
 
 #[derive(Deserialize)]

@@ -45,11 +45,14 @@ pub(super) fn print(
         )?;
         outln!(
             "single query ({} requests): p50 {:.2} ms, p99 {:.2} ms",
-            report.single_query_requests, report.single_query_p50_ms, report.single_query_p99_ms
+            report.single_query_requests,
+            report.single_query_p50_ms,
+            report.single_query_p99_ms
         )?;
         outln!(
             "ipc overhead (round trip minus host time): p50 {:.1} µs, p99 {:.1} µs",
-            report.ipc_overhead_p50_us, report.ipc_overhead_p99_us
+            report.ipc_overhead_p50_us,
+            report.ipc_overhead_p99_us
         )?;
         outln!(
             "ping round trip: p50 {:.1} µs back to back, {:.1} µs after {:.1} ms idle; embed of no texts (through the queue) {:.1} µs",
