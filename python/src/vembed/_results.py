@@ -20,6 +20,24 @@ TEXTS_PER_REQUEST = 256
 PIPELINE_DEPTH = 4
 
 
+class LazyNumpy:
+    """numpy for a client, imported when the first vectors arrive rather
+    than at connect (importing it takes 50-150 ms, which a process that only
+    searches code never needs). ``choice=True`` imports it now, so a
+    missing numpy is reported at once."""
+
+    def __init__(self, choice):
+        self._choice = choice
+        self._module = have_numpy(True) if choice else None
+        self._resolved = bool(choice) or choice is False
+
+    def get(self):
+        if not self._resolved:
+            self._module = have_numpy(self._choice)
+            self._resolved = True
+        return self._module
+
+
 def have_numpy(choice):
     """numpy, if it is wanted (``None``: when installed) and importable."""
     if choice is False:

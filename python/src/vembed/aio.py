@@ -145,7 +145,7 @@ class AsyncClient:
         self._target = Target(socket, spawn, host_bin, host_args, timeouts, start_timeout)
         self.socket = self._target.socket
         self.timeouts = self._target.timeouts
-        self._np = _results.have_numpy(numpy)
+        self._numpy = _results.LazyNumpy(numpy)
         self._link = None
         self._pid = os.getpid()
         self._connecting = None
@@ -247,7 +247,7 @@ class AsyncClient:
             replies = await asyncio.gather(*[part(c) for c in chunks])
             return [r["Embeddings"] for r in replies]
 
-        return _results.assemble(await self._run(run), self._np)
+        return _results.assemble(await self._run(run), self._numpy.get())
 
     async def select_tools(
         self, tools, query, k=5, threshold=0.15, method="hybrid", fallback="all", role=None, model=None

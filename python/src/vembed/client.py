@@ -70,7 +70,7 @@ class Client:
         self._target = Target(socket, spawn, host_bin, host_args, timeouts, start_timeout)
         self.socket = self._target.socket
         self.timeouts = self._target.timeouts
-        self._np = _results.have_numpy(numpy)
+        self._numpy = _results.LazyNumpy(numpy)
         self._max_idle = max_idle_connections
         self._lock = threading.Lock()
         self._idle = []
@@ -179,7 +179,7 @@ class Client:
         if not parts:
             # No texts: ask for none, to learn the model's name and dimension.
             parts = self._run(lambda c: [c.call({kind: {"model": ref, "texts": []}})["Embeddings"]])
-        return _results.assemble(parts, self._np)
+        return _results.assemble(parts, self._numpy.get())
 
     # -- tools --
 

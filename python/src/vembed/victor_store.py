@@ -1,0 +1,207 @@
+"""A Victor vector store backed by the vembed host's code index.
+
+``victor index``, ``victor chat --preindex`` and every semantic search of
+victor-coding's ``CodebaseIndex`` go through Victor's ``EmbeddingRegistry``
+to the store that ``search.codebase_vector_store`` (or
+``VICTOR_CODEBASE_VECTOR_STORE``) names. This package registers the store
+``vembed`` there from a ``victor.capabilities`` entry point (a group Victor
+loads on every path, ``victor index`` included)::
+
+    # ~/.victor/settings.yaml
+    search:
+      codebase_vector_store: vembed
+
+The store does not keep Victor's per-symbol rows. The host keeps one index
+per repository (chunks of the code itself, bodies included, with BM25 over
+their words), which every process of the user shares and the host alone
+writes. So:
+
+- ``index_documents`` / ``index_document`` / ``delete_*`` bring the host's
+  index of the repository up to date (incremental; a process that finds it
+  current embeds nothing), once per indexing round, and leave a marker in
+  Victor's persist directory so later processes reuse it instead of
+  rebuilding;
+- ``clear_index`` clears nothing shared: the next round re-checks the files;
+- ``search_similar`` searches the host's index (semantic) and answers
+  ``EmbeddingSearchResult``s;
+- ``embed_text`` / ``embed_batch`` embed with the host's code model.
+
+No vector is ever made up: any failure raises with vembed's reason.
+"""
+
+import asyncio
+import json
+import os
+import threading
+import time
+
+from victor.storage.vector_stores.base import BaseEmbeddingProvider, EmbeddingSearchResult
+
+from .victor_search import in_scope, shared_client
+
+#: Victor's persist directory holds this file once the host's index is current.
+MARKER = "vembed-index.json"
+#: Searches within this long of a sync reuse it (Victor's semantic_search
+#: asks several expansions of one query in a row).
+FRESH_SECONDS = 2.0
+
+
+def register(registry=None):
+    """The ``victor.capabilities`` hook: registers the store as ``vembed``.
+    ``registry`` (Victor's CapabilityRegistry) is not needed."""
+    from victor.storage.vector_stores.registry import EmbeddingRegistry
+
+    EmbeddingRegistry.register("vembed", VembedVectorStore)
+    return True
+
+
+class VembedVectorStore(BaseEmbeddingProvider):
+    """Victor's ``BaseEmbeddingProvider`` on the vembed host: see the module."""
+
+    def __init__(self, config, embedding_model=None):
+        super().__init__(config, embedding_model)
+        self.root = None
+        self._client = None
+        self._lock = threading.Lock()
+        self._synced_at = 0.0
+        self._round_synced = False
+        self._summary = {}
+
+    # -- set-up --
+
+    def _root_of_config(self):
+        extra = self.config.extra_config or {}
+        root = extra.get("workspace_root") or extra.get("root")
+        if not root and self.config.persist_directory:
+            # Victor's default: {root}/.victor/embeddings
+            persist = os.path.realpath(os.path.expanduser(self.config.persist_directory))
+            parent = os.path.dirname(persist)
+            if os.path.basename(persist) == "embeddings" and os.path.basename(parent) == ".victor":
+                root = os.path.dirname(parent)
+        if not root:
+            raise ValueError(
+                "vembed vector store: the config names no repository (extra_config workspace_root, "
+                "or a persist_directory of ROOT/.victor/embeddings)"
+            )
+        return os.path.realpath(os.path.expanduser(root))
+
+    async def initialize(self):
+        if self._initialized:
+            return
+        self.root = self._root_of_config()
+        self._client = shared_client()
+        self._initialized = True
+
+    async def _ready(self):
+        if not self._initialized:
+            await self.initialize()
+
+    # -- the host's index --
+
+    def _sync_blocking(self, force=False):
+        with self._lock:
+            if not force and time.monotonic() - self._synced_at < FRESH_SECONDS:
+                return self._summary
+            self._summary = self._client.index(self.root)
+            self._synced_at = time.monotonic()
+            self._write_marker()
+            return self._summary
+
+    def _write_marker(self):
+        persist = self.config.persist_directory
+        if not persist:
+            return
+        persist = os.path.expanduser(persist)
+        os.makedirs(persist, exist_ok=True)
+        marker = {
+            "store": "vembed",
+            "root": self.root,
+            "index_dir": self._summary.get("index_dir"),
+            "synced_unix": int(time.time()),
+        }
+        tmp = os.path.join(persist, MARKER + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(marker, f)
+        os.replace(tmp, os.path.join(persist, MARKER))
+
+    async def _sync(self, force=False):
+        await self._ready()
+        return await asyncio.to_thread(self._sync_blocking, force)
+
+    async def _sync_round(self):
+        """One sync per indexing round (Victor sends its rows in batches)."""
+        if not self._round_synced:
+            await self._sync(force=True)
+            self._round_synced = True
+
+    # -- BaseEmbeddingProvider --
+
+    async def embed_text(self, text):
+        return (await self.embed_batch([text]))[0]
+
+    async def embed_batch(self, texts):
+        await self._ready()
+        texts = list(texts)
+        if not texts:
+            return []
+        out = await asyncio.to_thread(self._client.embed, texts, "code")
+        return [[float(x) for x in row] for row in out.vectors]
+
+    async def index_document(self, doc_id, content, metadata):
+        await self._sync(force=True)
+
+    async def index_documents(self, documents):
+        await self._sync_round()
+
+    async def search_similar(self, query, limit=10, filter_metadata=None):
+        await self._sync()
+        scope = ""
+        if filter_metadata and filter_metadata.get("file_path"):
+            scope = str(filter_metadata["file_path"]).strip("/")
+        fetch = limit if not scope else max(limit * 10, 100)
+        hits = await asyncio.to_thread(self._client.search, self.root, query, fetch, None, "semantic")
+        results = []
+        for h in hits:
+            if not in_scope(h["path"], scope):
+                continue
+            results.append(
+                EmbeddingSearchResult(
+                    file_path=h["path"],
+                    symbol_name=h["symbol"],
+                    content=h["text"],
+                    score=float(h["score"]),
+                    line_number=h["start_line"],
+                    metadata={"end_line": h["end_line"], "backend": "vembed"},
+                )
+            )
+            if len(results) == limit:
+                break
+        return results
+
+    async def delete_document(self, doc_id):
+        await self._sync(force=True)
+
+    async def delete_by_file(self, file_path):
+        summary = await self._sync(force=True)
+        return int(summary.get("chunks_removed", 0))
+
+    async def clear_index(self):
+        # The host's index is shared by every process and kept in step with
+        # the files themselves: the next round re-checks them instead.
+        self._round_synced = False
+
+    async def get_stats(self):
+        await self._ready()
+        s = self._summary
+        return {
+            "vector_store": "vembed",
+            "root": self.root,
+            "index_dir": s.get("index_dir"),
+            "files_seen": s.get("files_seen", 0),
+            "files_indexed_last_sync": s.get("indexed", 0),
+            "model_name": self.config.embedding_model_name,
+        }
+
+    async def close(self):
+        # The client is the process's, shared with code_search.
+        self._initialized = bool(self._client)
