@@ -30,14 +30,20 @@ No vector is ever made up: any failure raises with vembed's reason.
 """
 
 import asyncio
+import importlib
 import json
+import logging
 import os
+import sys
 import threading
 import time
 
 from victor.storage.vector_stores.base import BaseEmbeddingProvider, EmbeddingSearchResult
 
+from .victor import enabled
 from .victor_search import in_scope, shared_client
+
+log = logging.getLogger("vembed.victor")
 
 #: Victor's persist directory holds this file once the host's index is current.
 MARKER = "vembed-index.json"
@@ -52,7 +58,54 @@ def register(registry=None):
     from victor.storage.vector_stores.registry import EmbeddingRegistry
 
     EmbeddingRegistry.register("vembed", VembedVectorStore)
+    if enabled() and selected():
+        load_bridge_without_lancedb()
     return True
+
+
+def selected():
+    """Whether Victor's settings name this store for code search
+    (``VICTOR_CODEBASE_VECTOR_STORE``, else ``search.codebase_vector_store``)."""
+    name = os.environ.get("VICTOR_CODEBASE_VECTOR_STORE")
+    if name is None:
+        try:
+            from victor.config.settings import load_settings
+
+            settings = load_settings()
+            search = getattr(settings, "search", None)
+            name = getattr(search, "codebase_vector_store", None) or getattr(
+                settings, "codebase_vector_store", None
+            )
+        except Exception as e:
+            log.debug("vembed: cannot read Victor's settings: %s", e)
+    return str(name or "").strip().lower() == "vembed"
+
+
+BRIDGE = "victor.framework.search.codebase_embedding_bridge"
+
+
+def load_bridge_without_lancedb():
+    """Imports Victor's structural-bridge module with ``lancedb`` held out.
+
+    Importing that module (which every ``victor index`` and code-search path
+    does) registers its bridge into victor-coding's embedding registry, and
+    importing that registry registers victor-coding's LanceDB provider,
+    which imports lancedb (about 80 MB) whatever store is configured. With
+    this store selected, the LanceDB provider is never used: for this one
+    import, ``sys.modules["lancedb"] = None`` makes ``import lancedb`` fail
+    as if it were not installed, which victor-coding's registry takes
+    quietly. Anything that imports lancedb later (Victor's conversation
+    store, say) gets it as usual."""
+    if "lancedb" in sys.modules or BRIDGE in sys.modules:
+        return
+    sys.modules["lancedb"] = None
+    try:
+        importlib.import_module(BRIDGE)
+    except Exception as e:
+        log.debug("vembed: importing %s failed: %s", BRIDGE, e)
+    finally:
+        if "lancedb" in sys.modules and sys.modules["lancedb"] is None:
+            del sys.modules["lancedb"]
 
 
 class VembedVectorStore(BaseEmbeddingProvider):
@@ -186,9 +239,12 @@ class VembedVectorStore(BaseEmbeddingProvider):
         return int(summary.get("chunks_removed", 0))
 
     async def clear_index(self):
-        # The host's index is shared by every process and kept in step with
-        # the files themselves: the next round re-checks them instead.
+        # Victor clears before a full rebuild. The host's index is shared by
+        # every process and kept in step with the files themselves, so a
+        # "rebuild" is bringing it up to date (Victor may then send no rows
+        # at all: it drops the symbols of functions with parameters).
         self._round_synced = False
+        await self._sync_round()
 
     async def get_stats(self):
         await self._ready()
