@@ -10,7 +10,11 @@ The packages are NOT any of requests, click, rich, attrs, jinja2, werkzeug,
 httpx, more-itertools, python-dateutil or boltons: a held-out check uses
 those.
 
-    python3 benches/eval/docstring_set.py OUT_DIR [--wheels DIR] [--limit N]
+    python3 benches/eval/docstring_set.py OUT_DIR [--wheels DIR] [--limit N] [--held-out]
+
+With --held-out it builds the same kind of set from HELD_OUT_PACKAGES
+instead: packages no tuning of vembed's search has looked at (the Victor
+code-search comparison, python/bench/bench_victor_search.py, uses it).
 
 writes OUT_DIR/repo/<package>/<module path>/fNNNN.py and
 OUT_DIR/cases.jsonl ({"query": ..., "path": ...} per line).
@@ -39,22 +43,30 @@ PACKAGES = [
     "sqlparse==0.5.3",
     "tqdm==4.67.1",
 ]
+# Pinned versions of some of HELD_OUT, for --held-out.
+HELD_OUT_PACKAGES = [
+    "requests==2.32.3",
+    "click==8.1.8",
+    "attrs==25.1.0",
+    "boltons==25.0.0",
+    "more-itertools==10.6.0",
+]
 HELD_OUT = {
     "requests", "click", "rich", "attrs", "jinja2", "werkzeug", "httpx",
     "more-itertools", "more_itertools", "python-dateutil", "dateutil", "boltons",
 }
 
 
-def fetch(wheels):
+def fetch(wheels, packages=PACKAGES):
     os.makedirs(wheels, exist_ok=True)
-    missing = [p for p in PACKAGES if not find_wheel(wheels, p)]
+    missing = [p for p in packages if not find_wheel(wheels, p)]
     if missing:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
              "--dest", wheels] + missing,
             check=True,
         )
-    return [find_wheel(wheels, p) for p in PACKAGES]
+    return [find_wheel(wheels, p) for p in packages]
 
 
 def find_wheel(wheels, req):
@@ -99,11 +111,14 @@ def main():
     p.add_argument("out")
     p.add_argument("--wheels", default=os.path.join(os.path.expanduser("~"), ".cache", "vembed", "eval-wheels"))
     p.add_argument("--limit", type=int, default=0, help="at most this many cases (0: all)")
+    p.add_argument("--held-out", action="store_true", help="build from HELD_OUT_PACKAGES instead")
     args = p.parse_args()
     assert not any(r.split("==")[0].lower() in HELD_OUT for r in PACKAGES)
+    assert all(r.split("==")[0].lower() in HELD_OUT for r in HELD_OUT_PACKAGES)
+    packages = HELD_OUT_PACKAGES if args.held_out else PACKAGES
     repo = os.path.join(args.out, "repo")
     cases, seen = [], {}
-    for wheel in fetch(args.wheels):
+    for wheel in fetch(args.wheels, packages):
         package = os.path.basename(wheel).split("-")[0].lower()
         with zipfile.ZipFile(wheel) as z:
             for name in sorted(z.namelist()):
@@ -143,7 +158,7 @@ def main():
     with open(os.path.join(args.out, "cases.jsonl"), "w") as f:
         for c in cases:
             f.write(json.dumps(c) + "\n")
-    print("%d cases from %d packages in %s" % (len(cases), len(PACKAGES), args.out))
+    print("%d cases from %d packages in %s" % (len(cases), len(packages), args.out))
 
 
 if __name__ == "__main__":

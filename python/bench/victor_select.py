@@ -32,14 +32,10 @@ def pss():
     return 0
 
 
-def main():
-    provider, model, url, cache = sys.argv[1:5]
-    queries = json.loads(sys.argv[5])
-    plugin = os.environ.get("VEMBED_VICTOR") == "1"
-    if plugin:
-        from victor.core.bootstrap import bootstrap_container
-
-        bootstrap_container()
+def select_tools(provider, model, url, cache, queries, repeat=1):
+    """Victor's own registry and SemanticToolSelector, the top 5 tools for
+    each query: (picks, seconds per selection, time.time() of the first,
+    the registry)."""
     from victor.agent.shared_tool_registry import SharedToolRegistry
     from victor.tools.registry import ToolRegistry
     from victor.tools.semantic_selector import SemanticToolSelector
@@ -52,7 +48,6 @@ def main():
             pass
     sel = SemanticToolSelector(embedding_model=model, embedding_provider=provider, ollama_base_url=url,
                                cache_embeddings=True, cache_dir=cache)
-    repeat = int(os.environ.get("VEMBED_REPEAT", "1"))
 
     async def run():
         await sel.initialize_tool_embeddings(registry)
@@ -67,7 +62,19 @@ def main():
                     picks.append([c.name for c in chosen])
         return picks, times, first
 
-    picks, times, first = asyncio.run(run())
+    return asyncio.run(run()) + (registry,)
+
+
+def main():
+    provider, model, url, cache = sys.argv[1:5]
+    queries = json.loads(sys.argv[5])
+    plugin = os.environ.get("VEMBED_VICTOR") == "1"
+    if plugin:
+        from victor.core.bootstrap import bootstrap_container
+
+        bootstrap_container()
+    repeat = int(os.environ.get("VEMBED_REPEAT", "1"))
+    picks, times, first, registry = select_tools(provider, model, url, cache, queries, repeat)
     intent = None
     if plugin:
         from victor.storage.embeddings.intent_classifier import IntentClassifier
