@@ -113,6 +113,7 @@ fn requests() -> Vec<(String, Request)> {
         ));
     }
     out.push(("upstreams".into(), Request::Upstreams));
+    out.push(("indexes".into(), Request::Indexes));
     out
 }
 
@@ -329,6 +330,39 @@ fn responses() -> Vec<(String, Response)> {
                     latency_p50_us: 0,
                     latency_p99_us: 0,
                     last_error: None,
+                },
+            ]),
+        ),
+        (
+            "indexes".into(),
+            Response::Indexes(vec![
+                IndexStatus {
+                    root: "/src/app".into(),
+                    index_dir: "/home/u/.cache/vembed/indexes/app-0123456789abcdef".into(),
+                    model: "sentence-transformers/all-MiniLM-L6-v2 (53aa5117, 384)".into(),
+                    files: 120,
+                    snippets: 950,
+                    disk_bytes: 4 << 20,
+                    updated_unix: 1_796_000_000,
+                    jobs: 3,
+                    files_embedded: 125,
+                    searches: 41,
+                    last_used_unix: 1_796_000_100,
+                    clients: vec![4242, 0, 17],
+                },
+                IndexStatus {
+                    root: "/src/empty".into(),
+                    index_dir: "/ix".into(),
+                    model: String::new(),
+                    files: 0,
+                    snippets: 0,
+                    disk_bytes: 0,
+                    updated_unix: 0,
+                    jobs: 0,
+                    files_embedded: 0,
+                    searches: 0,
+                    last_used_unix: 0,
+                    clients: vec![],
                 },
             ]),
         ),

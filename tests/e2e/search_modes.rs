@@ -208,3 +208,47 @@ fn search_during_reindex_sees_one_snapshot() {
     }
     assert!(done.load(Ordering::Acquire) >= 2 * rounds);
 }
+
+/// `vembed status` shows each index the host opened: its counts, the jobs
+/// and searches it served, and the processes that used it.
+#[test]
+fn status_shows_each_index_and_its_clients() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    fixture(&repo);
+    let index = env.path("index");
+    let (r, i) = (repo.to_str().unwrap(), index.to_str().unwrap());
+    let o = env.vembed(&["index", r, "--index-dir", i], "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut client = env.client();
+    for _ in 0..2 {
+        client
+            .search_ranked(RankedSearchRequest {
+                repo: r.into(),
+                index_dir: Some(i.into()),
+                query: "hash a password".into(),
+                k: 3,
+                mode: SearchMode::Hybrid,
+            })
+            .unwrap();
+    }
+    let all = client.indexes().unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    let ix = &all[0];
+    let canonical = repo.canonicalize().unwrap();
+    assert_eq!(ix.root, canonical.display().to_string());
+    assert_eq!(ix.index_dir, i);
+    assert!(ix.files >= 5 && ix.snippets >= ix.files, "{ix:?}");
+    assert_eq!((ix.jobs, ix.files_embedded, ix.searches), (1, ix.files, 2), "{ix:?}");
+    // This process searched last; the CLI process indexed before it.
+    assert_eq!(ix.clients.len(), 2, "{ix:?}");
+    assert_eq!(ix.clients[0], std::process::id(), "{ix:?}");
+    assert!(ix.model.contains("all-MiniLM-L6-v2"), "{ix:?}");
+    let o = env.vembed(&["status"], "");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains(&format!("index of {}", canonical.display())), "{text}");
+    assert!(text.contains("1 jobs") && text.contains("2 searches"), "{text}");
+    let o = env.vembed(&["status", "--json"], "");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["indexes"][0]["searches"], 2, "{v}");
+}

@@ -275,6 +275,15 @@ impl Client {
         }
     }
 
+    /// The code indexes the host has opened, most recently used first, with
+    /// the processes that indexed or searched them through it.
+    pub fn indexes(&mut self) -> Result<Vec<vembed_protocol::IndexStatus>> {
+        match self.call(Request::Indexes)? {
+            Response::Indexes(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Asks the host to stop once requests in flight are answered.
     pub fn shutdown(&mut self) -> Result<()> {
         match self.call(Request::Shutdown)? {
@@ -565,6 +574,7 @@ fn unexpected(r: &Response) -> Error {
         Response::ToolSelections(_) => "ToolSelections",
         Response::RankedResults(_) => "RankedResults",
         Response::Upstreams(_) => "Upstreams",
+        Response::Indexes(_) => "Indexes",
     };
     Error::Protocol(format!("unexpected {name} reply"))
 }

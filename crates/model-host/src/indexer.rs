@@ -12,10 +12,11 @@ use sha2::Digest;
 use vembed_index::chunk::chunk_file;
 use vembed_index::{IndexWriter, Mode, ModelIdentity, Snippet};
 use vembed_protocol::{
-    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexSummary, ModelRef, Rank,
+    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexStatus, IndexSummary, ModelRef, Rank,
     RankedSearchHit, RankedSearchRequest, Response, Role, SearchHit, SearchMode, SearchRequest,
 };
 
+use crate::index_usage::{IndexUsage, Use};
 use crate::model::Embedder;
 use crate::queue::{Job, JobError, Queue, SubmitError};
 use crate::registry::Registry;
@@ -114,6 +115,7 @@ pub struct Indexer {
     queue: Queue,
     jobs: Mutex<HashMap<PathBuf, Arc<Running>>>,
     writers: Mutex<HashMap<PathBuf, Arc<IndexWriter>>>,
+    usage: IndexUsage,
 }
 
 impl IndexerError {
@@ -141,6 +143,7 @@ impl Indexer {
             queue,
             jobs: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
+            usage: IndexUsage::default(),
         })
     }
 
@@ -194,12 +197,14 @@ impl Indexer {
         Ok(w)
     }
 
-    /// Starts indexing, or joins the job already indexing the same place.
-    pub fn index(self: &Arc<Self>, req: IndexRequest, subscriber: Subscriber) {
+    /// Starts indexing for client `pid`, or joins the job already indexing
+    /// the same place.
+    pub fn index(self: &Arc<Self>, req: IndexRequest, pid: Option<u32>, subscriber: Subscriber) {
         let (root, dir) = match Self::dirs(&req.repo, &req.index_dir) {
             Ok(d) => d,
             Err(e) => return subscriber(&index_error(e.to_string())),
         };
+        self.usage.record(&dir, &root, pid, Use::Index);
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(job) = jobs.get(&dir) {
             job.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(subscriber);
@@ -231,6 +236,7 @@ impl Indexer {
             match result {
                 Ok(mut summary) => {
                     summary.seconds = started.elapsed().as_secs_f64();
+                    me.usage.job_done(&dir, &root, summary.indexed);
                     tracing::info!("indexed {}: {summary:?}", root.display());
                     job.send(&Response::IndexDone(summary));
                 }
@@ -454,14 +460,21 @@ impl Indexer {
 
     /// Searches an index through the host by meaning (the old `Search`
     /// request): [`Indexer::search_ranked`] in semantic mode.
-    pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, IndexerError> {
-        let ranked = self.search_ranked(&RankedSearchRequest {
-            repo: req.repo.clone(),
-            index_dir: req.index_dir.clone(),
-            query: req.query.clone(),
-            k: req.k,
-            mode: SearchMode::Semantic,
-        })?;
+    pub fn search(
+        &self,
+        req: &SearchRequest,
+        pid: Option<u32>,
+    ) -> Result<Vec<SearchHit>, IndexerError> {
+        let ranked = self.search_ranked(
+            &RankedSearchRequest {
+                repo: req.repo.clone(),
+                index_dir: req.index_dir.clone(),
+                query: req.query.clone(),
+                k: req.k,
+                mode: SearchMode::Semantic,
+            },
+            pid,
+        )?;
         Ok(ranked.into_iter().map(|h| h.hit).collect())
     }
 
@@ -471,6 +484,7 @@ impl Indexer {
     pub fn search_ranked(
         &self,
         req: &RankedSearchRequest,
+        pid: Option<u32>,
     ) -> Result<Vec<RankedSearchHit>, IndexerError> {
         let (root, dir) = Self::dirs(&req.repo, &req.index_dir)?;
         if !dir.join("data.mdb").exists() {
@@ -479,7 +493,7 @@ impl Indexer {
                 dir: dir.display().to_string(),
             });
         }
-        self.search_at(&root, &dir, req)
+        self.search_at(&root, &dir, req, pid)
     }
 
     /// [`Indexer::search_ranked`] for a front door that takes no paths
@@ -503,7 +517,7 @@ impl Indexer {
         if !root.is_dir() || !dir.join("data.mdb").is_file() {
             return Err(not());
         }
-        self.search_at(&root, &dir, req)
+        self.search_at(&root, &dir, req, None)
     }
 
     /// Searches the index at `dir` of the repository at `root`.
@@ -512,9 +526,11 @@ impl Indexer {
         root: &Path,
         dir: &Path,
         req: &RankedSearchRequest,
+        pid: Option<u32>,
     ) -> Result<Vec<RankedSearchHit>, IndexerError> {
         let (model, embedder) = self.code_model()?;
         let writer = self.writer(dir, root, &Self::identity(&embedder), false)?;
+        self.usage.record(dir, root, pid, Use::Search);
         let mode = match req.mode {
             SearchMode::Semantic => Mode::Semantic,
             SearchMode::Lexical => Mode::Lexical,
@@ -542,5 +558,32 @@ impl Indexer {
                 },
             })
             .collect())
+    }
+
+    /// The indexes this host has used, most recently first, with their
+    /// counts and clients (`vembed status`).
+    pub fn statuses(&self) -> Vec<IndexStatus> {
+        let writers = self.writers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.usage
+            .snapshot()
+            .into_iter()
+            .map(|(dir, u)| {
+                let stats = writers.get(&dir).and_then(|w| w.reader().stats().ok());
+                IndexStatus {
+                    root: u.root.display().to_string(),
+                    index_dir: dir.display().to_string(),
+                    model: stats.as_ref().map(|s| s.model.to_string()).unwrap_or_default(),
+                    files: stats.as_ref().map_or(0, |s| s.files),
+                    snippets: stats.as_ref().map_or(0, |s| s.snippets),
+                    disk_bytes: stats.as_ref().map_or(0, |s| s.disk_bytes),
+                    updated_unix: stats.as_ref().map_or(0, |s| s.updated_unix),
+                    jobs: u.jobs,
+                    files_embedded: u.files_embedded,
+                    searches: u.searches,
+                    last_used_unix: u.last_used_unix,
+                    clients: u.clients.into_iter().collect(),
+                }
+            })
+            .collect()
     }
 }

@@ -15,6 +15,7 @@ mod bert;
 mod cache;
 mod fault;
 mod http;
+mod index_usage;
 mod indexer;
 mod infer;
 mod model;

@@ -1,5 +1,6 @@
-//! What `vembed status` reads: the host's status and its remote models'
-//! counters (the `Status` and `Upstreams` replies).
+//! What `vembed status` reads: the host's status, its remote models'
+//! counters and its code indexes (the `Status`, `Upstreams` and `Indexes`
+//! replies).
 
 use serde::{Deserialize, Serialize};
 
@@ -128,4 +129,37 @@ pub struct MemoryStatus {
     pub rss_file: u64,
     /// Peak resident set size (`VmHWM`).
     pub peak_rss: u64,
+}
+
+/// A code index the host has opened, and who used it through the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexStatus {
+    /// The repository's canonical path.
+    pub root: String,
+    /// Where the index lives.
+    pub index_dir: String,
+    /// The model that built it (`name (sha256 prefix, dim)`).
+    pub model: String,
+    /// Files indexed.
+    pub files: u64,
+    /// Snippets indexed.
+    pub snippets: u64,
+    /// The index's size on disk.
+    pub disk_bytes: u64,
+    /// When it was last written (unix seconds; 0 never).
+    pub updated_unix: u64,
+    /// Indexing jobs this host ran on it (requests that joined a running
+    /// job are not counted again).
+    pub jobs: u64,
+    /// Files those jobs embedded (new or changed).
+    pub files_embedded: u64,
+    /// Searches this host answered from it.
+    pub searches: u64,
+    /// When a client last indexed or searched it through the host (unix
+    /// seconds).
+    pub last_used_unix: u64,
+    /// The processes that indexed or searched it through the host, most
+    /// recent first (at most 16; 0 for an HTTP caller). A client that
+    /// opens the index itself (`vembed search` in process) is not seen.
+    pub clients: Vec<u32>,
 }

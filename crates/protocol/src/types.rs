@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::status::{HostStatus, UpstreamStatus};
+use crate::status::{HostStatus, IndexStatus, UpstreamStatus};
 
 /// Every client-to-host frame: a request id chosen by the client, echoed in
 /// the matching [`ResponseFrame`], and the request itself. Ids let a client
@@ -63,6 +63,9 @@ pub enum Request {
     /// Ask for the remote models' counters (tag 10). Answered with
     /// [`Response::Upstreams`].
     Upstreams,
+    /// Ask for the code indexes this host has opened, with who used them
+    /// (tag 11). Answered with [`Response::Indexes`].
+    Indexes,
 }
 
 /// Rank tools against requests.
@@ -373,6 +376,9 @@ pub enum Response {
     /// The remote models and their counters, for [`Request::Upstreams`]
     /// (tag 10); empty when every model is local.
     Upstreams(Vec<UpstreamStatus>),
+    /// The code indexes the host has opened since it started, for
+    /// [`Request::Indexes`] (tag 11), most recently used first.
+    Indexes(Vec<IndexStatus>),
 }
 
 /// What the host tells a client after a good handshake.

@@ -135,6 +135,7 @@ REQUEST = Enum(
     ("SelectTools", SELECT_TOOLS_REQUEST),
     ("SearchRanked", RANKED_SEARCH_REQUEST),
     ("Upstreams", None),
+    ("Indexes", None),
 )
 REQUEST_FRAME = Struct("RequestFrame", ("id", U64), ("request", REQUEST))
 
@@ -285,6 +286,21 @@ UPSTREAM_STATUS = Struct(
     ("latency_p99_us", U64),
     ("last_error", Opt(STR)),
 )
+INDEX_STATUS = Struct(
+    "IndexStatus",
+    ("root", STR),
+    ("index_dir", STR),
+    ("model", STR),
+    ("files", U64),
+    ("snippets", U64),
+    ("disk_bytes", U64),
+    ("updated_unix", U64),
+    ("jobs", U64),
+    ("files_embedded", U64),
+    ("searches", U64),
+    ("last_used_unix", U64),
+    ("clients", Vec(U32)),
+)
 RESPONSE = Enum(
     "Response",
     ("Error", ERROR_REPLY),
@@ -298,6 +314,7 @@ RESPONSE = Enum(
     ("ToolSelections", TOOL_SELECTIONS),
     ("RankedResults", Vec(RANKED_SEARCH_HIT)),
     ("Upstreams", Vec(UPSTREAM_STATUS)),
+    ("Indexes", Vec(INDEX_STATUS)),
 )
 RESPONSE_FRAME = Struct("ResponseFrame", ("id", U64), ("response", RESPONSE))
 

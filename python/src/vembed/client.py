@@ -254,6 +254,16 @@ class Client:
         every model is local."""
         return self._run(lambda c: _expect(c.call("Upstreams"), "Upstreams"))
 
+    def indexes(self):
+        """The code indexes the host has opened, most recently used first:
+        dicts with ``root``, ``index_dir``, ``model``, ``files``,
+        ``snippets``, ``disk_bytes``, ``updated_unix``, ``jobs``,
+        ``files_embedded``, ``searches``, ``last_used_unix`` and
+        ``clients`` (the pids that indexed or searched it through the
+        host, most recent first; 0 for HTTP), as ``vembed status --json``
+        prints under ``indexes``."""
+        return self._run(lambda c: _expect(c.call("Indexes"), "Indexes"))
+
     def ping(self):
         """A round trip that touches no model."""
         self._run(lambda c: _expect(c.call("Ping"), "Ok"))

@@ -210,6 +210,11 @@ def test_four_victor_processes_share_one_index_build(client, host_env, tmp_path)
     time.sleep(0.5)
     jobs = indexed_lines(host_env, repo)
     assert 1 <= len(jobs) <= 4 and jobs.count(len(FILES)) == 1 and jobs.count(0) == len(jobs) - 1, jobs
+    # `vembed status` (here Client.indexes) shows the index and its four clients.
+    ix = [i for i in client.indexes() if i["root"] == str(repo)]
+    assert len(ix) == 1, client.indexes()
+    assert set(p.pid for p in procs) <= set(ix[0]["clients"]), (ix, [p.pid for p in procs])
+    assert ix[0]["files_embedded"] == len(FILES) and ix[0]["searches"] == 4, ix
 
 
 def test_with_the_plug_in_off_victor_codings_function_answers(client, tmp_path):

@@ -1,4 +1,5 @@
-//! `vembed status`: the host's pid, models, memory, clients and latency.
+//! `vembed status`: the host's pid, models, memory, clients, latency and
+//! code indexes.
 
 use super::*;
 
@@ -10,9 +11,11 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
     let mut client = cli.client(None)?;
     let s = client.status()?;
     let upstreams = client.upstreams()?;
+    let indexes = client.indexes()?;
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["upstreams"] = serde_json::to_value(&upstreams)?;
+        v["indexes"] = serde_json::to_value(&indexes)?;
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
@@ -102,5 +105,31 @@ pub(super) fn run(cli: &Cli, json: bool) -> anyhow::Result<()> {
         s.cache.disk_hits,
         s.cache.misses
     )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for ix in &indexes {
+        outln!(
+            "  index of {}: {} files, {} snippets, {} ({})",
+            ix.root,
+            ix.files,
+            ix.snippets,
+            human_bytes(ix.disk_bytes),
+            ix.index_dir
+        )?;
+        let pids: Vec<String> = ix
+            .clients
+            .iter()
+            .map(|&p| if p == 0 { "http".into() } else { p.to_string() })
+            .collect();
+        outln!(
+            "    {} jobs ({} files embedded), {} searches, last used {}s ago; clients: {}",
+            ix.jobs,
+            ix.files_embedded,
+            ix.searches,
+            now.saturating_sub(ix.last_used_unix),
+            pids.join(", ")
+        )?;
+    }
     Ok(())
 }

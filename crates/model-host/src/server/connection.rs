@@ -230,7 +230,13 @@ pub(super) fn run(stream: UnixStream, shared: Arc<Shared>, queue: Queue) {
     else {
         return;
     };
-    let ctx = dispatch::Ctx { shared: &shared, queue: &queue, outbox: &outbox };
+    let peer_pid = nix::sys::socket::getsockopt(
+        conn.stream.get_ref(),
+        nix::sys::socket::sockopt::PeerCredentials,
+    )
+    .ok()
+    .and_then(|c| u32::try_from(c.pid()).ok());
+    let ctx = dispatch::Ctx { shared: &shared, queue: &queue, outbox: &outbox, peer_pid };
     dispatch::handle(&ctx, hello);
     'conn: loop {
         // Backpressure: no new request while the client leaves replies unread.

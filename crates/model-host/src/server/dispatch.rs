@@ -20,6 +20,8 @@ pub(super) struct Ctx<'a> {
     pub shared: &'a Shared,
     pub queue: &'a Queue,
     pub outbox: &'a Arc<Outbox>,
+    /// The client process (`SO_PEERCRED`), for `vembed status`.
+    pub peer_pid: Option<u32>,
 }
 
 /// Answers one request (now, or later through the queue or the indexer).
@@ -36,13 +38,13 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
             let subscriber = move |r: &Response| {
                 reply.send(&ResponseFrame { id, response: r.clone() });
             };
-            shared.indexer.index(req, Box::new(subscriber));
+            shared.indexer.index(req, ctx.peer_pid, Box::new(subscriber));
         }
-        Request::Search(req) => match shared.indexer.search(&req) {
+        Request::Search(req) => match shared.indexer.search(&req, ctx.peer_pid) {
             Ok(hits) => send(Response::SearchResults(hits)),
             Err(e) => send(index_error(shared, e)),
         },
-        Request::SearchRanked(req) => match shared.indexer.search_ranked(&req) {
+        Request::SearchRanked(req) => match shared.indexer.search_ranked(&req, ctx.peer_pid) {
             Ok(hits) => send(Response::RankedResults(hits)),
             Err(e) => send(index_error(shared, e)),
         },
@@ -54,6 +56,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, frame: RequestFrame) {
         }
         Request::Ping => send(Response::Ok),
         Request::Upstreams => send(Response::Upstreams(shared.infer.registry.upstreams())),
+        Request::Indexes => send(Response::Indexes(shared.indexer.statuses())),
         Request::SelectTools(req) => select_tools(ctx, id, req),
     }
 }
