@@ -76,11 +76,14 @@ def child(side, args, home, spec, hold=False):
 
 
 def result_of(p):
-    line = p.stdout.readline()
-    if not line:
-        err = p.stderr.read()
-        sys.exit("a Victor process failed:\n%s" % err[-3000:])
-    return json.loads(line)
+    """The child's JSON line (Victor may print its own lines first)."""
+    while True:
+        line = p.stdout.readline()
+        if not line:
+            err = p.stderr.read()
+            sys.exit("a Victor process failed:\n%s" % err[-3000:])
+        if line.startswith('{"rows"'):
+            return json.loads(line)
 
 
 def run_once(side, args, home, spec):
@@ -117,7 +120,7 @@ def main():
 
     # Index both sides first (a user's repository is indexed before agents search it).
     t = time.perf_counter()
-    subprocess.run([args.vembed, "index", args.repo], check=True, stdout=subprocess.DEVNULL,
+    subprocess.run([args.vembed, "index", "--rebuild", args.repo], check=True, stdout=subprocess.DEVNULL,
                    env=side_env("vembed", args, home))
     vembed_index_s = time.perf_counter() - t
     t = time.perf_counter()

@@ -520,3 +520,39 @@ fn r9_7_a_full_disk_is_named_as_such() {
     assert!(stats.files < 400, "{stats:?}");
     search_json(&env, &repo, &dir, "handle request kind 2");
 }
+
+/// A file indexed long after its last change has its stat recorded, and a
+/// later job takes it as unchanged from the stat alone; any change to it,
+/// even one that keeps its size and puts its mtime back, is seen (the
+/// change time moved).
+#[test]
+fn settled_files_are_checked_by_stat_and_every_change_is_seen() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let dir = env.path("index");
+    fixture(&repo);
+    let old = |rel: &str| {
+        let s = std::process::Command::new("touch")
+            .args(["-m", "-d", "2020-01-01 00:00:00"])
+            .arg(repo.join(rel))
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    let first = index_json(&env, &repo, &dir);
+    let files = first["files_seen"].as_u64().unwrap();
+    // The files were written just now, so their changes are too recent to
+    // trust a stat; wait until they have settled, as a user's files have.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let again = index_json(&env, &repo, &dir);
+    assert_eq!((again["indexed"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(files)));
+    // Same size, new content, mtime put back: the change time differs.
+    let rel = "auth/passwords.py";
+    let text = std::fs::read_to_string(repo.join(rel)).unwrap().replace("PBKDF2", "scrypt");
+    std::fs::write(repo.join(rel), &text).unwrap();
+    old(rel);
+    let edited = index_json(&env, &repo, &dir);
+    assert_eq!(edited["indexed"], 1, "{edited}");
+    let hits = search_json(&env, &repo, &dir, "scrypt");
+    assert_eq!(hits[0]["path"], rel, "{hits:?}");
+}

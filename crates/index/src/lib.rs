@@ -95,6 +95,29 @@ pub struct FileEntry {
     pub hash: String,
     /// Its snippets' ids.
     pub snippets: Vec<u32>,
+    /// What the file system said of the file when that content was hashed,
+    /// if the file was settled then (see [`FileStat`]); absent in indexes
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat: Option<FileStat>,
+}
+
+/// A file's size, inode and change times. An indexer that finds a file
+/// with the stat recorded beside its hash takes it as unchanged without
+/// reading it, as git's index does. It records a stat only for a file last
+/// changed well before it was read (a "racily clean" file, changed again
+/// within the file system's time resolution, would otherwise look the
+/// same), so a later change always shows as a different stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    /// Bytes.
+    pub size: u64,
+    /// Last modification, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Last status change (any write changes it, and no one can set it).
+    pub ctime_ns: i64,
+    /// The inode (a file replaced by another has a new one).
+    pub ino: u64,
 }
 
 /// What the index holds.

@@ -288,10 +288,25 @@ impl Batch<'_> {
         }
         let value = scan::encode(&ids, snippets.iter().map(|(_, v)| *v));
         self.w.dbs.scan.put(&mut self.wtxn, path, &value)?;
-        let entry = FileEntry { hash: hash.to_string(), snippets: ids };
+        let entry = FileEntry { hash: hash.to_string(), snippets: ids, stat: None };
         self.w.dbs.files.put(&mut self.wtxn, path, &json(&entry))?;
         self.changed = true;
         Ok(removed)
+    }
+
+    /// Records the stat of a file already indexed whose content is the one
+    /// indexed (no snippet changes, so no forest rebuild). A file the index
+    /// does not hold is left alone.
+    pub fn set_stat(&mut self, path: &str, stat: FileStat) -> Result<()> {
+        let Some(bytes) = self.w.dbs.files.get(&self.wtxn, path)? else { return Ok(()) };
+        let mut entry: FileEntry = parse(bytes, "file entry")?;
+        entry.stat = Some(stat);
+        self.w
+            .dbs
+            .files
+            .put(&mut self.wtxn, path, &json(&entry))
+            .map_err(|e| IndexError::from(e).on_write(&self.w.dir))?;
+        Ok(())
     }
 
     /// Builds the forest for the changes and commits: readers see all of it

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::Digest;
 use vembed_index::chunk::chunk_file;
-use vembed_index::{IndexWriter, Mode, ModelIdentity, Snippet};
+use vembed_index::{FileEntry, FileStat, IndexWriter, Mode, ModelIdentity, Snippet};
 use vembed_protocol::{
     ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexStatus, IndexSummary, ModelRef, Rank,
     RankedSearchHit, RankedSearchRequest, Response, Role, SearchHit, SearchMode, SearchRequest,
@@ -21,8 +20,6 @@ use crate::model::Embedder;
 use crate::queue::{Job, JobError, Queue, SubmitError};
 use crate::registry::Registry;
 
-/// Files larger than this are skipped (generated or data files).
-pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Chunks embedded and committed together: a crash loses at most these.
 pub const COMMIT_CHUNKS: usize = 256;
 /// Chunks per request to the queue, so a query waits behind at most one.
@@ -271,47 +268,11 @@ impl Indexer {
         let mut summary =
             IndexSummary { index_dir: dir.display().to_string(), ..Default::default() };
 
-        // Walk, hash, and compare with what the index holds.
-        let known: HashMap<String, String> =
-            writer.files()?.into_iter().map(|(p, e)| (p, e.hash)).collect();
-        let mut seen = std::collections::HashSet::new();
-        let mut todo: Vec<(String, String, String)> = Vec::new(); // (path, hash, text)
-        let walker = ignore::WalkBuilder::new(root)
-            .hidden(true)
-            .git_ignore(true)
-            .git_exclude(true)
-            .git_global(false)
-            .require_git(false)
-            .build();
-        for entry in walker.flatten() {
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
-                continue;
-            }
-            let path = entry.path();
-            if path.starts_with(dir) {
-                continue;
-            }
-            let Ok(rel) = path.strip_prefix(root) else { continue };
-            let rel = rel.to_string_lossy().replace('\\', "/");
-            summary.files_seen += 1;
-            let too_big = entry.metadata().map(|m| m.len() > MAX_FILE_BYTES).unwrap_or(true);
-            let bytes = if too_big { None } else { std::fs::read(path).ok() };
-            let text = bytes
-                .filter(|b| !b[..b.len().min(8192)].contains(&0))
-                .and_then(|b| String::from_utf8(b).ok());
-            let Some(text) = text else {
-                summary.skipped += 1;
-                continue;
-            };
-            seen.insert(rel.clone());
-            let hash: String =
-                sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-            if known.get(&rel) == Some(&hash) {
-                summary.unchanged += 1;
-                continue;
-            }
-            todo.push((rel, hash, text));
-        }
+        // Walk, stat (or read and hash), and compare with what the index holds.
+        let known: HashMap<String, FileEntry> = writer.files()?.into_iter().collect();
+        let changes =
+            crate::index_walk::walk(root, dir, &known, std::time::SystemTime::now(), &mut summary);
+        let (todo, seen) = (changes.todo, changes.seen);
         let mut progress = IndexProgress {
             files_seen: summary.files_seen,
             files_to_index: todo.len() as u64,
@@ -319,12 +280,15 @@ impl Indexer {
         };
         job.send(&Response::IndexProgress(progress.clone()));
 
-        // Deleted files go in one batch.
+        // Deleted files, and the stats of unchanged files read, in one batch.
         let gone: Vec<&String> = known.keys().filter(|p| !seen.contains(*p)).collect();
-        if !gone.is_empty() {
+        if !gone.is_empty() || !changes.restat.is_empty() {
             let mut batch = writer.batch()?;
             for p in &gone {
                 summary.chunks_removed += batch.remove_file(p)? as u64;
+            }
+            for (p, stat) in &changes.restat {
+                batch.set_stat(p, *stat)?;
             }
             batch.commit()?;
             summary.deleted = gone.len() as u64;
@@ -333,13 +297,14 @@ impl Indexer {
         // New and changed files: chunk, embed and commit in batches.
         let max = embedder.max_seq_length();
         let count = |s: &str| embedder.count_tokens(s).unwrap_or(usize::MAX);
-        let mut pending: Vec<(String, String, Vec<Snippet>, Vec<String>)> = Vec::new();
+        type Chunked = (String, String, Option<FileStat>, Vec<Snippet>, Vec<String>);
+        let mut pending: Vec<Chunked> = Vec::new();
         let mut pending_chunks = 0;
-        let flush = |pending: &mut Vec<(String, String, Vec<Snippet>, Vec<String>)>,
+        let flush = |pending: &mut Vec<Chunked>,
                      summary: &mut IndexSummary,
                      progress: &mut IndexProgress|
          -> Result<(), IndexerError> {
-            let texts: Vec<&String> = pending.iter().flat_map(|p| p.3.iter()).collect();
+            let texts: Vec<&String> = pending.iter().flat_map(|p| p.4.iter()).collect();
             let started = Instant::now();
             let (vectors, tokens) = self.embed(model_index, &embedder, &texts)?;
             let embedded = started.elapsed();
@@ -347,7 +312,7 @@ impl Indexer {
             let dim = embedder.dim();
             let mut batch = writer.batch()?;
             let mut at = 0;
-            for (path, hash, snippets, _) in pending.iter() {
+            for (path, hash, stat, snippets, _) in pending.iter() {
                 let items: Vec<(Snippet, &[f32])> = snippets
                     .iter()
                     .enumerate()
@@ -355,6 +320,9 @@ impl Indexer {
                     .collect();
                 at += snippets.len();
                 summary.chunks_removed += batch.put_file(path, hash, &items)? as u64;
+                if let Some(stat) = stat {
+                    batch.set_stat(path, *stat)?;
+                }
                 summary.chunks_added += snippets.len() as u64;
             }
             batch.commit()?;
@@ -377,18 +345,18 @@ impl Indexer {
         std::thread::scope(|scope| {
             let (tx, rx) = crossbeam_channel::bounded(CHUNKED_AHEAD);
             scope.spawn(move || {
-                for (path, hash, text) in todo {
-                    let chunks = chunk_file(&path, &text, max, &count);
+                for c in todo {
+                    let chunks = chunk_file(&c.path, &c.text, max, &count);
                     let (snippets, texts): (Vec<Snippet>, Vec<String>) =
                         chunks.into_iter().map(|c| (c.snippet, c.embed_text)).unzip();
                     // A closed channel means the job failed: stop.
-                    if tx.send((path, hash, snippets, texts)).is_err() {
+                    if tx.send((c.path, c.hash, c.stat, snippets, texts)).is_err() {
                         return;
                     }
                 }
             });
             for file in rx {
-                pending_chunks += file.3.len();
+                pending_chunks += file.4.len();
                 pending.push(file);
                 if pending_chunks >= COMMIT_CHUNKS {
                     flush(&mut pending, &mut summary, &mut progress)?;

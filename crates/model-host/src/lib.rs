@@ -16,6 +16,7 @@ mod cache;
 mod fault;
 mod http;
 mod index_usage;
+mod index_walk;
 mod indexer;
 mod infer;
 mod model;
