@@ -204,8 +204,14 @@ impl Env {
 
     /// Runs `vembed ARGS` with `stdin`, and returns its output.
     pub fn vembed(&self, args: &[&str], stdin: &str) -> Output {
+        self.run("vembed", args, stdin)
+    }
+
+    /// Runs the binary `name` (`vembed`, `vembed-lab`) with `args` and
+    /// `stdin`, and returns its output.
+    pub fn run(&self, name: &str, args: &[&str], stdin: &str) -> Output {
         let mut child = self
-            .command("vembed")
+            .command(name)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -26,6 +26,7 @@ BIN_DIR = need_env("VEMBED_TEST_BIN_DIR")
 ROOT = need_env("VEMBED_TEST_ROOT")
 HOST_BIN = os.path.join(BIN_DIR, "vembed-host")
 CLI_BIN = os.path.join(BIN_DIR, "vembed")
+LAB_BIN = os.path.join(BIN_DIR, "vembed-lab")
 TOOLS_JSON = os.path.join(ROOT, "examples", "tools", "coding-agent.json")
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -1,4 +1,4 @@
-//! `vembed experiment`: real hosts, the real model and its 12-layer timing
+//! `vembed-lab experiment`: real hosts, the real model and its 12-layer timing
 //! stand-in, a real index, and real agent processes.
 
 use std::path::Path;
@@ -53,7 +53,8 @@ fn a_quick_experiment_measures_every_table_with_consistent_values() {
     let tools_model = private_model(&env);
     let out = env.path("report");
     let corpus = corpus(&env);
-    let o = env.vembed(
+    let o = env.run(
+        "vembed-lab",
         &[
             "experiment",
             "--quick",
@@ -172,7 +173,8 @@ fn a_quick_experiment_measures_every_table_with_consistent_values() {
 fn a_bad_baseline_python_is_refused_before_anything_starts() {
     let env = Env::new();
     let out = env.path("never");
-    let o = env.vembed(
+    let o = env.run(
+        "vembed-lab",
         &[
             "experiment",
             "--quick",
@@ -189,7 +191,8 @@ fn a_bad_baseline_python_is_refused_before_anything_starts() {
     assert!(!err.contains("==>"), "nothing started: {err}");
     assert!(!out.exists(), "nothing written");
     // A Python without sentence-transformers: named as such.
-    let o = env.vembed(
+    let o = env.run(
+        "vembed-lab",
         &[
             "experiment",
             "--quick",

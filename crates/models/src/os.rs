@@ -1,7 +1,8 @@
 //! What the operating system says about a process and a file: a process's
 //! memory (`/proc`), and how much of a file sits in the page cache
 //! (`mincore(2)`), with the means to drop a file from it or read it in.
-//! Shared by the host (its status) and the client (`vembed experiment`).
+//! Shared by the host (its status), the client (`vembed bench`) and the
+//! lab (`vembed-lab experiment`).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -97,6 +98,14 @@ pub fn preload(path: &Path) -> io::Result<u64> {
             n => total += n as u64,
         }
     }
+}
+
+/// The 1-minute load average (0 where `/proc/loadavg` cannot be read).
+pub fn load_avg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

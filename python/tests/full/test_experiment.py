@@ -1,4 +1,4 @@
-"""`vembed experiment` against per-process sentence-transformers (this
+"""`vembed-lab experiment` against per-process sentence-transformers (this
 venv's), and the 12-layer timing stand-in at parity with
 sentence-transformers loading the same folder."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from conftest import CLI_BIN, HOST_BIN, MODEL_DIR, ROOT
+from conftest import CLI_BIN, HOST_BIN, LAB_BIN, MODEL_DIR, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_the_experiment_measures_per_process_sentence_transformers(private):
     assert os.listdir(corpus), "a corpus to index"
     out_dir = os.path.join(tmp, "report")
     run = subprocess.run(
-        [CLI_BIN, "experiment", "--quick", "--json", "--out", out_dir, "--corpus", corpus,
+        [LAB_BIN, "experiment", "--quick", "--json", "--out", out_dir, "--corpus", corpus,
          "--tools-model", model, "--baseline-python", sys.executable],
         env=env, capture_output=True, text=True, timeout=1800,
     )

@@ -19,7 +19,6 @@ mod out;
 mod bench;
 mod demo;
 mod embed;
-mod experiment;
 mod index;
 mod model;
 mod search;
@@ -95,13 +94,6 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fetch the model if needed, start the host, embed, and show status.
     Demo,
-    /// Measure the seed document's claims on this machine: memory, page
-    /// cache, startup, CPU cache and N agents, for separate models, one
-    /// unified model and (with --baseline-python) per-process models.
-    Experiment(experiment::ExperimentArgs),
-    /// One agent process of `vembed experiment` (internal).
-    #[command(hide = true)]
-    ExperimentAgent(experiment::agent::AgentArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,10 +193,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tools { command } => tools::run(&mut cli.client(None)?, command),
         Command::Bench(args) => bench::run(&cli, args),
         Command::Demo => demo::run(&cli),
-        Command::Experiment(args) => experiment::run(args),
-        Command::ExperimentAgent(args) => {
-            experiment::agent::run_agent(&mut cli.client(None)?, args)
-        }
     }
 }
 
@@ -217,13 +205,7 @@ pub(crate) fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-/// The 1-minute load average.
-pub(crate) fn load_avg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
-        .unwrap_or(0.0)
-}
+pub(crate) use vembed_models::os::load_avg;
 
 /// Reads texts from JSON lines, each a JSON string or an object with a
 /// string `field` (`"text"` for embed, `"query"` for search and tools).

@@ -138,8 +138,8 @@ impl Ctx {
         let cmd = match config.kind {
             Kind::Host => {
                 let mut cmd = Command::new(std::env::current_exe()?);
-                cmd.arg("--no-spawn").arg("--socket").arg(self.socket(config));
-                cmd.arg("experiment-agent").arg("--repo").arg(&self.repo);
+                cmd.arg("experiment-agent").arg("--socket").arg(self.socket(config));
+                cmd.arg("--repo").arg(&self.repo);
                 cmd.arg("--index-dir").arg(&self.index_dir);
                 cmd
             }

@@ -1,4 +1,4 @@
-//! `vembed experiment`: the seed document's tables, measured on this
+//! `vembed-lab experiment`: the seed document's tables, measured on this
 //! machine. Real hosts (separate models, one unified model) and, with
 //! `--baseline-python`, sentence-transformers in each agent process; memory
 //! at each step of an agent's turn, startup with a cold and a warm page
@@ -28,7 +28,7 @@ use subject::{Config, Ctx, Kind, Subject};
 /// The seed's larger model, used when it is on this machine.
 const L12: &str = "sentence-transformers/all-MiniLM-L12-v2";
 
-/// Options of `vembed experiment`.
+/// Options of `vembed-lab experiment`.
 #[derive(clap::Args, Debug)]
 pub struct ExperimentArgs {
     /// Print the JSON of every sample on stdout instead of the Markdown report.

@@ -41,7 +41,7 @@ impl Machine {
     }
 }
 
-pub(crate) use crate::cli::load_avg;
+pub(crate) use vembed_models::os::load_avg;
 
 fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();

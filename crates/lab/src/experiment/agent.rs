@@ -6,7 +6,7 @@
 //! (code search), `{"op": "embed", "role": "tools"|"code", "text": T}` (one
 //! query embedding), each with `{"ok": true, "ms": M}`, timed inside the
 //! agent. It holds what it loaded until stdin closes. Two kinds speak it:
-//! `vembed experiment-agent` (a client of a vembed host) and `agent.py`
+//! `vembed-lab experiment-agent` (a client of a vembed host) and `agent.py`
 //! (sentence-transformers in-process, as Victor runs today).
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -22,11 +22,11 @@ use vembed::tools::{Method, SelectOptions, ToolSet};
 use vembed::{Client, ModelRef, Role};
 
 /// The tool set every agent selects from (Victor-like coding tools).
-pub const TOOLS_JSON: &str = include_str!("../../../../../examples/tools/coding-agent.json");
+pub const TOOLS_JSON: &str = include_str!("../../../../examples/tools/coding-agent.json");
 /// The in-process sentence-transformers agent.
 pub const AGENT_PY: &str = include_str!("agent.py");
 
-/// Options of the hidden `vembed experiment-agent`.
+/// Options of the hidden `vembed-lab experiment-agent`.
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
     /// The repository whose index code search reads.
@@ -37,7 +37,7 @@ pub struct AgentArgs {
     index_dir: PathBuf,
 }
 
-/// Runs `vembed experiment-agent` on a connected client.
+/// Runs `vembed-lab experiment-agent` on a connected client.
 pub fn run_agent(client: &mut Client, args: &AgentArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let set = ToolSet::from_json(TOOLS_JSON)?;
