@@ -1,8 +1,11 @@
 //! Test-only fault injection: panics on purpose, so the tests can prove that
 //! a panic anywhere becomes an error for exactly the requests it touched.
 //!
-//! Off unless the environment variable `VEMBED_TEST_FAULT` is set when the
-//! host starts, which only the test suite does. Its value is a
+//! Compiled only with the `fault-injection` feature, which only the test
+//! suite's build turns on (`scripts/test`); a release binary a user
+//! installs has [`fault_off`](crate) in its place, whose hooks are empty.
+//! Even then, off unless the environment variable `VEMBED_TEST_FAULT` is
+//! set when the host starts. Its value is a
 //! comma-separated list:
 //!
 //! - `backend`: the forward pass panics on a batch holding the text
@@ -12,7 +15,9 @@
 //! - `finish`: building the answer of a job holding [`MARKER`] panics;
 //! - `indexer`: the first indexing job of the host panics;
 //! - `delay`: a forward pass of a batch holding [`MARKER`] first sleeps
-//!   [`DELAY`] (a slow service, for the tests of remote models).
+//!   [`DELAY`] (a slow service, for the tests of remote models);
+//! - `search`: a search whose query holds [`MARKER`] first sleeps [`DELAY`]
+//!   (a slow search, for the test that it holds up nothing behind it).
 //!
 //! When the variable is unset every hook is one relaxed load of a flag.
 
@@ -32,6 +37,7 @@ struct Faults {
     team: bool,
     finish: bool,
     delay: bool,
+    search: bool,
     indexer: AtomicBool,
     /// The token ids of [`MARKER`], set by the first model that loads.
     marker: OnceLock<Vec<u32>>,
@@ -57,6 +63,7 @@ fn faults() -> Option<&'static Faults> {
                 team: has("team"),
                 finish: has("finish"),
                 delay: has("delay"),
+                search: has("search"),
                 indexer: AtomicBool::new(has("indexer")),
                 marker: OnceLock::new(),
             })
@@ -134,5 +141,12 @@ pub fn maybe_panic_in_finish(ids: &[Vec<u32>]) {
 pub fn maybe_panic_in_indexer() {
     if faults().is_some_and(|f| f.indexer.swap(false, Ordering::AcqRel)) {
         panic!("injected fault: the indexer panics");
+    }
+}
+
+/// Called before a search through the host.
+pub fn maybe_delay_search(query: &str) {
+    if faults().is_some_and(|f| f.search) && query.contains(MARKER) {
+        std::thread::sleep(DELAY);
     }
 }

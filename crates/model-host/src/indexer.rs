@@ -1,12 +1,12 @@
 //! The code indexer. The host is the one writer of every code index: it walks
-//! a repository, chunks what changed, embeds the chunks through the shared
-//! queue (so interactive requests, which have fewer tokens left, go first at
+//! a repository, chunks what changed, embeds the chunks through the inference
+//! door as background work (so interactive requests, which have fewer tokens left, go first at
 //! every batch), and commits to the index in bounded batches.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vembed_index::chunk::chunk_file;
 use vembed_index::{FileEntry, FileStat, IndexWriter, Mode, ModelIdentity, Snippet};
@@ -16,9 +16,8 @@ use vembed_protocol::{
 };
 
 use crate::index_usage::{IndexUsage, Use};
+use crate::infer::{Class, Infer, InferError, Model, Work};
 use crate::model::Embedder;
-use crate::queue::{Job, JobError, Queue, SubmitError};
-use crate::registry::Registry;
 
 /// Chunks embedded and committed together: a crash loses at most these.
 pub const COMMIT_CHUNKS: usize = 256;
@@ -68,18 +67,10 @@ pub enum IndexerError {
     /// The index failed (another model, a full disk, ...).
     #[error(transparent)]
     Index(#[from] vembed_index::IndexError),
-    /// A text could not be tokenized.
+    /// The snippets or the query could not be embedded (the host is
+    /// stopping, a remote model's service failed, ...).
     #[error(transparent)]
-    Model(#[from] crate::model::ModelError),
-    /// The queue refused the job (the host is stopping).
-    #[error(transparent)]
-    Submit(#[from] SubmitError),
-    /// The job failed in the queue.
-    #[error(transparent)]
-    Job(#[from] JobError),
-    /// The snippets could not be prepared for the model.
-    #[error(transparent)]
-    Infer(#[from] crate::infer::InferError),
+    Infer(#[from] InferError),
     /// The host stopped while the job waited.
     #[error("the host stopped")]
     Stopped,
@@ -108,8 +99,7 @@ impl Running {
 
 /// Indexing jobs and open index writers.
 pub struct Indexer {
-    registry: Arc<Registry>,
-    queue: Queue,
+    infer: Arc<Infer>,
     jobs: Mutex<HashMap<PathBuf, Arc<Running>>>,
     writers: Mutex<HashMap<PathBuf, Arc<IndexWriter>>>,
     usage: IndexUsage,
@@ -120,7 +110,6 @@ impl IndexerError {
     /// index keeps what was committed; run the job again), else `Index`.
     pub fn code(&self) -> ErrorCode {
         match self {
-            IndexerError::Job(e) if e.code() == ErrorCode::Upstream => ErrorCode::Upstream,
             IndexerError::Infer(e) if e.code() == ErrorCode::Upstream => ErrorCode::Upstream,
             _ => ErrorCode::Index,
         }
@@ -133,22 +122,19 @@ pub(crate) fn index_error(message: String) -> Response {
 }
 
 impl Indexer {
-    /// An indexer embedding through `queue`.
-    pub fn new(registry: Arc<Registry>, queue: Queue) -> Arc<Indexer> {
+    /// An indexer embedding through the door `infer`.
+    pub fn new(infer: Arc<Infer>) -> Arc<Indexer> {
         Arc::new(Indexer {
-            registry,
-            queue,
+            infer,
             jobs: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
             usage: IndexUsage::default(),
         })
     }
 
-    /// The code model: its index in the registry, and the model.
-    fn code_model(&self) -> Result<(usize, Arc<Embedder>), IndexerError> {
-        let i =
-            self.registry.lookup(&ModelRef::Role(Role::Code)).ok_or(IndexerError::NoCodeModel)?;
-        Ok((i, self.registry.get(i)))
+    /// The code model.
+    fn code_model(&self) -> Result<Arc<Embedder>, IndexerError> {
+        self.infer.model(&ModelRef::Role(Role::Code)).map_err(|_| IndexerError::NoCodeModel)
     }
 
     fn identity(e: &Embedder) -> ModelIdentity {
@@ -262,7 +248,7 @@ impl Indexer {
         rebuild: bool,
         job: &Running,
     ) -> Result<IndexSummary, IndexerError> {
-        let (model_index, embedder) = self.code_model()?;
+        let embedder = self.code_model()?;
         let identity = Self::identity(&embedder);
         let writer = self.writer(dir, root, &identity, rebuild)?;
         let mut summary =
@@ -306,7 +292,7 @@ impl Indexer {
          -> Result<(), IndexerError> {
             let texts: Vec<&String> = pending.iter().flat_map(|p| p.4.iter()).collect();
             let started = Instant::now();
-            let (vectors, tokens) = self.embed(model_index, &embedder, &texts)?;
+            let (vectors, tokens) = self.embed(&embedder, &texts)?;
             let embedded = started.elapsed();
             summary.tokens += tokens;
             let dim = embedder.dim();
@@ -370,51 +356,38 @@ impl Indexer {
         })
     }
 
-    /// Embeds texts through the shared queue, a few at a time, with
-    /// [`EMBED_IN_FLIGHT`] jobs queued so the model never waits on this
-    /// thread's tokenizing.
+    /// Embeds texts through the door as background work (waiting for room
+    /// behind clients), a few at a time, with [`EMBED_IN_FLIGHT`] requests
+    /// out so the model never waits on this thread's tokenizing.
     fn embed(
         &self,
-        model: usize,
-        embedder: &Embedder,
+        embedder: &Arc<Embedder>,
         texts: &[&String],
     ) -> Result<(Vec<f32>, u64), IndexerError> {
-        type Reply = crossbeam_channel::Receiver<Result<vembed_protocol::Embeddings, JobError>>;
+        type Answer = crossbeam_channel::Receiver<Result<vembed_protocol::Embeddings, InferError>>;
         let mut out = Vec::with_capacity(texts.len() * embedder.dim());
         let mut tokens = 0u64;
-        let mut waiting: std::collections::VecDeque<Reply> = std::collections::VecDeque::new();
-        let mut collect = |rx: Reply| -> Result<(), IndexerError> {
+        let mut waiting: std::collections::VecDeque<Answer> = std::collections::VecDeque::new();
+        let mut collect = |rx: Answer| -> Result<(), IndexerError> {
             let e = rx.recv().map_err(|_| IndexerError::Stopped)??;
             tokens += e.tokens.iter().map(|&t| u64::from(t)).sum::<u64>();
             out.extend_from_slice(&e.data);
             Ok(())
         };
-        // A remote model's jobs are one call each, with a call in flight
-        // for each of its lane threads and one more ready.
-        let (per_job, in_flight) = match embedder.feed() {
+        // A remote model's requests are one call each, with a call in
+        // flight for each of its lane threads and one more ready.
+        let (per_request, in_flight) = match embedder.feed() {
             Some(f) => (f.texts_per_call.clamp(1, EMBED_CHUNKS * 4), f.concurrency + 1),
             None => (EMBED_CHUNKS, EMBED_IN_FLIGHT),
         };
-        for group in texts.chunks(per_job) {
-            let input = crate::infer::prepare(embedder, group)?;
+        for group in texts.chunks(per_request) {
+            let texts = group.iter().map(|t| t.to_string()).collect();
+            let work = Work {
+                class: Class::Background,
+                ..Work::new(texts, Model::Loaded(embedder.clone()), usize::MAX)
+            };
             let (tx, rx) = crossbeam_channel::bounded(1);
-            loop {
-                let job = Job {
-                    model,
-                    input: input.clone(),
-                    reply: Box::new(tx.clone()),
-                    received: Instant::now(),
-                    cached: None,
-                };
-                match self.queue.submit(job) {
-                    Ok(()) => break,
-                    // Clients come first: wait for room in the queue.
-                    Err(SubmitError::Overloaded { .. }) => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            self.infer.embed(work, |_| Box::new(tx));
             waiting.push_back(rx);
             if waiting.len() >= in_flight {
                 collect(waiting.pop_front().expect("one is waiting"))?;
@@ -454,6 +427,7 @@ impl Indexer {
         req: &RankedSearchRequest,
         pid: Option<u32>,
     ) -> Result<Vec<RankedSearchHit>, IndexerError> {
+        crate::fault::maybe_delay_search(&req.query);
         let (root, dir) = Self::dirs(&req.repo, &req.index_dir)?;
         if !dir.join("data.mdb").exists() {
             return Err(IndexerError::NoIndex {
@@ -496,7 +470,7 @@ impl Indexer {
         req: &RankedSearchRequest,
         pid: Option<u32>,
     ) -> Result<Vec<RankedSearchHit>, IndexerError> {
-        let (model, embedder) = self.code_model()?;
+        let embedder = self.code_model()?;
         let writer = self.writer(dir, root, &Self::identity(&embedder), false)?;
         self.usage.record(dir, root, pid, Use::Search);
         let mode = match req.mode {
@@ -507,7 +481,7 @@ impl Indexer {
         // A lexical search reads no embedding.
         let vector = match mode {
             Mode::Lexical => Vec::new(),
-            _ => self.embed(model, &embedder, &[&req.query])?.0,
+            _ => self.embed(&embedder, &[&req.query])?.0,
         };
         let hits = writer.reader().search_mode(mode, &req.query, &vector, req.k as usize)?;
         let rank = |r: Option<(u32, f32)>| r.map(|(rank, score)| Rank { rank, score });

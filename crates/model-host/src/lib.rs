@@ -13,6 +13,11 @@
 mod backend;
 mod bert;
 mod cache;
+mod config;
+#[cfg(feature = "fault-injection")]
+mod fault;
+#[cfg(not(feature = "fault-injection"))]
+#[path = "fault_off.rs"]
 mod fault;
 mod http;
 mod index_usage;
@@ -30,10 +35,11 @@ mod stats;
 mod tool_select;
 mod weights;
 
-pub use backend::{Backend, BackendError, Batch};
+pub use backend::{Backend, BackendError, Batch, Engine};
+pub use config::ConfigError;
 pub use http::{HttpError, Listeners as HttpListeners, bind as bind_http};
 pub use infer::InferError;
-pub use model::{Embedder, Engine, ModelError, TokenInfo};
+pub use model::{Embedder, ModelError, TokenInfo};
 pub use pipeline::{Pipeline, Pooling};
 pub use precision::Precision;
 pub use queue::JobError;

@@ -23,7 +23,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::socket::{MsgFlags, send};
 use vembed_protocol::framing;
-use vembed_protocol::{ResponseFrame, UNREAD_REPLY_ROOM_BYTES};
+use vembed_protocol::{
+    Embeddings, ErrorCode, ErrorReply, Response, ResponseFrame, UNREAD_REPLY_ROOM_BYTES,
+};
+
+use crate::infer::{InferError, Reply};
 
 struct State {
     stream: UnixStream,
@@ -76,6 +80,35 @@ impl SocketReply {
     pub fn send(&self, frame: &ResponseFrame) {
         self.outbox.send(frame);
     }
+}
+
+/// An embedding request's answer, sent on its connection as one frame:
+/// where the inference door's result goes for a socket request.
+pub struct EmbedReply {
+    reply: SocketReply,
+    id: u64,
+}
+
+impl EmbedReply {
+    /// The answer to request `id`, through `reply`.
+    pub fn new(reply: SocketReply, id: u64) -> EmbedReply {
+        EmbedReply { reply, id }
+    }
+}
+
+impl Reply for EmbedReply {
+    fn reply(self: Box<Self>, result: Result<Embeddings, InferError>) {
+        let response = match result {
+            Ok(e) => Response::Embeddings(e),
+            Err(e) => Response::Error(ErrorReply { code: e.code(), message: e.to_string() }),
+        };
+        self.reply.send(&ResponseFrame { id: self.id, response });
+    }
+}
+
+/// An error reply to request `id`.
+pub fn error(id: u64, code: ErrorCode, message: impl Into<String>) -> ResponseFrame {
+    ResponseFrame { id, response: Response::Error(ErrorReply { code, message: message.into() }) }
 }
 
 impl Drop for SocketReply {

@@ -5,10 +5,9 @@
 
 use std::path::Path;
 
-use candle_transformers::models::bert::Config as BertConfig;
 use serde::Deserialize;
 
-use crate::model::ModelError;
+use crate::config::{ConfigError, EncoderConfig, read_json};
 
 /// How token embeddings become one sentence embedding. Several modes
 /// concatenate in sentence-transformers' order: cls, max, mean, mean-sqrt-len.
@@ -64,18 +63,6 @@ struct TokenizerConfig {
     model_max_length: Option<f64>,
 }
 
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-) -> Result<Option<T>, ModelError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ModelError::Config { path: path.to_path_buf(), message: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ModelError::Config { path: path.to_path_buf(), message: e.to_string() }),
-    }
-}
-
 /// The pipeline a folder describes: pooling, normalization and sequence limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pipeline {
@@ -91,7 +78,7 @@ impl Pipeline {
     /// Reads `modules.json`, the pooling config and `sentence_bert_config.json`
     /// as sentence-transformers does. A folder without `modules.json` is a
     /// plain transformer with mean pooling, as sentence-transformers builds it.
-    pub fn read(dir: &Path, bert: &BertConfig) -> Result<Pipeline, ModelError> {
+    pub fn read(dir: &Path, encoder: &EncoderConfig) -> Result<Pipeline, ConfigError> {
         let modules_path = dir.join("modules.json");
         let mut pooling = None;
         let mut normalize = false;
@@ -110,7 +97,7 @@ impl Pipeline {
                         }
                         (_, "Normalize") if pooling.is_some() => normalize = true,
                         _ => {
-                            return Err(ModelError::Unsupported {
+                            return Err(ConfigError::Unsupported {
                                 path: modules_path,
                                 what: "module",
                                 name: m.kind.clone(),
@@ -120,10 +107,8 @@ impl Pipeline {
                 }
             }
         }
-        let pooling = pooling.ok_or_else(|| ModelError::Config {
-            path: modules_path.clone(),
-            message: "no Pooling module".into(),
-        })?;
+        let pooling =
+            pooling.ok_or_else(|| ConfigError::invalid(&modules_path, "no Pooling module"))?;
         let sbert: Option<SbertConfig> = read_json(&dir.join("sentence_bert_config.json"))?;
         let tok: Option<TokenizerConfig> = read_json(&dir.join("tokenizer_config.json"))?;
         let model_max = tok
@@ -133,33 +118,25 @@ impl Pipeline {
         let max_seq_length = sbert
             .and_then(|s| s.max_seq_length)
             .or(model_max)
-            .unwrap_or(bert.max_position_embeddings)
-            .min(bert.max_position_embeddings);
+            .unwrap_or(encoder.max_positions())
+            .min(encoder.max_positions());
         Ok(Pipeline { pooling, normalize, max_seq_length })
     }
 }
 
 /// Reads a folder's pipeline without loading the model.
-pub fn read_pipeline(dir: &Path) -> Result<Pipeline, ModelError> {
-    let config_path = dir.join("config.json");
-    let bert: BertConfig = read_json(&config_path)?.ok_or_else(|| ModelError::Config {
-        path: config_path.clone(),
-        message: "missing".into(),
-    })?;
-    Pipeline::read(dir, &bert)
+pub fn read_pipeline(dir: &Path) -> Result<Pipeline, ConfigError> {
+    Pipeline::read(dir, &EncoderConfig::read(dir)?)
 }
 
-fn read_pooling(path: &Path) -> Result<Pooling, ModelError> {
-    let c: PoolingConfig = read_json(path)?.ok_or_else(|| ModelError::Config {
-        path: path.to_path_buf(),
-        message: "missing".into(),
-    })?;
+fn read_pooling(path: &Path) -> Result<Pooling, ConfigError> {
+    let c: PoolingConfig = read_json(path)?.ok_or_else(|| ConfigError::invalid(path, "missing"))?;
     for (on, name) in [
         (c.pooling_mode_weightedmean_tokens, "weightedmean pooling"),
         (c.pooling_mode_lasttoken, "lasttoken pooling"),
     ] {
         if on {
-            return Err(ModelError::Unsupported {
+            return Err(ConfigError::Unsupported {
                 path: path.into(),
                 what: "pooling",
                 name: name.into(),
@@ -173,10 +150,7 @@ fn read_pooling(path: &Path) -> Result<Pooling, ModelError> {
         mean_sqrt_len: c.pooling_mode_mean_sqrt_len_tokens,
     };
     if p.modes() == 0 {
-        return Err(ModelError::Config {
-            path: path.into(),
-            message: "no pooling mode enabled".into(),
-        });
+        return Err(ConfigError::invalid(path, "no pooling mode enabled"));
     }
     Ok(p)
 }

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use vembed_models::Settings;
 use vembed_protocol::{ModelInfo, ModelRef, Role};
 
-use crate::model::{Embedder, Engine, ModelError};
+use crate::backend::Engine;
+use crate::model::{Embedder, ModelError};
 use crate::pipeline::read_pipeline;
 use crate::precision::Precision;
 

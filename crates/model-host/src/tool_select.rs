@@ -15,8 +15,7 @@ use sha2::{Digest, Sha256};
 use vembed_protocol::{Embeddings, SelectToolsRequest, ToolSelections};
 use vembed_tools::{Method, Ranker, SelectOptions, ToolSpec, ToolsError};
 
-use crate::infer::{Infer, InferError};
-use crate::queue::{JobError, Respond};
+use crate::infer::{Infer, InferError, Model, Reply, Work};
 
 /// Tool sets kept at most.
 const MAX_SETS: usize = 32;
@@ -105,78 +104,66 @@ fn key(identity: &str, method: Method, tools: &[ToolSpec]) -> Key {
 /// Ranks a tool set against a request's queries; the result goes to
 /// `deliver`, now or when the embeddings are done. An `Err` here means
 /// `deliver` was not called and will not be.
-pub fn select(infer: &Infer, req: SelectToolsRequest, deliver: Deliver) -> Result<(), SelectError> {
+pub fn select(
+    infer: &Infer,
+    rankers: &Arc<Rankers>,
+    req: SelectToolsRequest,
+    deliver: Deliver,
+) -> Result<(), SelectError> {
     let started = Instant::now();
     vembed_tools::validate(&req.tools)?;
-    infer.check(&req.queries)?;
-    let model = infer.resolve(&req.model)?;
-    let embedder = infer.registry.get(model);
+    let embedder = infer.model(&req.model)?;
     let key = key(&embedder.identity, req.method, &req.tools);
-    let cached = infer.tools.get(&key);
+    let cached = rankers.get(&key);
     let opts =
         SelectOptions { k: req.k as usize, threshold: req.threshold, fallback: req.fallback };
     let (texts, owner) = match cached {
         Some(_) => (Vec::new(), Vec::new()),
         None => vembed_tools::texts_to_embed(&req.tools, req.method),
     };
-    let per = infer.limits.max_texts_per_request.max(1) as usize;
-    for chunk in texts.chunks(per) {
-        infer.check(chunk)?;
-    }
-    let tool_parts = texts.len().div_ceil(per);
     let queries = req.queries;
+    let parts = usize::from(!texts.is_empty()) + usize::from(!queries.is_empty());
     let state = Arc::new(Mutex::new(Pending {
         started,
         key,
-        rankers: infer.tools.clone(),
+        rankers: rankers.clone(),
         model: embedder.name.clone(),
         tools: if cached.is_none() { req.tools } else { Vec::new() },
         method: req.method,
         owner,
         tools_cached: cached.is_some(),
         ranker: cached,
-        parts: vec![None; tool_parts],
-        queries: Vec::new(),
+        tool_vectors: None,
+        queries: queries.clone(),
         query_vectors: None,
-        // Every queued part, and this function until it has queued them all:
-        // whichever finishes last ranks and answers.
-        remaining: tool_parts + usize::from(!queries.is_empty()) + 1,
+        // Every request to the door, and this function until it has made
+        // them all: whichever finishes last ranks and answers.
+        remaining: parts + 1,
         opts,
         deliver: Some(deliver),
     }));
-    let submit = |texts: &[String], slot: Slot, cached: bool| {
-        let part = Box::new(Part { state: state.clone(), slot });
-        infer.embed_on(model, texts, cached, |_| part)
-    };
+    let max = infer.limits().max_texts_per_request as usize;
     // The queries first: the queue serves the fewest tokens first anyway.
-    let mut submitted =
-        if queries.is_empty() { Ok(()) } else { submit(&queries, Slot::Queries, false) };
-    for (i, chunk) in texts.chunks(per).enumerate() {
-        if submitted.is_err() {
-            break;
-        }
-        submitted = submit(chunk, Slot::Tools(i), true);
+    if !queries.is_empty() {
+        let work = Work::new(queries, Model::Loaded(embedder.clone()), max);
+        infer.embed(work, |_| Box::new(Part { state: state.clone(), slot: Slot::Queries }));
     }
-    let mut p = state.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = submitted {
-        // Parts already queued find no one to deliver to when they finish;
-        // if one of them failed already, it has answered.
-        return match p.deliver.take() {
-            Some(_) => Err(e.into()),
-            None => Ok(()),
-        };
+    if !texts.is_empty() {
+        // The tool texts come from a validated tool set of any size: the
+        // door splits them into jobs, and caches each.
+        let work = Work { cached: true, ..Work::new(texts, Model::Loaded(embedder), usize::MAX) };
+        infer.embed(work, |_| Box::new(Part { state: state.clone(), slot: Slot::Tools }));
     }
-    p.queries = queries;
-    p.done_one();
+    state.lock().unwrap_or_else(|p| p.into_inner()).done_one();
     Ok(())
 }
 
 enum Slot {
-    Tools(usize),
+    Tools,
     Queries,
 }
 
-/// One queued embedding of a selection.
+/// One embedding request of a selection.
 struct Part {
     state: Arc<Mutex<Pending>>,
     slot: Slot,
@@ -193,7 +180,7 @@ struct Pending {
     owner: Vec<usize>,
     tools_cached: bool,
     ranker: Option<Arc<Ranker>>,
-    parts: Vec<Option<Embeddings>>,
+    tool_vectors: Option<Embeddings>,
     queries: Vec<String>,
     query_vectors: Option<Embeddings>,
     remaining: usize,
@@ -201,8 +188,8 @@ struct Pending {
     deliver: Option<Deliver>,
 }
 
-impl Respond for Part {
-    fn respond(self: Box<Self>, result: Result<Embeddings, JobError>) {
+impl Reply for Part {
+    fn reply(self: Box<Self>, result: Result<Embeddings, InferError>) {
         let mut p = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if p.deliver.is_none() {
             return;
@@ -210,12 +197,12 @@ impl Respond for Part {
         match result {
             Err(e) => {
                 if let Some(deliver) = p.deliver.take() {
-                    deliver(Err(SelectError::Infer(InferError::Job(e))));
+                    deliver(Err(SelectError::Infer(e)));
                 }
             }
             Ok(e) => {
                 match self.slot {
-                    Slot::Tools(i) => p.parts[i] = Some(e),
+                    Slot::Tools => p.tool_vectors = Some(e),
                     Slot::Queries => p.query_vectors = Some(e),
                 }
                 p.done_one();
@@ -240,9 +227,8 @@ fn finish(p: &mut Pending) {
     let ranker = match p.ranker.take() {
         Some(r) => r,
         None => {
-            let parts: Vec<Embeddings> = p.parts.drain(..).flatten().collect();
-            let dim = parts.first().map_or(0, |e| e.dim as usize);
-            let vectors: Vec<f32> = parts.into_iter().flat_map(|e| e.data).collect();
+            let (dim, vectors) =
+                p.tool_vectors.take().map_or((0, Vec::new()), |e| (e.dim as usize, e.data));
             if dim == 0 || vectors.len() != p.owner.len() * dim {
                 let message = format!(
                     "tool vectors: {} floats for {} texts of dim {dim}",

@@ -318,6 +318,20 @@ pub enum ModelRef {
     Name(String),
 }
 
+/// As a person reads it: `"nosuch/model"`, or `the tools model
+/// (embedding_model)`.
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelRef::Name(n) => write!(f, "{n:?}"),
+            ModelRef::Role(Role::Unified) => {
+                write!(f, "the default model (unified_embedding_model)")
+            }
+            ModelRef::Role(r) => write!(f, "the {} model ({})", r.job(), r.setting()),
+        }
+    }
+}
+
 /// The jobs a model is configured for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
@@ -336,6 +350,15 @@ impl Role {
             Role::Unified => "unified_embedding_model",
             Role::Tools => "embedding_model",
             Role::Code => "codebase_embedding_model",
+        }
+    }
+
+    /// The job, in a word: `default`, `tools` or `code`.
+    pub fn job(self) -> &'static str {
+        match self {
+            Role::Unified => "default",
+            Role::Tools => "tools",
+            Role::Code => "code",
         }
     }
 }

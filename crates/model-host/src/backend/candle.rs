@@ -8,8 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 
-use super::{Backend, BackendError, Batch};
-use crate::model::{Engine, ModelError};
+use super::{Backend, BackendError, Batch, Engine};
 use crate::pipeline::Pipeline;
 use crate::weights::Weights;
 
@@ -27,16 +26,17 @@ fn failed(e: candle_core::Error) -> BackendError {
 
 impl CandleBackend {
     /// Loads `model.safetensors` from `dir` into candle tensors.
-    pub fn load(dir: &Path, bert: &BertConfig, pipeline: Pipeline) -> Result<Self, ModelError> {
+    pub fn load(dir: &Path, bert: &BertConfig, pipeline: Pipeline) -> Result<Self, BackendError> {
         let device = Device::Cpu;
         let weights_path = dir.join("model.safetensors");
-        let weights = Weights::open(&weights_path).map_err(|e| ModelError::Config {
-            path: weights_path.clone(),
-            message: e.to_string(),
+        let weights = Weights::open(&weights_path).map_err(|e| BackendError::Failed {
+            engine: Engine::Candle,
+            message: format!("{}: {e}", weights_path.display()),
         })?;
         weights.will_need();
-        let vb = VarBuilder::from_slice_safetensors(weights.bytes(), DType::F32, &device)?;
-        let model = BertModel::load(vb, bert)?;
+        let vb = VarBuilder::from_slice_safetensors(weights.bytes(), DType::F32, &device)
+            .map_err(failed)?;
+        let model = BertModel::load(vb, bert).map_err(failed)?;
         Ok(CandleBackend { model, device, pipeline, hidden: bert.hidden_size })
     }
 

@@ -8,7 +8,29 @@ pub mod candle;
 pub mod native;
 pub mod remote;
 
-use crate::model::Engine;
+/// Which implementation runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// vembed's own forward pass (the `bert` module): unpadded, fused, AVX-512.
+    /// Models it does not implement fall back to candle.
+    #[default]
+    Native,
+    /// candle-transformers' stock `BertModel`, batches padded.
+    Candle,
+    /// A remote embedding service (`[remote.NAME]` in settings).
+    Remote,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "native" => Ok(Engine::Native),
+            "candle" => Ok(Engine::Candle),
+            other => Err(format!("engine must be \"native\" or \"candle\", got {other:?}")),
+        }
+    }
+}
 
 /// Why a batch could not be embedded. `Clone`, so one failure can answer
 /// every request of the batch.

@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 
 use super::{Backend, BackendError, Batch};
+use crate::backend::Engine;
 use crate::bert::{Bert, Precision, Scratch};
-use crate::model::Engine;
 use crate::pipeline::Pipeline;
 
 /// The native encoder with its reusable buffers.

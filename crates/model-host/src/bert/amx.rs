@@ -20,9 +20,9 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::forward::SendPtr;
 use super::half::BF16;
 use super::packed::Packed;
+use super::ptr::SendPtr;
 use super::simd::{Panel, add_row};
 
 /// Whether this CPU has AMX-TILE and AMX-BF16 and Linux lets this process

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::bulk::panel_matmul_bulk;
+use super::ptr::SendPtr;
 use super::simd::Panel;
 use super::team::Team;
 use super::{Act, Bert, BertError, Linear, Panels, SMALL_M, Scratch, simd};
@@ -197,20 +198,6 @@ impl Bert {
 thread_local! {
     /// Attention scores of one (text, head) job, kept per thread.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A raw pointer that may cross to rayon's threads: each task writes a
-/// disjoint part of the buffer it points into.
-#[derive(Clone, Copy)]
-pub(super) struct SendPtr(pub(super) *mut f32);
-// SAFETY: used only for disjoint writes, as each use site explains.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    pub(super) fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Sets a buffer's length to exactly `n`, keeping its allocation.

@@ -33,6 +33,7 @@ pub mod half;
 pub mod int8;
 mod layout;
 pub mod packed;
+mod ptr;
 pub mod team;
 
 use serde::Deserialize;

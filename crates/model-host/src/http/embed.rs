@@ -1,7 +1,7 @@
 //! Texts in, vectors out: every HTTP shape embeds through here, and this
-//! calls the inference layer exactly as the socket does. A request of more
-//! inputs than one socket request may carry is queued as several jobs of
-//! the host's size, answered together in input order.
+//! goes through the inference door exactly as the socket does (the door
+//! splits a request of many inputs into jobs of the host's size and answers
+//! them together in input order).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,10 +12,9 @@ use vembed_protocol::Embeddings;
 use super::caller::{Caller, shown_name};
 use super::error::{ApiError, Kind};
 use super::{MAX_INPUTS, State};
-use crate::infer::Infer;
+use crate::infer::{InferError, Model, Reply, Work};
 use crate::model::Embedder;
 use crate::pipeline::normalize;
-use crate::queue::{JobError, Respond};
 
 /// The vectors of one request, in input order.
 pub(crate) struct Output {
@@ -80,22 +79,22 @@ pub(crate) fn check_dimensions(
     }
 }
 
-/// A job's result, handed to the waiting request.
-struct Reply(oneshot::Sender<Result<Embeddings, JobError>>);
+/// The door's result, handed to the waiting request.
+struct OneShot(oneshot::Sender<Result<Embeddings, InferError>>);
 
-impl Respond for Reply {
-    fn respond(self: Box<Self>, result: Result<Embeddings, JobError>) {
+impl Reply for OneShot {
+    fn reply(self: Box<Self>, result: Result<Embeddings, InferError>) {
         let _ = self.0.send(result);
     }
 }
 
-/// Embeds `texts` with the model at registry index `model`. With
-/// `truncate` off, an input longer than the model's `max_seq_length` is an
-/// error ([`Kind::TooLong`]) instead of being cut.
+/// Embeds `texts` with `model`. With `truncate` off, an input longer than
+/// the model's `max_seq_length` is an error ([`Kind::TooLong`]) instead of
+/// being cut.
 pub(crate) async fn embed(
     state: &Arc<State>,
     who: Caller,
-    model: usize,
+    model: Arc<Embedder>,
     texts: Vec<String>,
     truncate: bool,
 ) -> Result<Output, ApiError> {
@@ -112,50 +111,29 @@ pub(crate) async fn embed(
         Caller::Owner => None,
         Caller::Anonymous => Some(AnonymousShare::take(state, texts.len())?),
     };
-    let infer = state.infer.clone();
-    let embedder = infer.registry.get(model);
-    let name = shown_name(&embedder.name, &embedder.sha256, who).into_owned();
-    if texts.is_empty() {
-        let dim = embedder.dim();
-        return Ok(Output { model: name, dim, tokens: vec![], data: vec![] });
-    }
+    let name = shown_name(&model.name, &model.sha256, who).into_owned();
     // Checking lengths and tokenizing take real CPU time: off the reactor,
     // unless the request is a few short texts (a query: tens of
     // microseconds), where the hop to a blocking thread would cost more.
     let small =
         texts.len() <= INLINE_TEXTS && texts.iter().map(String::len).sum::<usize>() <= INLINE_BYTES;
-    let queued = if small {
-        submit(&infer, &embedder, model, &texts, truncate)?
+    let work = Work { truncate, ..Work::new(texts, Model::Loaded(model), MAX_INPUTS) };
+    let (tx, rx) = oneshot::channel();
+    let infer = state.infer.clone();
+    if small {
+        infer.embed(work, |_| Box::new(OneShot(tx)));
     } else {
-        tokio::task::spawn_blocking(move || submit(&infer, &embedder, model, &texts, truncate))
+        tokio::task::spawn_blocking(move || infer.embed(work, |_| Box::new(OneShot(tx))))
             .await
             .map_err(|e| {
                 ApiError::new(Kind::Internal, format!("the request's task failed: {e}"))
-            })??
-    };
-
-    let mut out: Option<Output> = None;
-    for rx in queued {
-        let part = rx
-            .await
-            .map_err(|_| ApiError::new(Kind::ShuttingDown, "the host stopped before answering"))?
-            .map_err(ApiError::from)?;
-        match &mut out {
-            None => {
-                out = Some(Output {
-                    model: name.clone(),
-                    dim: part.dim as usize,
-                    tokens: part.tokens,
-                    data: part.data,
-                })
-            }
-            Some(o) => {
-                o.tokens.extend_from_slice(&part.tokens);
-                o.data.extend_from_slice(&part.data);
-            }
-        }
+            })?;
     }
-    out.ok_or_else(|| ApiError::new(Kind::Internal, "no result"))
+    let e = rx
+        .await
+        .map_err(|_| ApiError::new(Kind::ShuttingDown, "the host stopped before answering"))?
+        .map_err(ApiError::from)?;
+    Ok(Output { model: name, dim: e.dim as usize, tokens: e.tokens, data: e.data })
 }
 
 /// Texts of anonymous callers held by requests in flight, against their
@@ -176,7 +154,7 @@ impl<'a> AnonymousShare<'a> {
     /// cannot make the host's own user's requests fail with `Overloaded`
     /// (Victor would then fall back to random vectors).
     fn limit(state: &State) -> usize {
-        (state.infer.limits.max_queue_texts as usize / 2).max(1)
+        (state.infer.limits().max_queue_texts as usize / 2).max(1)
     }
 
     fn take(state: &'a State, texts: usize) -> Result<AnonymousShare<'a>, ApiError> {
@@ -208,58 +186,6 @@ impl Drop for AnonymousShare<'_> {
 const INLINE_TEXTS: usize = 8;
 /// ... and this many bytes are tokenized on the reactor thread itself.
 const INLINE_BYTES: usize = 4096;
-
-/// Checks `texts` against the limits (and, without `truncate`, the model's
-/// length), tokenizes them and queues them in jobs of the host's size.
-fn submit(
-    infer: &Infer,
-    embedder: &Embedder,
-    model: usize,
-    texts: &[String],
-    truncate: bool,
-) -> Result<Vec<oneshot::Receiver<Result<Embeddings, JobError>>>, ApiError> {
-    let step = (infer.limits.max_texts_per_request as usize).max(1);
-    for (c, chunk) in texts.chunks(step).enumerate() {
-        infer.check(chunk).map_err(|e| ApiError::from(renumber(e, c * step)))?;
-    }
-    // A remote model without an exact count leaves its limit to its service.
-    if !truncate && embedder.counts_exactly() {
-        let max = embedder.max_seq_length();
-        for (index, text) in texts.iter().enumerate() {
-            let n = embedder
-                .count_tokens(text)
-                .map_err(|e| ApiError::new(Kind::Internal, e.to_string()))?;
-            if n > max {
-                return Err(ApiError::new(
-                    Kind::TooLong,
-                    format!(
-                        "input {index} is {n} tokens; the model takes at most {max} \
-                         (send truncate: true to cut it, as sentence-transformers does)"
-                    ),
-                ));
-            }
-        }
-    }
-    let mut replies = Vec::new();
-    for chunk in texts.chunks(step) {
-        let (tx, rx) = oneshot::channel();
-        infer.embed_on(model, chunk, false, |_| Box::new(Reply(tx)))?;
-        replies.push(rx);
-    }
-    Ok(replies)
-}
-
-/// An error about a text of the chunk that starts at input `start`, with
-/// the text numbered in the whole request.
-fn renumber(e: crate::infer::InferError, start: usize) -> crate::infer::InferError {
-    use crate::infer::InferError;
-    match e {
-        InferError::TextTooLarge { index, bytes, limit } => {
-            InferError::TextTooLarge { index: start + index, bytes, limit }
-        }
-        other => other,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -156,6 +156,7 @@ impl From<InferError> for ApiError {
     fn from(e: InferError) -> ApiError {
         let kind = match &e {
             InferError::TooManyTexts { .. } | InferError::TextTooLarge { .. } => Kind::TooLarge,
+            InferError::TooLong { .. } => Kind::TooLong,
             InferError::UnknownModel { .. } => Kind::NotFound,
             InferError::ShuttingDown => Kind::ShuttingDown,
             InferError::Overloaded { .. } => Kind::Overloaded,

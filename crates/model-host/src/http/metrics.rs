@@ -118,13 +118,13 @@ pub(crate) fn render(state: &State, who: super::caller::Caller) -> String {
         &mut out,
         "vembed_queue_texts",
         "Texts waiting in the queue or being embedded now.",
-        state.infer.queue.queued() as f64,
+        state.infer.queued() as f64,
     );
     gauge(
         &mut out,
         "vembed_queue_limit_texts",
         "Texts the queue holds before requests get 429.",
-        f64::from(state.infer.limits.max_queue_texts),
+        f64::from(state.infer.limits().max_queue_texts),
     );
 
     let mem = crate::stats::memory_of("self");
@@ -150,7 +150,7 @@ pub(crate) fn render(state: &State, who: super::caller::Caller) -> String {
         "gauge",
         "The models served (value 1), with their name, sha256 and dimension.",
     );
-    for m in state.infer.registry.infos() {
+    for m in state.infer.infos() {
         let _ = writeln!(
             out,
             "vembed_model_info{{name=\"{}\",sha256=\"{}\",dim=\"{}\",max_seq_length=\"{}\"}} 1",

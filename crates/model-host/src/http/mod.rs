@@ -78,7 +78,7 @@ impl State {
     /// Every private path of this host now, the loaded models' folders included.
     pub fn private_paths(&self) -> caller::Private {
         let mut p = self.private.clone();
-        for m in self.infer.registry.all().iter() {
+        for m in self.infer.models().iter() {
             if m.path.is_absolute() {
                 p.add(&m.path);
             }
@@ -119,7 +119,7 @@ pub(crate) fn start(
     grace: Duration,
     private: Vec<std::path::PathBuf>,
 ) -> std::io::Result<HttpHandle> {
-    let max_body_bytes = infer.limits.max_frame_bytes as usize;
+    let max_body_bytes = infer.limits().max_frame_bytes as usize;
     let state = Arc::new(State {
         infer,
         stats,

@@ -22,6 +22,7 @@ use vembed_protocol::{ModelRef, Role};
 use super::caller::{Caller, shown_name};
 use super::error::{ApiError, Kind};
 use crate::infer::Infer;
+use crate::model::Embedder;
 
 /// What clients send (lower case) → the model it means.
 pub const ALIASES: &[(&str, &str)] = &[
@@ -41,20 +42,20 @@ pub const ALIASES: &[(&str, &str)] = &[
 const ROLES: &[(&str, Role)] =
     &[("unified", Role::Unified), ("tools", Role::Tools), ("code", Role::Code)];
 
-/// The registry index of the model `requested` names (`None` or empty: the
+/// The model `requested` names (`None` or empty: the
 /// unified model). A model that must first be loaded from disk is loaded
 /// on a blocking thread, not on the reactor.
 pub(crate) async fn resolve(
     infer: &Arc<Infer>,
     who: Caller,
     requested: Option<&str>,
-) -> Result<usize, ApiError> {
+) -> Result<Arc<Embedder>, ApiError> {
     match find(infer, who, requested)? {
-        Found::Loaded(i) => Ok(i),
+        Found::Loaded(m) => Ok(m),
         Found::Load(name) => {
             let (infer, raw) = (infer.clone(), requested.unwrap_or("").trim().to_string());
             tokio::task::spawn_blocking(move || {
-                infer.resolve(&ModelRef::Name(name)).map_err(|e| {
+                infer.model(&ModelRef::Name(name)).map_err(|e| {
                     // Why a load failed names the folders searched: the user's.
                     let reason = match who {
                         Caller::Owner => short_reason(&e.to_string()),
@@ -71,7 +72,7 @@ pub(crate) async fn resolve(
 
 /// What a name comes to: a loaded model, or a Hugging Face name to load.
 enum Found {
-    Loaded(usize),
+    Loaded(Arc<Embedder>),
     Load(String),
 }
 
@@ -87,18 +88,18 @@ fn find(infer: &Infer, who: Caller, requested: Option<&str>) -> Result<Found, Ap
     };
     if let Some(role) = role {
         return infer
-            .resolve(&ModelRef::Role(role))
+            .model(&ModelRef::Role(role))
             .map(Found::Loaded)
             .map_err(|e| not_found(infer, who, raw, &e.to_string()));
     }
     let canonical = ALIASES.iter().find(|(a, _)| *a == name).map(|&(_, c)| c.to_lowercase());
     let wanted = canonical.as_deref().unwrap_or(name);
-    for (i, m) in infer.registry.all().iter().enumerate() {
+    for m in infer.models() {
         let full = shown_name(&m.name, &m.sha256, who).to_lowercase();
         let local = shown_name(&m.name, &m.sha256, Caller::Anonymous).to_lowercase();
         let short = full.rsplit('/').next().unwrap_or(&full).to_string();
         if full == wanted || local == wanted || (canonical.is_none() && short == wanted) {
-            return Ok(Found::Loaded(i));
+            return Ok(Found::Loaded(m));
         }
     }
     // A Hugging Face name the host has not loaded: load it if it is on disk.
@@ -144,8 +145,7 @@ fn not_found(infer: &Infer, who: Caller, requested: &str, reason: &str) -> ApiEr
 /// "name (also a, b), ...; roles: unified, tools, code", as `who` sees the names.
 pub(crate) fn served_list(infer: &Infer, who: Caller) -> String {
     let models: Vec<String> = infer
-        .registry
-        .all()
+        .models()
         .iter()
         .map(|m| {
             let name = shown_name(&m.name, &m.sha256, who);

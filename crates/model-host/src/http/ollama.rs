@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::caller::{Caller, shown_name};
 use super::error::{ApiError, bytes_response};
 use super::{State, body, embed, models};
+use crate::model::Embedder;
 
 /// The Ollama version the host answers `GET /api/version` with: one whose
 /// API has everything served here (`/api/embed` with `dimensions`).
@@ -62,7 +63,7 @@ pub(crate) async fn embed(
     let r: EmbedRequest = body::json(req, state.max_body_bytes).await?;
     let name = required_model(r.model)?;
     let model = models::resolve(&state.infer, who, Some(&name)).await?;
-    let embedder = state.infer.registry.get(model);
+    let embedder = model.clone();
     let dims = embed::check_dimensions(r.dimensions, embedder.dim())?;
     // No input loads the model, as Ollama's preload: nothing to embed.
     let texts = body::texts(r.input, "input")?.unwrap_or_default();
@@ -103,8 +104,7 @@ pub(crate) async fn embeddings(
 }
 
 /// One model as `/api/tags` and `/api/ps` list it, under `name`.
-fn tag(state: &State, index: usize, name: &str) -> Value {
-    let m = state.infer.registry.get(index);
+fn tag(m: &Embedder, name: &str) -> Value {
     let size = m.files.first().and_then(|f| std::fs::metadata(f).ok()).map_or(0, |md| md.len());
     json!({
         "name": name,
@@ -140,9 +140,9 @@ fn tag_names(canonical: &str) -> Vec<String> {
 /// `GET /api/tags` (and `GET /api/ps`: every model is always loaded).
 pub(crate) fn tags(state: &State, who: Caller) -> Response<Full<Bytes>> {
     let mut list = Vec::new();
-    for (i, m) in state.infer.registry.all().iter().enumerate() {
+    for m in state.infer.models() {
         for name in tag_names(&shown_name(&m.name, &m.sha256, who)) {
-            list.push(tag(state, i, &name));
+            list.push(tag(&m, &name));
         }
     }
     super::error::json(StatusCode::OK, &json!({ "models": list }))
@@ -162,7 +162,7 @@ pub(crate) async fn show(
     let r: Show = body::json(req, state.max_body_bytes).await?;
     let name = required_model(r.model.or(r.name))?;
     let i = models::resolve(&state.infer, who, Some(&name)).await?;
-    let m = state.infer.registry.get(i);
+    let m = i.clone();
     Ok(super::error::json(
         StatusCode::OK,
         &json!({

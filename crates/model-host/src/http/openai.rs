@@ -117,7 +117,7 @@ pub(crate) async fn embeddings(
         }
     };
     let model = models::resolve(&state.infer, who, r.model.as_deref()).await?;
-    let dims = embed::check_dimensions(r.dimensions, state.infer.registry.get(model).dim())?;
+    let dims = embed::check_dimensions(r.dimensions, model.clone().dim())?;
     let texts = match inputs(r.input)? {
         Inputs::Texts(t) => t,
         Inputs::Ids(lists) => {
@@ -174,8 +174,7 @@ fn model_entry(id: &str) -> Value {
 pub(crate) fn list(state: &State, who: Caller) -> Response<Full<Bytes>> {
     let data: Vec<Value> = state
         .infer
-        .registry
-        .all()
+        .models()
         .iter()
         .map(|m| model_entry(&shown_name(&m.name, &m.sha256, who)))
         .collect();
@@ -189,7 +188,7 @@ pub(crate) async fn get(
     id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let i = models::resolve(&state.infer, who, Some(id)).await?;
-    let m = state.infer.registry.get(i);
+    let m = i.clone();
     Ok(json(StatusCode::OK, &model_entry(&shown_name(&m.name, &m.sha256, who))))
 }
 

@@ -30,7 +30,6 @@ use vembed_protocol::{RankedSearchRequest, SearchMode};
 use super::error::{ApiError, Kind};
 use super::{State, body};
 use crate::indexer::IndexerError;
-use crate::queue::SubmitError;
 
 /// Results when the body names no `k`.
 const DEFAULT_K: u32 = 10;
@@ -69,13 +68,13 @@ pub(crate) async fn search(
     if !Path::new(&b.repo).is_absolute() {
         return Err(ApiError::bad("`repo` must be an absolute path"));
     }
-    if b.query.len() > state.infer.limits.max_text_bytes as usize {
+    if b.query.len() > state.infer.limits().max_text_bytes as usize {
         return Err(ApiError::new(
             Kind::TooLarge,
             format!(
                 "the query is {} bytes; the most is {}",
                 b.query.len(),
-                state.infer.limits.max_text_bytes
+                state.infer.limits().max_text_bytes
             ),
         ));
     }
@@ -123,8 +122,9 @@ fn api_error(e: IndexerError) -> ApiError {
         IndexerError::Index(
             I::TooMany { .. } | I::ModelMismatch { .. } | I::Schema { .. } | I::Missing(_),
         ) => Kind::BadRequest,
-        IndexerError::Submit(SubmitError::Overloaded { .. }) => Kind::Overloaded,
-        IndexerError::Submit(_) | IndexerError::Stopped => Kind::ShuttingDown,
+        // The query's embedding: answered as the embedding doors answer it.
+        IndexerError::Infer(e) => return ApiError::from(e.clone()),
+        IndexerError::Stopped => Kind::ShuttingDown,
         _ => Kind::Internal,
     };
     ApiError::new(kind, e.to_string())

@@ -65,7 +65,7 @@ pub(crate) async fn embed(
     }
     let texts = texts(r.inputs)?;
     let model = models::resolve(&state.infer, who, None).await?;
-    let normalizes = state.infer.registry.get(model).normalizes();
+    let normalizes = model.clone().normalizes();
     let normalize = r.normalize.unwrap_or(true);
     if !normalize && normalizes {
         return Err(ApiError::bad(
@@ -89,9 +89,10 @@ pub(crate) async fn tokenize(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let r: TokenizeRequest = body::json(req, state.max_body_bytes).await?;
     let texts = texts(r.inputs)?;
-    state.infer.check(&texts).map_err(ApiError::from)?;
+    let max = state.infer.limits().max_texts_per_request as usize;
+    state.infer.check(&texts, max).map_err(ApiError::from)?;
     let model = models::resolve(&state.infer, who, None).await?;
-    let embedder = state.infer.registry.get(model);
+    let embedder = model.clone();
     let special = r.add_special_tokens.unwrap_or(true);
     let truncate = r.truncate.unwrap_or(false);
     let lists = tokio::task::spawn_blocking(move || {
@@ -124,7 +125,7 @@ pub(crate) async fn tokenize(
 /// `GET /info`: the unified model, in TEI's fields.
 pub(crate) async fn info(state: &State, who: Caller) -> Result<Response<Full<Bytes>>, ApiError> {
     let model = models::resolve(&state.infer, who, None).await?;
-    let m = state.infer.registry.get(model);
+    let m = model.clone();
     // A remote model's pooling is its service's business.
     let pooling = m.pipeline().map_or_else(
         || "remote".to_string(),
@@ -138,7 +139,7 @@ pub(crate) async fn info(state: &State, who: Caller) -> Result<Response<Full<Byt
                 .join("+")
         },
     );
-    let limits = state.infer.limits;
+    let limits = state.infer.limits();
     Ok(super::error::json(
         StatusCode::OK,
         &json!({
@@ -163,7 +164,7 @@ pub(crate) async fn info(state: &State, who: Caller) -> Result<Response<Full<Byt
 
 /// `GET /health`: 200 while the host takes work, 503 once it is stopping.
 pub(crate) fn health(state: &State) -> Response<Full<Bytes>> {
-    if state.infer.stop.load(std::sync::atomic::Ordering::Acquire) {
+    if state.infer.stopping() {
         return ApiError::new(Kind::ShuttingDown, "the host is shutting down")
             .respond(super::error::Api::Tei);
     }

@@ -10,30 +10,29 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{CachedJob, Input, Job, JobError, Respond, answer, panic_message};
+use super::answer;
+use super::backlog::Backlog;
+use super::job::{CachedJob, Input, Job, JobError, Respond, panic_message};
 use crate::backend::BackendError;
 use crate::cache::EmbedCache;
 use crate::model::Embedder;
-use crate::registry::Registry;
 use crate::stats::Stats;
 
 /// Every remote model's lane, made on its first job.
 pub(super) struct Lanes {
-    registry: Arc<Registry>,
     common: Arc<Common>,
-    lanes: Mutex<HashMap<usize, Lane>>,
+    lanes: Mutex<HashMap<String, Lane>>,
 }
 
 /// What every lane thread shares.
 struct Common {
     stats: Arc<Stats>,
     cache: Arc<EmbedCache>,
-    queued: Arc<AtomicUsize>,
+    backlog: Arc<Backlog>,
 }
 
 /// One remote model's two queues of calls.
@@ -73,29 +72,22 @@ struct Answer {
 }
 
 impl Lanes {
-    pub(super) fn new(
-        registry: Arc<Registry>,
-        stats: Arc<Stats>,
-        cache: Arc<EmbedCache>,
-        queued: Arc<AtomicUsize>,
-    ) -> Lanes {
+    pub(super) fn new(stats: Arc<Stats>, cache: Arc<EmbedCache>, backlog: Arc<Backlog>) -> Lanes {
         Lanes {
-            registry,
-            common: Arc::new(Common { stats, cache, queued }),
+            common: Arc::new(Common { stats, cache, backlog }),
             lanes: Mutex::new(HashMap::new()),
         }
     }
 
     /// Sends a remote model's job out in calls (counted in `queued` already).
     pub(super) fn submit(&self, job: Job) {
-        let Job { model, input, reply, received, cached } = job;
+        let Job { model: embedder, input, reply, received, cached } = job;
         let Input::Texts { texts, tokens } = input else {
             unreachable!("only texts go to a lane");
         };
-        let embedder = self.registry.get(model);
         let n = texts.len();
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        let lane = lanes.entry(model).or_insert_with(|| self.open(&embedder));
+        let lane = lanes.entry(embedder.name.clone()).or_insert_with(|| self.open(&embedder));
         let per = lane.texts_per_call.max(1);
         let calls = n.div_ceil(per);
         let answer = Answer { reply, tokens, cached, received };
@@ -182,7 +174,7 @@ fn run(common: &Common, call: Call) {
             };
             if let Some(a) = state.answer.take() {
                 drop(state);
-                common.queued.fetch_sub(job.texts.len(), Ordering::AcqRel);
+                common.backlog.sub(job.texts.len());
                 common.stats.record_error();
                 a.reply.respond(Err(why));
                 return;
@@ -203,7 +195,7 @@ fn finish(common: &Common, job: &Running) {
     let Some(a) = state.answer.take() else { return };
     let out = std::mem::take(&mut state.out);
     drop(state);
-    common.queued.fetch_sub(job.texts.len(), Ordering::AcqRel);
+    common.backlog.sub(job.texts.len());
     let Answer { reply, tokens, cached, received } = a;
     let result = catch_unwind(AssertUnwindSafe(|| {
         answer::embeddings(

@@ -15,22 +15,16 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{MsgFlags, send};
 use vembed_protocol::{
-    ABSOLUTE_MAX_FRAME_BYTES, ErrorCode, ErrorReply, FrameError, FrameReader,
-    HELLO_MAX_FRAME_BYTES, PROTOCOL_VERSION, Poll, RequestFrame, Response, ResponseFrame, framing,
+    ABSOLUTE_MAX_FRAME_BYTES, ErrorCode, FrameError, FrameReader, HELLO_MAX_FRAME_BYTES,
+    PROTOCOL_VERSION, Poll, RequestFrame, ResponseFrame, framing,
 };
 
 use super::Shared;
 use super::dispatch;
-use crate::outbox::{Outbox, Room};
-use crate::queue::Queue;
+use crate::outbox::{Outbox, Room, error};
 
 /// How often a waiting connection looks at the shutdown flag and its deadlines.
 const TICK: Duration = Duration::from_millis(200);
-
-/// An error reply.
-pub(super) fn error(id: u64, code: ErrorCode, message: impl Into<String>) -> ResponseFrame {
-    ResponseFrame { id, response: Response::Error(ErrorReply { code, message: message.into() }) }
-}
 
 /// Writes a typed refusal without blocking and shuts the write side, so the
 /// client reads the reason (its Hello still goes through: the read side stays
@@ -140,7 +134,7 @@ impl Conn<'_> {
 
 /// Serves one admitted connection until the client leaves, the host stops,
 /// or a deadline passes.
-pub(super) fn run(stream: UnixStream, shared: Arc<Shared>, queue: Queue) {
+pub(super) fn run(stream: UnixStream, shared: Arc<Shared>) {
     let accepted = Instant::now();
     let setup = stream
         .set_read_timeout(Some(TICK))
@@ -236,7 +230,7 @@ pub(super) fn run(stream: UnixStream, shared: Arc<Shared>, queue: Queue) {
     )
     .ok()
     .and_then(|c| u32::try_from(c.pid()).ok());
-    let ctx = dispatch::Ctx { shared: &shared, queue: &queue, outbox: &outbox, peer_pid };
+    let ctx = dispatch::Ctx { shared: &shared, outbox: &outbox, peer_pid };
     dispatch::handle(&ctx, hello);
     'conn: loop {
         // Backpressure: no new request while the client leaves replies unread.

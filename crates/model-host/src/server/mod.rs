@@ -6,6 +6,7 @@
 mod connection;
 mod dispatch;
 mod startup;
+mod workers;
 
 pub use startup::{HostError, HostLock, acquire, bind, raise_fd_limit, tune_allocator};
 
@@ -27,6 +28,7 @@ use crate::infer::Infer;
 use crate::queue;
 use crate::registry::Registry;
 use crate::stats::Stats;
+use workers::Workers;
 
 /// Everything the host needs to run.
 #[derive(Debug, Clone)]
@@ -79,6 +81,10 @@ impl HostConfig {
         }
     }
 }
+
+/// Threads socket searches run on: one per core of the machines vembed
+/// targets; a search beyond them waits for one, never a connection's reader.
+const SEARCH_THREADS: usize = 2;
 
 /// How long a stopping host waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
@@ -135,6 +141,10 @@ struct Shared {
     stats: Arc<Stats>,
     indexer: Arc<Indexer>,
     infer: Arc<Infer>,
+    /// The tool sets whose vectors `SelectTools` keeps.
+    tools: Arc<crate::tool_select::Rankers>,
+    /// The threads socket searches run on, off the connections' readers.
+    searches: Workers,
     started: Instant,
     stop: Arc<AtomicBool>,
     stop_reason: Mutex<Option<StopReason>>,
@@ -174,21 +184,20 @@ pub fn serve(
     let stats = Arc::new(Stats::default());
     let cache = Arc::new(EmbedCache::new(config.embed_cache_dir.clone()));
     let queue = queue::start(
-        registry.clone(),
         stats.clone(),
         cache.clone(),
         config.limits.max_batch_tokens as usize,
         config.limits.max_queue_texts as usize,
     );
-    let indexer = Indexer::new(registry.clone(), queue.clone());
-    let infer = Arc::new(Infer {
+    let infer = Arc::new(Infer::new(
         registry,
         cache,
-        queue: queue.clone(),
-        limits: config.limits,
-        stop: stop.clone(),
-        tools: Default::default(),
-    });
+        queue.clone(),
+        config.limits,
+        stop.clone(),
+        stats.clone(),
+    ));
+    let indexer = Indexer::new(infer.clone());
     let http = Some(http).filter(|l| !l.is_empty()).and_then(|listeners| {
         let endpoints = listeners.describe();
         let s = &config.settings;
@@ -228,6 +237,8 @@ pub fn serve(
         stats,
         indexer,
         infer,
+        tools: Default::default(),
+        searches: Workers::start("vembed-search", SEARCH_THREADS),
         started: Instant::now(),
         stop,
         stop_reason: Mutex::new(None),
@@ -298,10 +309,9 @@ pub fn serve(
         shared.clients.fetch_add(1, Ordering::AcqRel);
         shared.touch();
         let shared2 = shared.clone();
-        let queue = queue.clone();
         let spawned = std::thread::Builder::new()
             .name("vembed-conn".into())
-            .spawn(move || connection::run(stream, shared2, queue));
+            .spawn(move || connection::run(stream, shared2));
         match spawned {
             Ok(h) => connections.push(h),
             Err(e) => {

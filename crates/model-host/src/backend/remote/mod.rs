@@ -20,7 +20,7 @@ use vembed_models::RemoteModel;
 use vembed_protocol::UpstreamStatus;
 
 use super::{Backend, BackendError, Batch, Feed};
-use crate::model::Engine;
+use crate::backend::Engine;
 
 /// Largest answer body read, in bytes (64 texts × 4096 floats as JSON is
 /// about 6 MB).
