@@ -2,10 +2,10 @@
 
     scripts/bench-python [--rounds 3] [--json]
 
-Each round, in turn: the Rust client (`vembed bench` on the same texts, one
+Each round, in turn: the Rust client (`vembed-lab bench` on the same texts, one
 run for the query and one for the bulk), a Python process using the vembed
 package, and a Python process using sentence-transformers in process, all on
-the same model, query and 1,024 code chunks (cut by `vembed bench` from this
+the same model, query and 1,024 code chunks (cut by `vembed-lab bench` from this
 Python's standard library). Medians over the rounds, and their ratios, are
 printed; so is the load average, which says how much to trust them.
 
@@ -114,14 +114,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--vembed", default="vembed")
+    ap.add_argument("--lab", default="vembed-lab")
     a = ap.parse_args()
     model_dir = os.path.expanduser("~/.cache/vembed/models/sentence-transformers--all-MiniLM-L6-v2")
     tmp = tempfile.mkdtemp(prefix="vembed-bench-")
     texts = os.path.join(tmp, "chunks.jsonl")
     stdlib = sysconfig.get_paths()["stdlib"]
-    # The same 1,024 chunks vembed bench uses, written for every side.
-    run_json([a.vembed, "bench", "--json", "--corpus", stdlib, "--bulk-texts", "1024",
+    # The same 1,024 chunks vembed-lab bench uses, written for every side.
+    run_json([a.lab, "bench", "--json", "--corpus", stdlib, "--bulk-texts", "1024",
               "--requests", "10", "--dump-texts", texts])
     worker = os.path.join(tmp, "worker.py")
     with open(worker, "w") as f:
@@ -129,10 +129,10 @@ def main():
     load = [os.getloadavg()[0]]
     rust, ours, st = [], [], []
     for _ in range(a.rounds):
-        q = run_json([a.vembed, "bench", "--json", "--texts", texts, "--bulk-texts", "1",
+        q = run_json([a.lab, "bench", "--json", "--texts", texts, "--bulk-texts", "1",
                       "--requests", str(a.requests), "--query", QUERY])
         before = cpu_of(q["host_pid"])
-        b = run_json([a.vembed, "bench", "--json", "--texts", texts, "--bulk-texts", "1024",
+        b = run_json([a.lab, "bench", "--json", "--texts", texts, "--bulk-texts", "1024",
                       "--requests", "1", "--query", QUERY])
         b["bulk_host_cpu_s"] = cpu_of(b["host_pid"]) - before
         b["single_query_p50_ms"] = q["single_query_p50_ms"]

@@ -8,7 +8,7 @@ fn stderr_line(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(err.trim_end().lines().count(), 1, "one clear line on stderr: {err:?}");
-    assert!(err.starts_with("vembed: error: "), "{err}");
+    assert!(err.starts_with("vembed: error: ") || err.starts_with("vembed-lab: error: "), "{err}");
     err
 }
 
@@ -102,7 +102,7 @@ fn bench_reports_latency_throughput_ipc_and_memory() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
     let corpus = corpus.to_str().unwrap();
     let args = ["bench", "--json", "--bulk-texts", "6", "--requests", "5", "--corpus", corpus];
-    let out = env.vembed(&args, "");
+    let out = env.run("vembed-lab", &args, "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
@@ -121,11 +121,11 @@ fn bench_reports_latency_throughput_ipc_and_memory() {
     // A baseline interpreter that fails is a clear error, not a crash.
     let mut with_baseline = args.to_vec();
     with_baseline.extend(["--baseline-python", "/bin/false"]);
-    let err = stderr_line(&env.vembed(&with_baseline, ""));
+    let err = stderr_line(&env.run("vembed-lab", &with_baseline, ""));
     assert!(err.contains("baseline failed"), "{err}");
 }
 
-/// `vembed bench --weights f32,f16` measures a private host per precision
+/// `vembed-lab bench --weights f32,f16` measures a private host per precision
 /// on the same texts and reports each, their ratios, and idle and
 /// after-bulk memory; the running host is left alone.
 #[test]
@@ -145,7 +145,7 @@ fn bench_compares_weight_precisions_side_by_side() {
         "--weights",
         "f32,f16",
     ];
-    let out = env.vembed(&args, "");
+    let out = env.run("vembed-lab", &args, "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (a, b) = (&v["weights"]["f32"], &v["weights"]["f16"]);
@@ -170,8 +170,22 @@ fn bench_compares_weight_precisions_side_by_side() {
     assert!(b["host_pss_idle_bytes"].as_u64() < a["host_pss_idle_bytes"].as_u64(), "{v}");
     // The private hosts are gone; the running one still answers.
     assert_eq!(env.client().hello().pid, running);
-    let err = stderr_line(&env.vembed(&["--no-spawn", "bench", "--weights", "f16"], ""));
+    let err = stderr_line(&env.run("vembed-lab", &["--no-spawn", "bench", "--weights", "f16"], ""));
     assert!(err.contains("--no-spawn"), "{err}");
-    let err = stderr_line(&env.vembed(&["bench", "--weights", "f9", "--requests", "1"], ""));
+    let err =
+        stderr_line(&env.run("vembed-lab", &["bench", "--weights", "f9", "--requests", "1"], ""));
     assert!(err.contains("f9"), "{err}");
+}
+
+/// The `vembed` users install carries no measurement tooling: `bench` and
+/// `search --eval` are `vembed-lab`'s.
+#[test]
+fn the_vembed_binary_has_no_lab_commands() {
+    let env = Env::new();
+    let o = env.vembed(&["bench", "--requests", "1"], "");
+    assert!(!o.status.success(), "vembed bench still runs");
+    let help = String::from_utf8_lossy(&env.vembed(&["--help"], "").stdout).to_string();
+    assert!(!help.contains("bench"), "{help}");
+    let o = env.vembed(&["search", "--eval", "cases.jsonl"], "");
+    assert!(!o.status.success(), "vembed search --eval still runs");
 }

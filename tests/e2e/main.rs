@@ -18,4 +18,5 @@ mod remote;
 mod search_eval;
 mod search_modes;
 mod security;
+mod socket_search;
 mod tools;

@@ -478,7 +478,7 @@ fn api_keys_are_sent_and_never_shown() {
     assert!(host_log(&env).contains("HTTP 401"), "the log records the failures");
 }
 
-/// `vembed bench --via-remote 1,2` measures a private host A directly and
+/// `vembed-lab bench --via-remote 1,2` measures a private host A directly and
 /// through a private host B per concurrency, on the same texts, with ratios.
 #[test]
 fn bench_measures_the_cost_of_going_through_a_remote_model() {
@@ -496,7 +496,7 @@ fn bench_measures_the_cost_of_going_through_a_remote_model() {
         "--via-remote",
         "1,2",
     ];
-    let out = env.vembed(&args, "");
+    let out = env.run("vembed-lab", &args, "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let hosts = &v["hosts"];

@@ -1,4 +1,4 @@
-//! `vembed search --eval`: labelled queries against a real index, model
+//! `vembed-lab search-eval`: labelled queries against a real index, model
 //! and host.
 
 use vembed_tests::Env;
@@ -6,9 +6,9 @@ use vembed_tests::Env;
 use crate::index::{fixture, write};
 
 fn eval(env: &Env, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["search", "--eval"];
+    let mut all = vec!["search-eval"];
     all.extend_from_slice(args);
-    env.vembed(&all, "")
+    env.run("vembed-lab", &all, "")
 }
 
 #[test]
@@ -77,8 +77,8 @@ fn eval_scores_every_method_on_labelled_queries() {
     let o = eval(&env, &[env.path("bad2.jsonl").to_str().unwrap(), "--repo", r, "--index-dir", i]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("line 1"), "{err}");
-    // --eval takes no query.
-    let o = env.vembed(&["search", "a query", "--eval", c, "--repo", r], "");
+    // search-eval takes cases, not a query.
+    let o = env.run("vembed-lab", &["search-eval", c, "a query", "--repo", r], "");
     assert!(!o.status.success());
 }
 

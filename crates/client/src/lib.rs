@@ -15,6 +15,7 @@
 
 mod client;
 mod connect;
+pub mod flags;
 pub mod search;
 mod spawn;
 pub mod tools;

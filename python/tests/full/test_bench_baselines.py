@@ -1,4 +1,4 @@
-"""`vembed bench --baseline-python`: the ONNX Runtime baselines (f32 and the
+"""`vembed-lab bench --baseline-python`: the ONNX Runtime baselines (f32 and the
 int8 dynamic, per-channel quantization) are exported from the real model,
 checked against sentence-transformers before they are timed, and reported
 beside vembed with ratios."""
@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-from conftest import CLI_BIN
+from conftest import LAB_BIN
 
 
 def test_onnx_baselines_are_checked_then_timed(host_env):
@@ -19,7 +19,7 @@ def test_onnx_baselines_are_checked_then_timed(host_env):
         for i in range(24):
             f.write(json.dumps("def handler_%d(request):\n    return validate(request.body, %d)" % (i, i)) + "\n")
     run = subprocess.run(
-        [CLI_BIN, "bench", "--json", "--texts", texts, "--requests", "20",
+        [LAB_BIN, "bench", "--json", "--texts", texts, "--requests", "20",
          "--baseline-python", sys.executable, "--baselines", "onnx,onnx-int8"],
         capture_output=True, text=True, timeout=1200,
     )
@@ -38,7 +38,7 @@ def test_onnx_baselines_are_checked_then_timed(host_env):
         assert all(math.isfinite(v) and v > 0 for v in r.values()), r
     # Text output names the check.
     run = subprocess.run(
-        [CLI_BIN, "bench", "--texts", texts, "--requests", "5",
+        [LAB_BIN, "bench", "--texts", texts, "--requests", "5",
          "--baseline-python", sys.executable, "--baselines", "onnx-int8"],
         capture_output=True, text=True, timeout=1200,
     )

@@ -11,7 +11,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 pub(super) fn run(cli: &Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    let name = cli.unified_embedding_model.clone().unwrap_or(settings.unified_embedding_model);
+    let name = cli.host.unified_embedding_model.clone().unwrap_or(settings.unified_embedding_model);
     let (dir, source) = vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;
     outln!(
         "model: {} at {} ({})",

@@ -1,7 +1,6 @@
 //! The `vembed` command line: flags shared by every command, and dispatch
 //! to one file per command.
 
-use std::ffi::OsString;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,13 +15,11 @@ use vembed_models::Settings;
 #[macro_use]
 mod out;
 
-mod bench;
 mod demo;
 mod embed;
 mod index;
 mod model;
 mod search;
-mod search_eval;
 mod status;
 mod stop;
 mod tools;
@@ -33,21 +30,8 @@ mod tools;
 #[derive(Parser, Debug)]
 #[command(version, propagate_version = true)]
 pub(crate) struct Cli {
-    /// Host socket [default: $XDG_RUNTIME_DIR/vembed/host.sock].
-    #[arg(long, global = true, env = "VEMBED_SOCKET")]
-    socket: Option<PathBuf>,
-    /// Never start a host; fail when none runs.
-    #[arg(long, global = true)]
-    no_spawn: bool,
-    /// Unified model for a host this command starts (name or folder).
-    #[arg(long, global = true)]
-    unified_embedding_model: Option<String>,
-    /// Tool-selection model for a host this command starts.
-    #[arg(long, global = true)]
-    embedding_model: Option<String>,
-    /// Code-search model for a host this command starts.
-    #[arg(long, global = true)]
-    codebase_embedding_model: Option<String>,
+    #[command(flatten)]
+    host: vembed::flags::HostFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,7 +75,6 @@ enum Command {
         command: tools::ToolsCommand,
     },
     /// Measure latency, throughput and IPC overhead through the host.
-    Bench(bench::BenchArgs),
     /// Fetch the model if needed, start the host, embed, and show status.
     Demo,
 }
@@ -147,36 +130,11 @@ pub fn main() -> ExitCode {
 
 impl Cli {
     pub(crate) fn spawn_options(&self, extra_model: Option<&str>) -> SpawnOptions {
-        let mut host_args: Vec<OsString> = Vec::new();
-        for (flag, value) in [
-            ("--unified-embedding-model", &self.unified_embedding_model),
-            ("--embedding-model", &self.embedding_model),
-            ("--codebase-embedding-model", &self.codebase_embedding_model),
-        ] {
-            if let Some(v) = value {
-                host_args.push(flag.into());
-                host_args.push(v.into());
-            }
-        }
-        if let Some(m) = extra_model {
-            host_args.push("--model".into());
-            host_args.push(m.into());
-        }
-        let mut opts = SpawnOptions { host_args, ..SpawnOptions::default() };
-        if let Some(s) = &self.socket {
-            opts.socket = s.clone();
-        }
-        opts
+        self.host.spawn_options(extra_model)
     }
 
     pub(crate) fn client(&self, extra_model: Option<&str>) -> anyhow::Result<Client> {
-        let opts = self.spawn_options(extra_model);
-        let client = if self.no_spawn {
-            Client::connect(&opts.socket)?
-        } else {
-            Client::connect_or_spawn_with(opts)?
-        };
-        Ok(client)
+        Ok(self.host.client(extra_model)?)
     }
 }
 
@@ -191,21 +149,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(args) => index::run(|| cli.client(None), args),
         Command::Search(args) => search::run(&mut cli.client(None)?, args),
         Command::Tools { command } => tools::run(&mut cli.client(None)?, command),
-        Command::Bench(args) => bench::run(&cli, args),
         Command::Demo => demo::run(&cli),
     }
 }
-
-/// The `q` quantile (0..=1) of `v` (sorted in place); 0 when empty.
-pub(crate) fn percentile(v: &mut [f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-pub(crate) use vembed_models::os::load_avg;
 
 /// Reads texts from JSON lines, each a JSON string or an object with a
 /// string `field` (`"text"` for embed, `"query"` for search and tools).

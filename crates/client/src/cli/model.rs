@@ -8,7 +8,7 @@ pub(super) fn run(cli: &Cli, command: &ModelCommand) -> anyhow::Result<()> {
             let settings = Settings::load()?;
             let name = name
                 .clone()
-                .or_else(|| cli.unified_embedding_model.clone())
+                .or_else(|| cli.host.unified_embedding_model.clone())
                 .unwrap_or(settings.unified_embedding_model);
             let (dir, source) =
                 vembed_models::fetch(&name, io::IsTerminal::is_terminal(&io::stderr()))?;

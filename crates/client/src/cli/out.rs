@@ -2,7 +2,7 @@
 //!
 //! std's `println!` panics when stdout is a pipe whose reader has gone
 //! (`vembed status --json | head -c1`): exit 101 and a backtrace. Commands
-//! write with [`outln!`] and [`out!`] instead, which return the write's
+//! write with [`outln!`] instead, which returns the write's
 //! `io::Result` for the command to pass up with `?`; [`super::main`] ends
 //! quietly, with status 0, when a broken pipe is anywhere in the error's
 //! chain (as ripgrep does), and prints every other error. Diagnostics go
@@ -15,14 +15,6 @@ macro_rules! outln {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
         writeln!(::std::io::stdout().lock(), $($arg)*)
-    }};
-}
-
-/// `print!` that returns the write's `io::Result` instead of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use ::std::io::Write as _;
-        write!(::std::io::stdout().lock(), $($arg)*)
     }};
 }
 

@@ -41,14 +41,6 @@ pub struct SearchArgs {
     /// ranks the same way in the host.
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,
-    /// Evaluate search on labelled cases instead: JSON lines of {"query":
-    /// ..., "path": ...} (path relative to --repo). Indexes --repo first
-    /// (unless --no-index), then prints MRR@10, R@1 and R@10 per method.
-    #[arg(long, value_name = "CASES.jsonl", conflicts_with_all = ["query", "jsonl", "via_host"])]
-    eval: Option<PathBuf>,
-    /// With --eval: search the index as it is, without updating it first.
-    #[arg(long, requires = "eval")]
-    no_index: bool,
 }
 
 /// `--mode`.
@@ -74,16 +66,6 @@ impl From<ModeArg> for SearchMode {
 
 /// Runs `vembed search`.
 pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
-    if let Some(cases) = &args.eval {
-        return super::search_eval::run(
-            client,
-            &args.repo,
-            args.index_dir.as_deref(),
-            cases,
-            args.no_index,
-            args.json,
-        );
-    }
     let queries: Vec<String> = if args.jsonl {
         if args.query.is_some() {
             bail!("--jsonl reads queries from stdin; do not also pass one");

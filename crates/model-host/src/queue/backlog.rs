@@ -39,12 +39,17 @@ impl Backlog {
     /// Counts `n` more texts in, unless that would pass the limit (an empty
     /// queue takes any job, so one larger than the limit still runs).
     pub(crate) fn try_add(&self, n: usize) -> Result<(), SubmitError> {
-        let before = self.texts.fetch_add(n, Ordering::SeqCst);
-        if before + n > self.limit && before > 0 {
-            self.sub(n);
-            return Err(SubmitError::Overloaded { queued: before, limit: self.limit });
+        let mut cur = self.texts.load(Ordering::SeqCst);
+        loop {
+            if cur > 0 && cur + n > self.limit {
+                return Err(SubmitError::Overloaded { queued: cur, limit: self.limit });
+            }
+            match self.texts.compare_exchange_weak(cur, cur + n, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
         }
-        Ok(())
     }
 
     /// Counts `n` more texts in, waiting for room as long as it takes;

@@ -1,4 +1,4 @@
-//! `vembed bench`: latency, throughput and IPC overhead through the host,
+//! `vembed-lab bench`: latency, throughput and IPC overhead through the host,
 //! optionally for several weight precisions (a private host each) and
 //! beside in-process Python baselines, all in one run on the same texts.
 
@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use vembed::{Client, Role};
 
-use super::Cli;
 pub use baseline::corpus_chunks;
 use measure::Report;
+use vembed::flags::HostFlags;
 
-/// Options of `vembed bench`.
+/// Options of `vembed-lab bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Print JSON.
@@ -109,7 +109,7 @@ impl Baseline {
 
 /// Runs the benchmark: on the running (or started) host, or on one private
 /// host per `--weights` precision; then the baselines, once.
-pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(host: &HostFlags, args: &BenchArgs) -> anyhow::Result<()> {
     let texts = match &args.texts {
         Some(p) => baseline::read_texts(p)?,
         None => corpus_chunks(&args.corpus, args.chunk_lines, args.bulk_texts)?,
@@ -124,18 +124,18 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
     let mut runs: Vec<(Option<String>, Report)> = Vec::new();
     let mut model_dir = None;
     if !args.via_remote.is_empty() {
-        if cli.no_spawn {
+        if host.no_spawn {
             bail!("--via-remote starts private hosts; it cannot run with --no-spawn");
         }
-        let (r, dir) = remote::runs(cli, args, &texts)?;
+        let (r, dir) = remote::runs(host, args, &texts)?;
         runs = r;
         model_dir = Some(dir);
     } else if args.weights.is_empty() {
-        let mut client = cli.client(None)?;
+        let mut client = host.client(None)?;
         model_dir = Some(unified_dir(&client)?);
         runs.push((None, measure::measure(&mut client, &texts, args)?));
     } else {
-        if cli.no_spawn {
+        if host.no_spawn {
             bail!("--weights starts a private host per precision; it cannot run with --no-spawn");
         }
         for w in &args.weights {
@@ -143,7 +143,7 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         }
         let dir = tempfile::Builder::new().prefix("vembed-bench-").tempdir()?;
         for w in &args.weights {
-            let mut opts = cli.spawn_options(None);
+            let mut opts = host.spawn_options(None);
             opts.socket = dir.path().join(format!("{w}.sock"));
             opts.host_args.extend(["--weights".into(), w.into()]);
             opts.host_args.extend(["--idle-timeout-secs".into(), "60".into()]);

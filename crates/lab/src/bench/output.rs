@@ -1,4 +1,4 @@
-//! What `vembed bench` prints: the figures of each host run and baseline
+//! What `vembed-lab bench` prints: the figures of each host run and baseline
 //! side by side, and their ratios, as a table or JSON.
 
 use super::measure::Report;

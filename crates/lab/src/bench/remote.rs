@@ -12,20 +12,20 @@ use vembed::Client;
 
 use super::measure::{self, Report};
 use super::{BenchArgs, unified_dir};
-use crate::cli::Cli;
+use vembed::flags::HostFlags;
 
 /// A labelled host run.
 type Run = (Option<String>, Report);
 
 /// The runs: `direct`, then `remote-c{N}` per concurrency; and A's model folder.
 pub(super) fn runs(
-    cli: &Cli,
+    host: &HostFlags,
     args: &BenchArgs,
     texts: &[String],
 ) -> anyhow::Result<(Vec<Run>, String)> {
     let dir = tempfile::Builder::new().prefix("vembed-bench-remote-").tempdir()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut opts = cli.spawn_options(None);
+    let mut opts = host.spawn_options(None);
     opts.socket = dir.path().join("a.sock");
     opts.host_args.extend(
         ["--http-listen", &format!("127.0.0.1:{port}"), "--idle-timeout-secs", "60"]
@@ -40,7 +40,7 @@ pub(super) fn runs(
     for &c in &args.via_remote {
         let config = dir.path().join(format!("b{c}.toml"));
         std::fs::write(&config, table(port, &model_dir, c))?;
-        let mut opts = cli.spawn_options(None);
+        let mut opts = host.spawn_options(None);
         opts.socket = dir.path().join(format!("b{c}.sock"));
         opts.host_args = [
             "--unified-embedding-model",

@@ -7,7 +7,7 @@ use serde::Serialize;
 use vembed::{Client, ModelRef, Role};
 
 use super::BenchArgs;
-use crate::cli::{load_avg, percentile};
+use crate::stats::{load_avg, percentile};
 
 /// One host's figures.
 #[derive(Serialize)]

@@ -1,4 +1,4 @@
-//! `vembed search --eval CASES.jsonl`: how well code search finds what a
+//! `vembed-lab search-eval CASES.jsonl`: how well code search finds what a
 //! labelled set of queries is looking for. Each case is `{"query": Q,
 //! "path": P}` (P relative to the repository); a case is found at rank r
 //! when the r-th hit is in P. Prints MRR@10, R@1 and R@10 for each way of
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use vembed::search::{RankedHit, Searcher};
 use vembed::{Client, IndexRequest, ModelRef, Role, SearchHit};
 
-use super::percentile;
+use crate::stats::percentile;
 
 #[derive(Deserialize)]
 struct Case {
