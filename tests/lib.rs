@@ -284,6 +284,16 @@ pub fn wait_pid_gone(pid: u32, limit: Duration) -> bool {
     true
 }
 
+/// Waits until `done()` holds, looking every 10 ms; panics naming `what`
+/// after `limit`. A condition, never a fixed sleep, is what tests wait on.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Parses `vembed embed` output: one `{"embedding", "tokens"}` per line.
 pub fn parse_embed_lines(stdout: &[u8]) -> Vec<(Vec<f32>, u32)> {
     #[derive(serde::Deserialize)]

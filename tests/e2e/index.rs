@@ -415,25 +415,33 @@ fn two_clients_indexing_one_repository_share_one_job() {
     let env = Env::new();
     let repo = env.path("repo");
     let dir = env.path("index");
-    many_files(&repo, 60, "one");
-    let run = || {
+    many_files(&repo, 120, "one");
+    let run = |started: Option<std::sync::mpsc::Sender<()>>| {
         let mut client = env.client();
         let req = vembed::IndexRequest {
             repo: repo.display().to_string(),
             index_dir: Some(dir.display().to_string()),
             rebuild: false,
         };
-        client.index(req, |_| {}).unwrap()
+        client
+            .index(req, |_| {
+                if let Some(tx) = &started {
+                    let _ = tx.send(());
+                }
+            })
+            .unwrap()
     };
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(run);
-        // The second request arrives while the first job runs.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let b = s.spawn(run);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let a = s.spawn(move || run(Some(tx)));
+        // The second request arrives while the first job runs: after its
+        // first report (the walk is done, the embedding begins).
+        rx.recv().expect("the first job reports its walk");
+        let b = s.spawn(move || run(None));
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!(a, b, "both clients got the one job's summary");
-    assert_eq!(a.indexed, 60);
+    assert_eq!(a.indexed, 120);
     let texts = env.client().status().unwrap().texts;
     assert_eq!(texts, a.chunks_added, "every snippet embedded once");
 }

@@ -470,7 +470,10 @@ fn api_keys_are_sent_and_never_shown() {
     let status = String::from_utf8_lossy(&env.vembed(&["status", "--json"], "").stdout).to_string();
     assert!(status.contains("\"upstreams\""), "{status}");
     messages.push(status);
-    std::thread::sleep(Duration::from_millis(300)); // the log is written off-thread
+    // The log is written off-thread: wait for the failures to reach it.
+    vembed_tests::wait_until(Duration::from_secs(30), "HTTP 401 in the host's log", || {
+        host_log(&env).contains("HTTP 401")
+    });
     messages.push(host_log(&env));
     for m in &messages {
         assert!(!m.contains(key) && !m.contains(wrong), "a key leaked: {m}");

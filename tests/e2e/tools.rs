@@ -116,8 +116,13 @@ fn tool_vectors_are_cached_across_processes_restarts_and_edits() {
     assert_eq!(counters(&env), (n + 1, 0, 0, n));
 
     // A restarted host reads the vectors back from disk.
-    vembed::Client::connect(&env.socket).unwrap().shutdown().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut host = vembed::Client::connect(&env.socket).unwrap();
+    let pid = host.hello().pid;
+    host.shutdown().unwrap();
+    assert!(
+        vembed_tests::wait_pid_gone(pid, std::time::Duration::from_secs(60)),
+        "host {pid} stays"
+    );
     ok_stdout(&env.vembed(&["tools", "select", "--tools", tools_arg, "run the tests"], ""));
     assert_eq!(counters(&env), (1, 0, n, 0), "after a restart: only the query is embedded");
 

@@ -13,8 +13,8 @@ pub const MAX_TOOLS: usize = 1000;
 /// A tool set that cannot be used, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolsError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read (the reason is the source).
+    #[error("cannot read tool set {path}")]
     Io {
         /// The file.
         path: String,

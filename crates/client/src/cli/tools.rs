@@ -71,7 +71,11 @@ pub struct SetArgs {
 }
 
 fn load(path: &Path) -> anyhow::Result<ToolSet> {
-    ToolSet::load(path).with_context(|| format!("tool set {}", path.display()))
+    ToolSet::load(path).map_err(|e| match e {
+        // Its message names the file already.
+        e @ vembed_tools::ToolsError::Io { .. } => anyhow::Error::from(e),
+        e => anyhow::Error::from(e).context(format!("tool set {}", path.display())),
+    })
 }
 
 /// Runs a `vembed tools` command.

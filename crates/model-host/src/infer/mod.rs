@@ -13,6 +13,8 @@
 
 mod error;
 mod prepare;
+#[cfg(test)]
+mod tests;
 mod whole;
 mod work;
 
