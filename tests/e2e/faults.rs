@@ -18,7 +18,20 @@ const MARKER: &str = "vembed test fault marker";
 fn faulty(env: &Env, faults: &str) -> Client {
     let mut opts = env.spawn_options();
     opts.host_env.push((OsString::from("VEMBED_TEST_FAULT"), OsString::from(faults)));
-    Client::connect_or_spawn_with(opts).expect("a host with test faults")
+    let client = Client::connect_or_spawn_with(opts).expect("a host with test faults");
+    armed(env);
+    client
+}
+
+/// Fails clearly when the host was built without its fault hooks.
+pub(crate) fn armed(env: &Env) {
+    let log = env.path("state/host.log");
+    vembed_tests::wait_until(
+        Duration::from_secs(30),
+        "\"test faults armed\" in the host's log: build the host with its fault hooks \
+         (cargo build --release --bins --features vembed-host/fault-injection; scripts/test does)",
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("test faults armed")),
+    );
 }
 
 /// Sends three pipelined requests on one connection (so they can share a

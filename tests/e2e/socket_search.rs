@@ -23,6 +23,7 @@ fn a_slow_search_does_not_delay_an_embed_pipelined_behind_it() {
     let mut opts = env.spawn_options();
     opts.host_env.push((OsString::from("VEMBED_TEST_FAULT"), OsString::from("search")));
     let mut client = Client::connect_or_spawn_with(opts).expect("a host with test faults");
+    crate::faults::armed(&env);
     let repo = env.path("repo");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::write(repo.join("retry.py"), "def retry_with_backoff(call):\n    return call()\n")
