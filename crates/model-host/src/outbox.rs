@@ -246,3 +246,71 @@ fn write_loop(mut stream: UnixStream, inner: Arc<Inner>, rx: Receiver<Vec<u8>>) 
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vembed_protocol::Response;
+
+    fn frame(id: u64, message_bytes: usize) -> ResponseFrame {
+        error(id, ErrorCode::Internal, "x".repeat(message_bytes))
+    }
+
+    fn read(client: &mut UnixStream) -> ResponseFrame {
+        let mut buf = Vec::new();
+        framing::read_frame(client, 64 << 20, &mut buf).unwrap();
+        framing::decode(&buf).unwrap()
+    }
+
+    #[test]
+    fn replies_keep_their_order_when_the_client_reads_late_and_room_comes_back() {
+        let (host, mut client) = UnixStream::pair().unwrap();
+        let (outbox, run) = Outbox::new(host, Duration::from_secs(30)).unwrap();
+        let writer = std::thread::spawn(run);
+        // More than the socket buffer and the unread room: later replies
+        // wait for the writer thread, in order, while the client reads
+        // nothing.
+        let reply = outbox.admit(0);
+        for id in 0..40 {
+            reply.send(&frame(id, 100 << 10));
+        }
+        assert_eq!(outbox.wait_for_room(Duration::from_millis(50)), Room::Full);
+        for id in 0..40 {
+            assert_eq!(read(&mut client).id, id, "replies in the order they were sent");
+        }
+        assert_eq!(outbox.wait_for_room(Duration::from_secs(30)), Room::Free);
+        drop(reply);
+        drop(outbox);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_reservation_holds_room_until_its_reply_is_handed_on() {
+        let (host, mut client) = UnixStream::pair().unwrap();
+        let (outbox, run) = Outbox::new(host, Duration::from_secs(30)).unwrap();
+        let writer = std::thread::spawn(run);
+        let big = outbox.admit(UNREAD_REPLY_ROOM_BYTES + 1);
+        assert_eq!(outbox.wait_for_room(Duration::from_millis(20)), Room::Full);
+        big.send(&frame(7, 10));
+        drop(big);
+        assert_eq!(outbox.wait_for_room(Duration::from_secs(5)), Room::Free);
+        let f = read(&mut client);
+        assert!(matches!((f.id, f.response), (7, Response::Error(_))));
+        drop(outbox);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_client_gone_makes_the_outbox_broken_not_blocked() {
+        let (host, client) = UnixStream::pair().unwrap();
+        let (outbox, run) = Outbox::new(host, Duration::from_secs(30)).unwrap();
+        let writer = std::thread::spawn(run);
+        drop(client);
+        let reply = outbox.admit(0);
+        reply.send(&frame(1, 10));
+        assert_eq!(outbox.wait_for_room(Duration::from_secs(5)), Room::Broken);
+        drop(reply);
+        drop(outbox);
+        writer.join().unwrap();
+    }
+}
