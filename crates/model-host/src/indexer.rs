@@ -529,3 +529,7 @@ impl Indexer {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[path = "indexer_tests.rs"]
+mod tests;

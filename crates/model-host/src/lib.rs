@@ -32,6 +32,8 @@ mod queue;
 mod registry;
 mod server;
 mod stats;
+#[cfg(test)]
+mod test_support;
 mod tool_select;
 mod weights;
 

@@ -3,12 +3,11 @@
 //! order, every refusal comes through the reply, and background work waits
 //! for room instead of failing.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use vembed_protocol::{Embeddings, Limits, ModelRef, Role};
+use vembed_protocol::{Embeddings, ModelRef, Role};
 
 use super::*;
 
@@ -19,33 +18,7 @@ impl Reply for To {
     }
 }
 
-struct Door {
-    infer: Infer,
-    stop: Arc<AtomicBool>,
-    stats: Arc<Stats>,
-}
-
-/// A door over the default model with jobs of at most 4 texts and a queue
-/// of `queue_texts`.
-fn door(queue_texts: u32) -> Door {
-    let settings = vembed_models::Settings::default();
-    let registry = Arc::new(
-        Registry::load(&settings, &[]).expect("the default model (run `vembed model fetch`)"),
-    );
-    let limits = Limits {
-        max_frame_bytes: 32 << 20,
-        max_texts_per_request: 4,
-        max_text_bytes: 1000,
-        max_batch_tokens: 16384,
-        max_queue_texts: queue_texts,
-    };
-    let stats = Arc::new(Stats::default());
-    let cache = Arc::new(EmbedCache::new(None));
-    let queue = crate::queue::start(stats.clone(), cache.clone(), 16384, queue_texts as usize);
-    let stop = Arc::new(AtomicBool::new(false));
-    let infer = Infer::new(registry, cache, queue, limits, stop.clone(), stats.clone());
-    Door { infer, stop, stats }
-}
+use crate::test_support::door;
 
 fn ask(infer: &Infer, work: Work) -> Result<Embeddings, InferError> {
     let (tx, rx) = mpsc::channel();
