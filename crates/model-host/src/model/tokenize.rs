@@ -12,7 +12,7 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 use super::error::ModelError;
 use crate::config::ConfigError;
 
-/// One token of a text (see [`Tokens::tokens_of`]).
+/// One token of a text (see [`Embedder::tokens_of`](crate::Embedder::tokens_of)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     /// Its id in the model's vocabulary.
