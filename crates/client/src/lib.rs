@@ -109,7 +109,7 @@ pub enum Error {
         message: String,
     },
     /// The host refused the request with a typed error.
-    #[error("the host refused the request: {message}")]
+    #[error("host refused the request ({code}): {message}")]
     Host {
         /// The kind of failure.
         code: ErrorCode,
