@@ -114,3 +114,67 @@ pub(crate) fn open(socket: &Path, timeout: Duration) -> Result<UnixStream> {
     stream.set_write_timeout(Some(timeout))?;
     Ok(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixListener;
+
+    fn private() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        d
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn no_host_is_not_running_not_an_io_error() {
+        let d = private();
+        let e = open(&d.path().join("host.sock"), WAIT).unwrap_err();
+        assert!(matches!(e, Error::NotRunning { .. }), "{e}");
+        let e = open(&d.path().join("missing/host.sock"), WAIT).unwrap_err();
+        assert!(matches!(e, Error::NotRunning { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_socket_in_a_directory_others_can_write_is_refused_before_connecting() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = d.path().join("host.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        let e = open(&path, WAIT).unwrap_err();
+        assert!(matches!(e, Error::UnsafeSocket { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_socket_is_refused() {
+        let d = private();
+        let path = d.path().join("host.sock");
+        std::fs::write(&path, b"not a socket").unwrap();
+        let e = open(&path, WAIT).unwrap_err();
+        assert!(matches!(e, Error::UnsafeSocket { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_private_socket_of_this_user_connects() {
+        let d = private();
+        let path = d.path().join("host.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let stream = open(&path, WAIT).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        drop((stream, peer));
+    }
+
+    #[test]
+    fn a_reply_deadline_grows_with_its_texts() {
+        let t = Timeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(30),
+            per_text: Duration::from_millis(5),
+        };
+        assert_eq!(t.for_texts(0), Duration::from_secs(30));
+        assert_eq!(t.for_texts(1000), Duration::from_secs(35));
+    }
+}

@@ -62,3 +62,28 @@ impl HostFlags {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_started_host_gets_the_models_and_the_socket_the_flags_name() {
+        let flags = HostFlags {
+            socket: Some(PathBuf::from("/run/user/1/v/host.sock")),
+            codebase_embedding_model: Some("BAAI/bge-small-en-v1.5".into()),
+            ..HostFlags::default()
+        };
+        let opts = flags.spawn_options(Some("extra/model"));
+        assert_eq!(opts.socket, PathBuf::from("/run/user/1/v/host.sock"));
+        let args: Vec<&str> = opts.host_args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            ["--codebase-embedding-model", "BAAI/bge-small-en-v1.5", "--model", "extra/model"]
+        );
+        // No flags: the default socket, no model arguments.
+        let plain = HostFlags::default().spawn_options(None);
+        assert!(plain.host_args.is_empty());
+        assert_eq!(plain.socket, SpawnOptions::default().socket);
+    }
+}
