@@ -290,9 +290,12 @@ impl Indexer {
                      summary: &mut IndexSummary,
                      progress: &mut IndexProgress|
          -> Result<(), IndexerError> {
-            let texts: Vec<&String> = pending.iter().flat_map(|p| p.4.iter()).collect();
+            // The texts go to the door as they are: nothing else reads them.
+            let texts: Vec<String> =
+                pending.iter_mut().flat_map(|p| std::mem::take(&mut p.4)).collect();
+            let n_texts = texts.len();
             let started = Instant::now();
-            let (vectors, tokens) = self.embed(&embedder, &texts)?;
+            let (vectors, tokens) = self.embed(&embedder, texts)?;
             let embedded = started.elapsed();
             summary.tokens += tokens;
             let dim = embedder.dim();
@@ -313,8 +316,7 @@ impl Indexer {
             }
             batch.commit()?;
             tracing::debug!(
-                "indexed {} snippets ({tokens} tokens): embedded in {:.0} ms, committed in {:.0} ms",
-                texts.len(),
+                "indexed {n_texts} snippets ({tokens} tokens): embedded in {:.0} ms, committed in {:.0} ms",
                 embedded.as_secs_f64() * 1e3,
                 (started.elapsed() - embedded).as_secs_f64() * 1e3
             );
@@ -362,7 +364,7 @@ impl Indexer {
     fn embed(
         &self,
         embedder: &Arc<Embedder>,
-        texts: &[&String],
+        texts: Vec<String>,
     ) -> Result<(Vec<f32>, u64), IndexerError> {
         type Answer = crossbeam_channel::Receiver<Result<vembed_protocol::Embeddings, InferError>>;
         let mut out = Vec::with_capacity(texts.len() * embedder.dim());
@@ -380,11 +382,15 @@ impl Indexer {
             Some(f) => (f.texts_per_call.clamp(1, EMBED_CHUNKS * 4), f.concurrency + 1),
             None => (EMBED_CHUNKS, EMBED_IN_FLIGHT),
         };
-        for group in texts.chunks(per_request) {
-            let texts = group.iter().map(|t| t.to_string()).collect();
+        let mut texts = texts.into_iter();
+        loop {
+            let group: Vec<String> = texts.by_ref().take(per_request).collect();
+            if group.is_empty() {
+                break;
+            }
             let work = Work {
                 class: Class::Background,
-                ..Work::new(texts, Model::Loaded(embedder.clone()), usize::MAX)
+                ..Work::new(group, Model::Loaded(embedder.clone()), usize::MAX)
             };
             let (tx, rx) = crossbeam_channel::bounded(1);
             self.infer.embed(work, |_| Box::new(tx));
@@ -481,7 +487,7 @@ impl Indexer {
         // A lexical search reads no embedding.
         let vector = match mode {
             Mode::Lexical => Vec::new(),
-            _ => self.embed(&embedder, &[&req.query])?.0,
+            _ => self.embed(&embedder, vec![req.query.clone()])?.0,
         };
         let hits = writer.reader().search_mode(mode, &req.query, &vector, req.k as usize)?;
         let rank = |r: Option<(u32, f32)>| r.map(|(rank, score)| Rank { rank, score });

@@ -82,7 +82,8 @@ impl Infer {
         let parts = work.texts.len().div_ceil(step);
         let whole = whole::Whole::new(parts, reply);
         for (index, texts) in work.texts.chunks(step).enumerate() {
-            let job = self.job(&model, texts, work.cached, received, whole.part(index));
+            let first = index * step;
+            let job = self.job(&model, texts, first, &work, received, whole.part(index));
             let queued = job.and_then(|job| {
                 match work.class {
                     Class::Interactive => self.queue.submit(job),
@@ -104,8 +105,9 @@ impl Infer {
     }
 
     /// Checks a request before anything of it is queued: the host is
-    /// running, the count and sizes are within the limits, the model is
-    /// served, and (when it must not be truncated) every text fits it.
+    /// running, the count and sizes are within the limits, and the model is
+    /// served. (A text too long for the model, when it must not be
+    /// truncated, is found as it is tokenized.)
     fn admit(&self, work: &Work) -> Result<Arc<Embedder>, InferError> {
         if self.stop.load(Ordering::Acquire) {
             return Err(InferError::ShuttingDown);
@@ -115,9 +117,6 @@ impl Infer {
             Model::Loaded(m) => m.clone(),
             Model::Named(r) => self.model(r)?,
         };
-        if !work.truncate {
-            prepare::check_lengths(&model, &work.texts)?;
-        }
         Ok(model)
     }
 
@@ -136,32 +135,36 @@ impl Infer {
         Ok(())
     }
 
-    /// One job of a request: its cached texts answered from the cache, the
-    /// rest tokenized.
+    /// One job of a request: the texts `all`, which start at text `first`
+    /// of `work`; its cached texts answered from the cache, the rest
+    /// tokenized.
     fn job(
         &self,
         model: &Arc<Embedder>,
         all: &[String],
-        cached: bool,
+        first: usize,
+        work: &Work,
         received: Instant,
         reply: Box<dyn crate::queue::Respond>,
     ) -> Result<Job, InferError> {
-        let (texts, cached) = if cached {
+        let (texts, places, cached) = if work.cached {
             let hashes: Vec<TextHash> = all.iter().map(|t| cache::text_hash(t)).collect();
             let hits = self.cache.get(&model.identity, model.dim(), &hashes);
-            let mut misses = Vec::new();
-            let mut miss_hashes = Vec::new();
-            for ((t, h), hit) in all.iter().zip(&hashes).zip(&hits) {
+            let (mut misses, mut places, mut miss_hashes) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, ((t, h), hit)) in all.iter().zip(&hashes).zip(&hits).enumerate() {
                 if hit.is_none() {
                     misses.push(t.as_str());
+                    places.push(first + i);
                     miss_hashes.push(*h);
                 }
             }
-            (misses, Some(CachedJob { identity: model.identity.clone(), hits, miss_hashes }))
+            let cached = CachedJob { identity: model.identity.clone(), hits, miss_hashes };
+            (misses, Some(places), Some(cached))
         } else {
-            (all.iter().map(String::as_str).collect(), None)
+            (all.iter().map(String::as_str).collect(), None, None)
         };
-        let input = prepare::input(model, &texts)?;
+        let place = |i: usize| places.as_ref().map_or(first + i, |p| p[i]);
+        let input = prepare::input(model, &texts, place, work.truncate)?;
         Ok(Job { model: model.clone(), input, reply, received, cached })
     }
 

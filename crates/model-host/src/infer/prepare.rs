@@ -7,42 +7,47 @@ use super::error::InferError;
 use crate::model::{Embedder, ModelError};
 use crate::queue::Input;
 
-/// What a job of `embedder` embeds for `texts` (remote counts are capped at
-/// the model's input limit, and 0 when they would be guesses).
-pub(super) fn input<T: AsRef<str>>(embedder: &Embedder, texts: &[T]) -> Result<Input, InferError> {
+/// What a job of `embedder` embeds for `texts`, whose places in the whole
+/// request are `index`. With `truncate` off, a text longer than the model
+/// takes is [`InferError::TooLong`]; its tokens are counted in the same pass
+/// that yields its ids, so nothing is tokenized twice. A remote model's
+/// counts are capped at its input limit, and 0 when they would be guesses
+/// (its service then keeps its own limit).
+pub(super) fn input(
+    embedder: &Embedder,
+    texts: &[&str],
+    index: impl Fn(usize) -> usize,
+    truncate: bool,
+) -> Result<Input, InferError> {
+    let max = embedder.max_seq_length();
+    let too_long = |i: usize, tokens: usize| -> Result<(), InferError> {
+        match truncate || tokens <= max {
+            true => Ok(()),
+            false => Err(InferError::TooLong { index: index(i), tokens, max }),
+        }
+    };
     if embedder.is_remote() {
-        let max = embedder.max_seq_length();
         let exact = embedder.counts_exactly();
         let mut tokens = Vec::with_capacity(texts.len());
-        for t in texts {
-            let n = if exact { guarded(|| embedder.count_tokens(t.as_ref()))?.min(max) } else { 0 };
-            tokens.push(n as u32);
+        for (i, t) in texts.iter().enumerate() {
+            let n = if exact { guarded(|| embedder.count_tokens(t))? } else { 0 };
+            too_long(i, n)?;
+            tokens.push(n.min(max) as u32);
         }
-        let texts = texts.iter().map(|t| t.as_ref().to_string()).collect();
+        let texts = texts.iter().map(|t| t.to_string()).collect();
         return Ok(Input::Texts { texts, tokens });
     }
-    let ids = texts
-        .iter()
-        .map(|t| guarded(|| embedder.tokenize(t.as_ref())))
-        .collect::<Result<_, _>>()?;
-    Ok(Input::Ids(ids))
-}
-
-/// Refuses a text longer than the model takes (when the caller asked not
-/// to truncate). A remote model without an exact count leaves its limit to
-/// its service.
-pub(super) fn check_lengths(embedder: &Embedder, texts: &[String]) -> Result<(), InferError> {
-    if !embedder.counts_exactly() {
-        return Ok(());
-    }
-    let max = embedder.max_seq_length();
-    for (index, text) in texts.iter().enumerate() {
-        let tokens = guarded(|| embedder.count_tokens(text))?;
-        if tokens > max {
-            return Err(InferError::TooLong { index, tokens, max });
+    let mut ids = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        if truncate {
+            ids.push(guarded(|| embedder.tokenize(t))?);
+        } else {
+            let all = guarded(|| embedder.tokenize_untruncated(t))?;
+            too_long(i, all.len())?;
+            ids.push(all);
         }
     }
-    Ok(())
+    Ok(Input::Ids(ids))
 }
 
 /// Runs the tokenizer: a panic in it becomes this request's error, not a

@@ -85,6 +85,13 @@ impl Embedder {
         self.tokens.ids(text)
     }
 
+    /// Token ids of one text, with special tokens, without truncation (as
+    /// many as [`Embedder::count_tokens`] counts; the same ids as
+    /// [`Embedder::tokenize`] for a text within `max_seq_length`).
+    pub fn tokenize_untruncated(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.tokens.ids_untruncated(text)
+    }
+
     /// The tokens of one text as TEI's `/tokenize` lists them: id, text,
     /// whether it is a special token, and its byte range in `text` (none
     /// for special tokens). Truncated to `max_seq_length` when `truncate`.

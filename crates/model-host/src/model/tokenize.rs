@@ -97,6 +97,20 @@ impl Tokens {
         }
     }
 
+    /// Token ids of one text, with special tokens, not truncated (a local
+    /// model's counter). Up to `max_seq_length` they are the ids
+    /// [`Tokens::ids`] gives, so a text checked for length this way need
+    /// not be tokenized again.
+    pub(super) fn ids_untruncated(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        // A remote model has no ids, only counts.
+        self.tokenizer()?;
+        let Counter::Tokenizer(t) = &self.counter else {
+            unreachable!("a local model counts with its own tokenizer");
+        };
+        let enc = t.encode_fast(text, true).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Token ids of one text, with special tokens, truncated to `max_seq_length`.
     pub(super) fn ids(&self, text: &str) -> Result<Vec<u32>, ModelError> {
         let enc = self
