@@ -214,7 +214,7 @@ impl Indexer {
                 crate::fault::maybe_panic_in_indexer();
                 me.run(&root, &dir, req.rebuild, &job)
             }))
-            .unwrap_or_else(|p| Err(IndexerError::Panicked(crate::queue::panic_message(&*p))));
+            .unwrap_or_else(|p| Err(IndexerError::Panicked(crate::panics::message(&*p))));
             drop(leave);
             match result {
                 Ok(mut summary) => {
@@ -378,7 +378,7 @@ impl Indexer {
         };
         // A remote model's requests are one call each, with a call in
         // flight for each of its lane threads and one more ready.
-        let (per_request, in_flight) = match embedder.feed() {
+        let (per_request, in_flight) = match embedder.runner().map(|r| r.feed()) {
             Some(f) => (f.texts_per_call.clamp(1, EMBED_CHUNKS * 4), f.concurrency + 1),
             None => (EMBED_CHUNKS, EMBED_IN_FLIGHT),
         };

@@ -26,6 +26,7 @@ mod indexer;
 mod infer;
 mod model;
 mod outbox;
+mod panics;
 mod pipeline;
 mod precision;
 mod queue;

@@ -18,6 +18,14 @@ pub(crate) struct Door {
     pub stats: Arc<Stats>,
 }
 
+/// The default model, loaded.
+pub(crate) fn model() -> Arc<crate::model::Embedder> {
+    let settings = vembed_models::Settings::default();
+    let registry =
+        Registry::load(&settings, &[]).expect("the default model (run `vembed model fetch`)");
+    registry.get(0)
+}
+
 /// A door over the default model with jobs of at most 4 texts and a queue
 /// of `queue_texts`.
 pub(crate) fn door(queue_texts: u32) -> Door {

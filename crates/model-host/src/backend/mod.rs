@@ -2,7 +2,9 @@
 //! embeds batches of token ids into finished sentence embeddings (pooled and
 //! normalized as the model's pipeline says). vembed's own forward pass
 //! ([`native`]) and candle-transformers' `BertModel` ([`candle`]) implement
-//! it; [`remote`] sends texts to an embedding service instead.
+//! it. [`remote`] sends texts to an embedding service instead, and runs its
+//! own calls on its own lanes ([`Backend::runner`]): a job of texts goes in,
+//! one answer comes out through the job's [`Sink`].
 
 pub mod candle;
 pub mod native;
@@ -92,9 +94,8 @@ impl Batch<'_> {
     }
 }
 
-/// How a backend that reads texts (a remote service, which tokenizes them
-/// itself) is fed: its jobs skip the batcher and go out in calls of at most
-/// `texts_per_call` texts, `concurrency` at a time.
+/// How a backend that runs its own calls ([`Runner`]) feeds its service:
+/// calls of at most `texts_per_call` texts, `concurrency` at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Feed {
     /// Most texts in one call.
@@ -116,13 +117,33 @@ pub trait Backend: Send + Sync {
     fn engine(&self) -> Engine;
     /// Frees what a large batch left behind.
     fn release_buffers(&self) {}
-    /// For a backend that reads texts rather than token ids, how to feed
-    /// it; `None` (token ids through the batcher) for a local forward pass.
-    fn feed(&self) -> Option<Feed> {
+    /// For a backend that runs its own calls on texts (a remote service,
+    /// which tokenizes them itself), what takes its jobs; `None` for a local
+    /// forward pass, whose jobs of token ids the batcher runs.
+    fn runner(&self) -> Option<&dyn Runner> {
         None
     }
     /// A remote backend's service and counters, for `vembed status`.
     fn upstream(&self) -> Option<vembed_protocol::UpstreamStatus> {
         None
     }
+}
+
+/// What takes whole jobs of texts for a backend that runs its own calls
+/// (a remote service's lanes), instead of the batcher.
+pub trait Runner: Send + Sync {
+    /// Embeds every text of a job, answering through `sink` once.
+    fn run(&self, texts: Vec<String>, sink: Box<dyn Sink>);
+    /// How the calls are cut and how many run at once (the indexer sizes
+    /// its requests by it).
+    fn feed(&self) -> Feed;
+}
+
+/// Where a job given to a [`Runner`] reports.
+pub trait Sink: Send {
+    /// One call of `texts` texts was made.
+    fn called(&self, texts: usize);
+    /// The job's `texts × dim` floats in order, or the first error; called
+    /// once, after the last [`Sink::called`].
+    fn done(self: Box<Self>, result: Result<Vec<f32>, BackendError>);
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::error::ModelError;
 use super::tokenize::{TokenInfo, Tokens};
-use crate::backend::{Backend, BackendError, Batch, Engine};
+use crate::backend::{Backend, BackendError, Batch, Engine, Runner};
 use crate::pipeline::Pipeline;
 use crate::precision::Precision;
 
@@ -63,9 +63,10 @@ impl Embedder {
         self.pipeline.as_ref().is_none_or(|p| p.normalize)
     }
 
-    /// Whether this is a remote model (its service tokenizes and embeds).
+    /// Whether this model reads texts and runs its own calls (a remote
+    /// model: its service tokenizes and embeds).
     pub fn is_remote(&self) -> bool {
-        self.backend.feed().is_some()
+        self.backend.runner().is_some()
     }
 
     /// Whether [`Embedder::count_tokens`] is exact rather than an estimate.
@@ -120,21 +121,15 @@ impl Embedder {
         self.backend.release_buffers();
     }
 
-    /// How a remote model is fed (texts per call, calls in flight); none
-    /// for a local model, whose jobs go through the batcher.
-    pub fn feed(&self) -> Option<crate::backend::Feed> {
-        self.backend.feed()
+    /// What takes a remote model's jobs of texts (its lanes); none for a
+    /// local model, whose jobs of token ids go through the batcher.
+    pub fn runner(&self) -> Option<&dyn Runner> {
+        self.backend.runner()
     }
 
     /// A remote model's service and counters.
     pub fn upstream(&self) -> Option<vembed_protocol::UpstreamStatus> {
         self.backend.upstream()
-    }
-
-    /// Embeds texts on a remote model's service (one call, retried as its
-    /// settings say). Returns `texts.len() * dim()` floats.
-    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<f32>, BackendError> {
-        self.backend.embed(Batch { ids: &[], texts })
     }
 
     /// Embeds texts given as token ids in one forward pass.

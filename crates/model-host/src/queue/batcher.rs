@@ -12,12 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::Receiver;
 
 use super::backlog::Backlog;
-use super::job::{Input, Job, JobError, panic_message};
+use super::job::{Input, Job, JobError};
 use super::{answer, plan};
 use crate::backend::BackendError;
 use crate::cache::EmbedCache;
 use crate::model::Embedder;
+use crate::panics::message as panic_message;
 use crate::stats::Stats;
+
+#[cfg(test)]
+#[path = "batcher_tests.rs"]
+mod tests;
 
 struct Active {
     job: Job,

@@ -144,11 +144,3 @@ pub enum SubmitError {
 /// Why a job whose vector came out NaN or infinite fails.
 pub(super) const NON_FINITE: &str = "the model produced a non-finite embedding (NaN or infinity): its weights \
     are probably corrupt; fetch or import the model again (vembed model fetch)";
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
-}

@@ -1,8 +1,9 @@
 //! The one queue: jobs in, each answered once through its own [`Respond`].
 //!
 //! The inference door ([`crate::infer`]) tokenizes and [`Queue::submit`]s
-//! jobs; a local model's job goes to the [`batcher`], which owns the forward
-//! passes, and a remote model's to its model's lane ([`lane`]). The queue is
+//! jobs; a job goes to the [`batcher`], which owns the forward passes, or,
+//! when its model runs its own calls (a remote model), to that model
+//! ([`direct`]). The queue is
 //! bounded in texts ([`backlog`]): a submit that would pass the bound fails
 //! at once with [`SubmitError::Overloaded`], or, for work that must not be
 //! refused, waits for room ([`Queue::submit_waiting`]).
@@ -15,12 +16,11 @@ use crossbeam_channel::Sender;
 mod answer;
 mod backlog;
 mod batcher;
+mod direct;
 mod job;
-mod lane;
 mod plan;
 
 pub(crate) use batcher::trim_heap;
-pub(crate) use job::panic_message;
 pub use job::{CachedJob, Input, Job, JobError, Respond, SubmitError};
 
 use crate::cache::EmbedCache;
@@ -33,7 +33,7 @@ pub struct Queue {
     backlog: Arc<backlog::Backlog>,
     closed: Arc<AtomicBool>,
     batcher: Arc<batcher::Batcher>,
-    lanes: Arc<lane::Lanes>,
+    direct: Arc<direct::Direct>,
 }
 
 impl Queue {
@@ -56,13 +56,12 @@ impl Queue {
         self.enqueue(job)
     }
 
-    /// Sends a job counted in the backlog to the lane or batcher that runs it.
+    /// Sends a job counted in the backlog to the batcher, or to its model
+    /// when the model runs its own calls.
     fn enqueue(&self, job: Job) -> Result<(), SubmitError> {
-        // A remote model's job goes out on its lane, never through the batcher.
-        if let Input::Texts { .. } = job.input {
-            self.lanes.submit(job);
+        let Some(job) = self.direct.run(job) else {
             return Ok(());
-        }
+        };
         let n = job.input.len();
         self.tx.send(job).map_err(|_| {
             self.backlog.sub(n);
@@ -90,7 +89,7 @@ impl Queue {
     }
 }
 
-/// Creates the queue, its batcher and the remote models' lanes.
+/// Creates the queue and its batcher.
 pub fn start(
     stats: Arc<Stats>,
     cache: Arc<EmbedCache>,
@@ -99,8 +98,12 @@ pub fn start(
 ) -> Queue {
     let (tx, rx) = crossbeam_channel::unbounded();
     let backlog = Arc::new(backlog::Backlog::new(limit));
-    let lanes = Arc::new(lane::Lanes::new(stats.clone(), cache.clone(), backlog.clone()));
+    let direct = Arc::new(direct::Direct {
+        stats: stats.clone(),
+        cache: cache.clone(),
+        backlog: backlog.clone(),
+    });
     let batcher =
         Arc::new(batcher::Batcher::new(stats, cache, rx, backlog.clone(), max_batch_tokens));
-    Queue { tx, backlog, closed: Arc::new(AtomicBool::new(false)), batcher, lanes }
+    Queue { tx, backlog, closed: Arc::new(AtomicBool::new(false)), batcher, direct }
 }

@@ -12,7 +12,7 @@ use super::{Shared, StopReason};
 use crate::indexer::{Indexer, IndexerError};
 use crate::infer::{Model, Work};
 use crate::outbox::{EmbedReply, Outbox, error};
-use crate::queue::panic_message;
+use crate::panics::message as panic_message;
 use crate::stats;
 use crate::tool_select::{self, SelectError};
 
