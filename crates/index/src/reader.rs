@@ -138,7 +138,16 @@ impl IndexReader {
         if !dir.join("data.mdb").exists() {
             return Err(IndexError::Missing(dir.to_path_buf()));
         }
-        let env = open_env(dir, true)?;
+        IndexReader::on(open_env(dir, true)?, dir, expect)
+    }
+
+    /// A reader on an environment open already (read-only, or the one
+    /// [`Index`](crate::Index) of this process).
+    pub(crate) fn on(
+        env: Env<WithoutTls>,
+        dir: &Path,
+        expect: Option<&ModelIdentity>,
+    ) -> Result<IndexReader> {
         let missing = || IndexError::Missing(dir.to_path_buf());
         type Opened = (
             Option<arroy::Database<'static, Cosine>>,

@@ -20,7 +20,19 @@ impl IndexWriter {
     pub fn open(dir: &Path, root: &Path, model: &ModelIdentity, rebuild: bool) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|source| IndexError::Io { path: dir.to_path_buf(), source })?;
-        let env = open_env(dir, false)?;
+        IndexWriter::on(open_env(dir, false)?, dir, root, model, rebuild)
+    }
+
+    /// The writer on an environment open already for writing (the one
+    /// [`Index`](crate::Index) of this process): creates the databases when
+    /// they are missing, checks the model and schema, records `root`.
+    pub(crate) fn on(
+        env: Env<WithoutTls>,
+        dir: &Path,
+        root: &Path,
+        model: &ModelIdentity,
+        rebuild: bool,
+    ) -> Result<Self> {
         let created: DbTuple = env
             .create_databases_and_commit(env.write_txn()?, |dbo, wtxn| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
@@ -95,20 +107,6 @@ impl IndexWriter {
     /// dimension). Applies to the tree nodes a commit builds or rebuilds.
     pub fn set_split_after(&mut self, split_after: Option<usize>) {
         self.split_after = split_after;
-    }
-
-    /// Empties the index (for `--rebuild` while this writer is open: one
-    /// process may open an environment only once). Readers see the empty
-    /// index at the commit.
-    pub fn clear(&self) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        let root = self.dbs.meta.get(&wtxn, META_ROOT)?.map(<[u8]>::to_vec);
-        reset(&self.dbs, &mut wtxn, &self.model)?;
-        if let Some(root) = root {
-            self.dbs.meta.put(&mut wtxn, META_ROOT, &root)?;
-        }
-        wtxn.commit()?;
-        Ok(())
     }
 
     /// A reader on the same environment (one process may open an

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use vembed_index::chunk::chunk_file;
-use vembed_index::{FileEntry, FileStat, IndexWriter, Mode, ModelIdentity, Snippet};
+use vembed_index::{FileEntry, FileStat, Index, Mode, ModelIdentity, Snippet};
 use vembed_protocol::{
     ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexStatus, IndexSummary, ModelRef, Rank,
     RankedSearchHit, RankedSearchRequest, Response, Role, SearchHit, SearchMode, SearchRequest,
@@ -97,11 +97,13 @@ impl Running {
     }
 }
 
-/// Indexing jobs and open index writers.
+/// Indexing jobs and the open indexes.
 pub struct Indexer {
     infer: Arc<Infer>,
     jobs: Mutex<HashMap<PathBuf, Arc<Running>>>,
-    writers: Mutex<HashMap<PathBuf, Arc<IndexWriter>>>,
+    /// Each index this host has opened, once (LMDB allows a process one
+    /// handle per environment): searches read it, jobs write it.
+    indexes: Mutex<HashMap<PathBuf, Arc<Index>>>,
     usage: IndexUsage,
 }
 
@@ -127,7 +129,7 @@ impl Indexer {
         Arc::new(Indexer {
             infer,
             jobs: Mutex::new(HashMap::new()),
-            writers: Mutex::new(HashMap::new()),
+            indexes: Mutex::new(HashMap::new()),
             usage: IndexUsage::default(),
         })
     }
@@ -159,25 +161,16 @@ impl Indexer {
         Ok((root, dir))
     }
 
-    /// The writer of an index, opened once per process.
-    fn writer(
-        &self,
-        dir: &Path,
-        root: &Path,
-        model: &ModelIdentity,
-        rebuild: bool,
-    ) -> Result<Arc<IndexWriter>, IndexerError> {
-        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = writers.get(dir) {
-            // Open already, so built by this host's model: a rebuild empties it.
-            if rebuild {
-                w.clear()?;
-            }
-            return Ok(w.clone());
+    /// The index at `dir`, opened on first use: created when `create`, else
+    /// [`vembed_index::IndexError::Missing`] if there is none.
+    fn index_at(&self, dir: &Path, create: bool) -> Result<Arc<Index>, IndexerError> {
+        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = indexes.get(dir) {
+            return Ok(i.clone());
         }
-        let w = Arc::new(IndexWriter::open(dir, root, model, rebuild)?);
-        writers.insert(dir.to_path_buf(), w.clone());
-        Ok(w)
+        let i = Arc::new(Index::open(dir, create)?);
+        indexes.insert(dir.to_path_buf(), i.clone());
+        Ok(i)
     }
 
     /// Starts indexing for client `pid`, or joins the job already indexing
@@ -227,7 +220,7 @@ impl Indexer {
                     tracing::warn!("indexing {} failed: {e}", root.display());
                     // A failed write (a full disk) can leave LMDB's handle
                     // unusable: the next job opens the index afresh.
-                    me.writers.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
+                    me.indexes.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
                     job.send(&Response::Error(ErrorReply {
                         code: e.code(),
                         message: e.to_string(),
@@ -250,7 +243,7 @@ impl Indexer {
     ) -> Result<IndexSummary, IndexerError> {
         let embedder = self.code_model()?;
         let identity = Self::identity(&embedder);
-        let writer = self.writer(dir, root, &identity, rebuild)?;
+        let writer = self.index_at(dir, true)?.writer(root, &identity, rebuild)?;
         let mut summary =
             IndexSummary { index_dir: dir.display().to_string(), ..Default::default() };
 
@@ -477,7 +470,7 @@ impl Indexer {
         pid: Option<u32>,
     ) -> Result<Vec<RankedSearchHit>, IndexerError> {
         let embedder = self.code_model()?;
-        let writer = self.writer(dir, root, &Self::identity(&embedder), false)?;
+        let reader = self.index_at(dir, false)?.reader(Some(&Self::identity(&embedder)))?;
         self.usage.record(dir, root, pid, Use::Search);
         let mode = match req.mode {
             SearchMode::Semantic => Mode::Semantic,
@@ -489,7 +482,7 @@ impl Indexer {
             Mode::Lexical => Vec::new(),
             _ => self.embed(&embedder, vec![req.query.clone()])?.0,
         };
-        let hits = writer.reader().search_mode(mode, &req.query, &vector, req.k as usize)?;
+        let hits = reader.search_mode(mode, &req.query, &vector, req.k as usize)?;
         let rank = |r: Option<(u32, f32)>| r.map(|(rank, score)| Rank { rank, score });
         Ok(hits
             .into_iter()
@@ -511,12 +504,15 @@ impl Indexer {
     /// The indexes this host has used, most recently first, with their
     /// counts and clients (`vembed status`).
     pub fn statuses(&self) -> Vec<IndexStatus> {
-        let writers = self.writers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner()).clone();
         self.usage
             .snapshot()
             .into_iter()
             .map(|(dir, u)| {
-                let stats = writers.get(&dir).and_then(|w| w.reader().stats().ok());
+                let stats = indexes
+                    .get(&dir)
+                    .and_then(|i| i.reader(None).ok())
+                    .and_then(|r| r.stats().ok());
                 IndexStatus {
                     root: u.root.display().to_string(),
                     index_dir: dir.display().to_string(),
