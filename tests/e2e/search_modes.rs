@@ -88,7 +88,15 @@ fn every_door_ranks_alike_in_every_mode() {
                 .unwrap();
             let api: Vec<Value> = hits
                 .into_iter()
-                .map(|h| serde_json::to_value(vembed::search::RankedHit::from(h)).unwrap())
+                .map(|h| {
+                    json!({
+                        "path": h.hit.path,
+                        "start_line": h.hit.start_line,
+                        "semantic_rank": h.semantic.map(|r| r.rank),
+                        "lexical_rank": h.lexical.map(|r| r.rank),
+                        "score": h.hit.score,
+                    })
+                })
                 .collect();
             assert_same_ranking(&here, &api, &format!("search_ranked {mode}"));
         }
@@ -122,7 +130,7 @@ fn every_door_ranks_alike_in_every_mode() {
 }
 
 /// Files in a snapshot, for the searcher to check.
-fn paths(hits: &[vembed::search::RankedHit]) -> BTreeSet<String> {
+fn paths(hits: &[vembed::RankedSearchHit]) -> BTreeSet<String> {
     hits.iter().map(|h| h.hit.path.clone()).collect()
 }
 
@@ -164,7 +172,7 @@ fn search_during_reindex_sees_one_snapshot() {
             let hits = searcher.search_mode(SearchMode::Hybrid, query, &vector, 100).unwrap();
             for h in &hits {
                 assert!(
-                    h.semantic_rank.is_some() && h.lexical_rank.is_some(),
+                    h.semantic.is_some() && h.lexical.is_some(),
                     "{} was in one ranking only: vectors and words from two snapshots",
                     h.hit.path
                 );

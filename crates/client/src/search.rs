@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use vembed_index::{IndexReader, IndexStats, Mode, ModelIdentity};
 
 use crate::{Client, ModelRef, RankedSearchHit, Role, SearchHit, SearchMode};
@@ -87,7 +86,7 @@ impl Searcher {
         k: usize,
         search_k: Option<usize>,
     ) -> Result<Vec<SearchHit>, SearchError> {
-        Ok(self.reader.search_with(vector, k, search_k)?.into_iter().map(wire_hit).collect())
+        Ok(self.reader.search_with(vector, k, search_k)?.into_iter().map(SearchHit::from).collect())
     }
 
     /// The `k` best snippets by an exhaustive scan of every vector (exact,
@@ -98,7 +97,7 @@ impl Searcher {
         vector: &[f32],
         k: usize,
     ) -> Result<Vec<SearchHit>, SearchError> {
-        Ok(self.reader.search_exact(vector, k)?.into_iter().map(wire_hit).collect())
+        Ok(self.reader.search_exact(vector, k)?.into_iter().map(SearchHit::from).collect())
     }
 
     /// The forest's default `search_k` for `k` results on this index.
@@ -108,8 +107,12 @@ impl Searcher {
 
     /// The `k` snippets that best match the query's words (BM25 over code
     /// tokens, identifiers split), no embedding needed.
-    pub fn search_lexical(&self, query: &str, k: usize) -> Result<Vec<RankedHit>, SearchError> {
-        Ok(self.reader.search_lexical(query, k)?.into_iter().map(ranked_hit).collect())
+    pub fn search_lexical(
+        &self,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<RankedSearchHit>, SearchError> {
+        Ok(self.reader.search_lexical(query, k)?.into_iter().map(RankedSearchHit::from).collect())
     }
 
     /// Hybrid: the semantic ranking of `vector` (the query's embedding) and
@@ -119,8 +122,13 @@ impl Searcher {
         query: &str,
         vector: &[f32],
         k: usize,
-    ) -> Result<Vec<RankedHit>, SearchError> {
-        Ok(self.reader.search_hybrid(query, vector, k)?.into_iter().map(ranked_hit).collect())
+    ) -> Result<Vec<RankedSearchHit>, SearchError> {
+        Ok(self
+            .reader
+            .search_hybrid(query, vector, k)?
+            .into_iter()
+            .map(RankedSearchHit::from)
+            .collect())
     }
 
     /// Searches in `mode`: `vector` is the query's embedding (unused by a
@@ -131,12 +139,12 @@ impl Searcher {
         query: &str,
         vector: &[f32],
         k: usize,
-    ) -> Result<Vec<RankedHit>, SearchError> {
+    ) -> Result<Vec<RankedSearchHit>, SearchError> {
         Ok(self
             .reader
-            .search_mode(index_mode(mode), query, vector, k)?
+            .search_mode(Mode::from(mode), query, vector, k)?
             .into_iter()
-            .map(ranked_hit)
+            .map(RankedSearchHit::from)
             .collect())
     }
 
@@ -149,66 +157,5 @@ impl Searcher {
     ) -> Result<Vec<SearchHit>, SearchError> {
         let e = client.embed_with(&ModelRef::Role(Role::Code), &[query])?;
         self.search_vector(&e.data, k)
-    }
-}
-
-/// A hit with its place in each ranking that found it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RankedHit {
-    /// The hit (its `score` is the mode's own).
-    #[serde(flatten)]
-    pub hit: SearchHit,
-    /// Rank (1-based) in the semantic ranking, where it had one.
-    pub semantic_rank: Option<u32>,
-    /// Cosine similarity, where it was ranked semantically.
-    pub semantic_score: Option<f32>,
-    /// Rank (1-based) in the lexical ranking, where it had one.
-    pub lexical_rank: Option<u32>,
-    /// BM25 score, where it was ranked lexically.
-    pub lexical_score: Option<f32>,
-}
-
-impl From<RankedSearchHit> for RankedHit {
-    fn from(h: RankedSearchHit) -> RankedHit {
-        RankedHit {
-            hit: h.hit,
-            semantic_rank: h.semantic.map(|r| r.rank),
-            semantic_score: h.semantic.map(|r| r.score),
-            lexical_rank: h.lexical.map(|r| r.rank),
-            lexical_score: h.lexical.map(|r| r.score),
-        }
-    }
-}
-
-/// The wire's search mode as the index names it.
-fn index_mode(mode: SearchMode) -> Mode {
-    match mode {
-        SearchMode::Semantic => Mode::Semantic,
-        SearchMode::Lexical => Mode::Lexical,
-        SearchMode::Hybrid => Mode::Hybrid,
-    }
-}
-
-fn ranked_hit(h: vembed_index::Hit) -> RankedHit {
-    let (semantic, lexical) = (h.semantic, h.lexical);
-    RankedHit {
-        hit: wire_hit(h),
-        semantic_rank: semantic.map(|s| s.0),
-        semantic_score: semantic.map(|s| s.1),
-        lexical_rank: lexical.map(|s| s.0),
-        lexical_score: lexical.map(|s| s.1),
-    }
-}
-
-/// An index hit as the wire protocol carries it.
-fn wire_hit(h: vembed_index::Hit) -> SearchHit {
-    let s = h.snippet;
-    SearchHit {
-        path: s.path,
-        start_line: s.start_line,
-        end_line: s.end_line,
-        symbol: s.symbol,
-        score: h.score,
-        text: s.text,
     }
 }

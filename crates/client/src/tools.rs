@@ -11,9 +11,9 @@
 //! its query's embedding once any process has embedded the tool set.
 
 pub use vembed_tools::{
-    Fallback, LEXICAL_WEIGHT, MAX_TOOLS, METHODS, Method, Ranker, SelectOptions, ToolPick, ToolSet,
-    ToolSpec as Tool, ToolsError, method_name, parse_fallback, parse_method, split_identifier,
-    texts_to_embed,
+    Fallback, MAX_TOOLS, METHODS, Method, Ranker, SelectOptions, TOOL_TERM_SHARE, ToolPick,
+    ToolSet, ToolSpec as Tool, ToolsError, method_name, parse_fallback, parse_method,
+    split_identifier, texts_to_embed,
 };
 
 use vembed_protocol::{SelectToolsRequest, ToolSelections};

@@ -2,8 +2,9 @@
 //! environment as the vectors, written in the same transactions, so one
 //! read snapshot covers both.
 //!
-//! Tokens: identifiers and words split at `_`, camelCase and letter/digit
-//! boundaries, lower-cased, plus each compound identifier whole (so
+//! Tokens: the words of each identifier, split as [`vembed_words`] splits
+//! them (at `_`, camelCase and letter/digit boundaries, lower-cased), plus
+//! each compound identifier whole (so
 //! `hash_password` matches both the exact name and its words). A snippet's
 //! path and symbol count twice (the fields that name it).
 
@@ -44,38 +45,18 @@ fn push_word(out: &mut Vec<String>, word: &str) {
     }
 }
 
-/// The tokens of a text, in order.
+/// The tokens of a text, in order: the words of each identifier
+/// ([`vembed_words`]), then the identifier whole when it has several.
 pub fn tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for ident in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
-        if ident.is_empty() {
-            continue;
+    for ident in vembed_words::identifiers(text) {
+        let words = vembed_words::words(ident);
+        let several = words.len() > 1;
+        for w in words {
+            push_word(&mut out, &w);
         }
-        let before = out.len();
-        let chars: Vec<char> = ident.chars().collect();
-        let mut cur = String::new();
-        for (i, &c) in chars.iter().enumerate() {
-            if c == '_' {
-                push_word(&mut out, &std::mem::take(&mut cur));
-                continue;
-            }
-            let prev = if i > 0 { Some(chars[i - 1]) } else { None };
-            let boundary = !cur.is_empty()
-                && prev.is_some_and(|p| {
-                    (c.is_uppercase()
-                        && (p.is_lowercase()
-                            || p.is_ascii_digit()
-                            || chars.get(i + 1).is_some_and(|n| n.is_lowercase())))
-                        || (c.is_ascii_digit() != p.is_ascii_digit() && p != '_')
-                });
-            if boundary {
-                push_word(&mut out, &std::mem::take(&mut cur));
-            }
-            cur.push(c);
-        }
-        push_word(&mut out, &cur);
         let whole = ident.trim_matches('_');
-        if out.len() - before > 1 && !whole.is_empty() {
+        if several && !whole.is_empty() {
             push_word(&mut out, whole);
         }
     }

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use vembed::search::{RankedHit, Searcher};
-use vembed::{Client, IndexRequest, ModelRef, Role, SearchHit};
+use vembed::search::Searcher;
+use vembed::{Client, IndexRequest, ModelRef, RankedSearchHit, Role, SearchHit};
 
 use crate::stats::percentile;
 
@@ -139,7 +139,7 @@ pub fn run(
     let vectors: Vec<&[f32]> = data.chunks_exact(dim).collect();
 
     let search_k = searcher.default_search_k(10)?;
-    let plain = |hits: Vec<RankedHit>| hits.into_iter().map(|h| h.hit).collect();
+    let plain = |hits: Vec<RankedSearchHit>| hits.into_iter().map(|h| h.hit).collect();
     let methods = vec![
         score("semantic", &cases, &vectors, |_, v| Ok(searcher.search_vector(v, 10)?))?,
         score("semantic-exact", &cases, &vectors, |_, v| Ok(searcher.search_vector_exact(v, 10)?))?,

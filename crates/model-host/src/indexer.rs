@@ -11,7 +11,7 @@ use std::time::Instant;
 use vembed_index::chunk::chunk_file;
 use vembed_index::{FileEntry, FileStat, Index, Mode, ModelIdentity, Snippet};
 use vembed_protocol::{
-    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexStatus, IndexSummary, ModelRef, Rank,
+    ErrorCode, ErrorReply, IndexProgress, IndexRequest, IndexStatus, IndexSummary, ModelRef,
     RankedSearchHit, RankedSearchRequest, Response, Role, SearchHit, SearchMode, SearchRequest,
 };
 
@@ -472,33 +472,14 @@ impl Indexer {
         let embedder = self.code_model()?;
         let reader = self.index_at(dir, false)?.reader(Some(&Self::identity(&embedder)))?;
         self.usage.record(dir, root, pid, Use::Search);
-        let mode = match req.mode {
-            SearchMode::Semantic => Mode::Semantic,
-            SearchMode::Lexical => Mode::Lexical,
-            SearchMode::Hybrid => Mode::Hybrid,
-        };
+        let mode = Mode::from(req.mode);
         // A lexical search reads no embedding.
         let vector = match mode {
             Mode::Lexical => Vec::new(),
             _ => self.embed(&embedder, vec![req.query.clone()])?.0,
         };
         let hits = reader.search_mode(mode, &req.query, &vector, req.k as usize)?;
-        let rank = |r: Option<(u32, f32)>| r.map(|(rank, score)| Rank { rank, score });
-        Ok(hits
-            .into_iter()
-            .map(|h| RankedSearchHit {
-                semantic: rank(h.semantic),
-                lexical: rank(h.lexical),
-                hit: SearchHit {
-                    path: h.snippet.path,
-                    start_line: h.snippet.start_line,
-                    end_line: h.snippet.end_line,
-                    symbol: h.snippet.symbol,
-                    score: h.score,
-                    text: h.snippet.text,
-                },
-            })
-            .collect())
+        Ok(hits.into_iter().map(RankedSearchHit::from).collect())
     }
 
     /// The indexes this host has used, most recently first, with their

@@ -8,62 +8,27 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use vembed_host::{self as server, HostConfig, Registry};
-use vembed_models::Settings;
+use vembed_models::{SETTINGS, Settings};
 
 /// The vembed host: loads each configured model once and serves embeddings
 /// to every client of this user over a Unix socket.
 ///
 /// On start it prints one line on stdout: `vembed-host ready PID`,
 /// `vembed-host already-running`, or `vembed-host error MESSAGE`.
+///
+/// Every setting is also a flag (`--max-batch-tokens 2048`), added from the
+/// settings' one declaration ([`vembed_models::SETTINGS`]).
 #[derive(Parser, Debug)]
 #[command(version, args_override_self = true)]
 struct Args {
     /// Socket path [default: $XDG_RUNTIME_DIR/vembed/host.sock].
     #[arg(long, env = "VEMBED_SOCKET")]
     socket: Option<PathBuf>,
-    /// The model both jobs use (name, or path to a model folder).
-    #[arg(long)]
-    unified_embedding_model: Option<String>,
-    /// The tool-selection model, when not the unified one.
-    #[arg(long)]
-    embedding_model: Option<String>,
-    /// The code-search model, when not the unified one.
-    #[arg(long)]
-    codebase_embedding_model: Option<String>,
     /// Also load this model (repeatable); requests name it with --model.
     #[arg(long = "model")]
     models: Vec<String>,
-    /// Exit after this many seconds without clients (0 = never).
-    #[arg(long)]
-    idle_timeout_secs: Option<u64>,
-    /// Tokens per forward pass (padded tokens with --engine candle).
-    #[arg(long)]
-    max_batch_tokens: Option<u32>,
-    /// Texts queued before requests are refused with Overloaded.
-    #[arg(long)]
-    max_queue_texts: Option<u32>,
-    /// Inference threads (0 = one per core).
-    #[arg(long)]
-    threads: Option<u32>,
-    /// Encoder implementation: native or candle.
-    #[arg(long)]
-    engine: Option<String>,
-    /// Linear-layer weights: f32 (as stored), f16, bf16 or int8 (each must
-    /// pass a quality gate against f32 when the model loads).
-    #[arg(long)]
-    weights: Option<String>,
-    /// Also serve the HTTP endpoints (OpenAI, Ollama, TEI) on this TCP
-    /// address, such as 127.0.0.1:11435 (127.0.0.1:11434 stands in for Ollama).
-    #[arg(long)]
-    http_listen: Option<String>,
-    /// Also serve the HTTP endpoints on this Unix socket path.
-    #[arg(long)]
-    http_socket: Option<PathBuf>,
-    /// A 0600 file holding the bearer token HTTP requests must send.
-    #[arg(long)]
-    http_token_file: Option<PathBuf>,
     /// Log to stderr instead of the log file in the state dir.
     #[arg(long)]
     log_stderr: bool,
@@ -81,25 +46,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The host's flags: its own, and one per setting.
+fn command() -> clap::Command {
+    SETTINGS.iter().fold(Args::command(), |cmd, setting| {
+        // Once per setting for the life of the process: clap keeps names
+        // as `&'static str`.
+        let flag: &'static str = Box::leak(setting.flag().into_boxed_str());
+        cmd.arg(clap::Arg::new(setting.key).long(flag).value_name("VALUE").help(setting.help()))
+    })
+}
+
 fn run() -> anyhow::Result<ExitCode> {
-    let args = Args::parse();
+    let matches = command().get_matches();
+    let args = Args::from_arg_matches(&matches)?;
+    // Flags win over the environment and the config file.
     let mut settings = Settings::load()?;
-    for (key, value) in [
-        ("unified_embedding_model", args.unified_embedding_model.clone()),
-        ("embedding_model", args.embedding_model.clone()),
-        ("codebase_embedding_model", args.codebase_embedding_model.clone()),
-        ("idle_timeout_secs", args.idle_timeout_secs.map(|v| v.to_string())),
-        ("max_batch_tokens", args.max_batch_tokens.map(|v| v.to_string())),
-        ("max_queue_texts", args.max_queue_texts.map(|v| v.to_string())),
-        ("threads", args.threads.map(|v| v.to_string())),
-        ("engine", args.engine.clone()),
-        ("weights", args.weights.clone()),
-        ("http_listen", args.http_listen.clone()),
-        ("http_socket", args.http_socket.as_ref().map(|p| p.display().to_string())),
-        ("http_token_file", args.http_token_file.as_ref().map(|p| p.display().to_string())),
-    ] {
-        if let Some(v) = value {
-            settings.set(key, &v).map_err(anyhow::Error::msg)?;
+    for setting in SETTINGS {
+        if let Some(v) = matches.get_one::<String>(setting.key) {
+            settings.set(setting.key, v).map_err(anyhow::Error::msg)?;
         }
     }
 

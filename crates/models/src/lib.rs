@@ -22,7 +22,7 @@ mod store;
 use std::path::PathBuf;
 
 pub use remote::{Provider, RemoteModel};
-pub use settings::{DEFAULT_MODEL, Settings};
+pub use settings::{DEFAULT_MODEL, SETTINGS, Setting, Settings};
 pub use standin::{make_standin, standin_name};
 pub use store::{
     FetchSource, LocalModel, ModelDir, PACKAGED, Packaged, SHA256_RECORD, canonical_name, fetch,

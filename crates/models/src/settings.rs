@@ -13,102 +13,184 @@ use crate::remote::RemoteModel;
 /// can get offline.
 pub const DEFAULT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
-/// Every setting, resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
+/// Declares every setting once: its field (the config key, in
+/// `config.toml`), its doc, its type and default, and, for a setting of
+/// fixed choices, the choices. The environment variable (`VEMBED_` and the
+/// key upper-cased), the host's flag (`--` and the key with dashes),
+/// [`Settings::set`] and [`SETTINGS`] all come from this one declaration.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $key:ident: $ty:ty = $default:expr $(, one_of $choices:expr)?;
+    )*) => {
+        /// Every setting, resolved.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Settings {
+            $( $(#[doc = $doc])* pub $key: $ty, )*
+            /// Remote models by name (`[remote.NAME]` tables): embedding services
+            /// the host sends forward passes to. A role names one like any model.
+            pub remote: BTreeMap<String, RemoteModel>,
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings { $( $key: $default, )* remote: BTreeMap::new() }
+            }
+        }
+
+        /// Every setting that a flag or environment variable can set, in
+        /// declaration order.
+        pub const SETTINGS: &[Setting] = &[ $( Setting {
+            key: stringify!($key),
+            doc: concat!($($doc, "\n"),*),
+        }, )* ];
+
+        impl Settings {
+            /// Sets one setting by its key, as a flag or environment variable
+            /// would: a number must parse, a choice must be one of its
+            /// choices, and an empty value turns an optional setting off.
+            pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+                match key {
+                    $( stringify!($key) => {
+                        let v = <$ty as Value>::parse(key, value)?;
+                        $( one_of(key, &v, $choices)?; )?
+                        self.$key = v;
+                    } )*
+                    _ => return Err(format!("unknown setting {key:?}")),
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+settings! {
     /// The model both jobs use unless a role names another.
-    pub unified_embedding_model: String,
-    /// The tool-selection model; `None` means the unified model.
-    pub embedding_model: Option<String>,
-    /// The code-search model; `None` means the unified model.
-    pub codebase_embedding_model: Option<String>,
+    unified_embedding_model: String = DEFAULT_MODEL.to_string();
+    /// The tool-selection model; unset, the unified model.
+    embedding_model: Option<String> = None;
+    /// The code-search model; unset, the unified model.
+    codebase_embedding_model: Option<String> = None;
     /// Seconds with no client connected before the host exits; 0 = never.
-    pub idle_timeout_secs: u64,
+    idle_timeout_secs: u64 = 600;
     /// Tokens per forward pass (the candle engine counts padding:
     /// batch × longest text).
-    pub max_batch_tokens: u32,
+    max_batch_tokens: u32 = 1024;
     /// Texts waiting in the queue before new requests get `Overloaded`.
-    pub max_queue_texts: u32,
+    max_queue_texts: u32 = 65_536;
     /// Inference threads; 0 = one per core.
-    pub threads: u32,
+    threads: u32 = 0;
     /// The encoder implementation: `"native"` (vembed's own forward pass,
     /// the default) or `"candle"` (candle-transformers' `BertModel`).
-    pub engine: String,
+    engine: String = "native".to_string(), one_of &["native", "candle"];
     /// How the native encoder holds its linear layers' weights: `"f32"`
     /// (as stored, the default), `"f16"` or `"bf16"` (half the memory and
     /// memory traffic), `"int8"` (a quarter; weights only, a scale per
     /// output column), or `"amx-bf16"` (bf16 weights and activations on
     /// Intel AMX tiles, where the CPU has them). Each must pass a quality
-    /// gate against f32 on the model at load, or the host refuses it. The precision is
-    /// part of the model's identity: an index built with one is refused by
-    /// a host running another.
-    pub weights: String,
+    /// gate against f32 on the model at load, or the host refuses it. The
+    /// precision is part of the model's identity: an index built with one
+    /// is refused by a host running another.
+    weights: String = "f32".to_string(), one_of &["f32", "f16", "bf16", "int8", "amx-bf16"];
     /// Milliseconds a client waits to connect and for the handshake, and for
     /// a liveness check of a host that has been silent that long.
-    pub connect_timeout_ms: u64,
+    connect_timeout_ms: u64 = 5000;
     /// Seconds a client waits for one reply from a host that is alive,
     /// before `request_timeout_per_text_ms` for each text in flight.
-    pub request_timeout_secs: u64,
+    request_timeout_secs: u64 = 60;
     /// Milliseconds added to the reply deadline per text in flight (bulk
     /// requests take longer).
-    pub request_timeout_per_text_ms: u64,
+    request_timeout_per_text_ms: u64 = 250;
     /// Serve the HTTP endpoints (OpenAI, Ollama and TEI shapes) on this TCP
     /// address, such as `127.0.0.1:11435` (or `127.0.0.1:11434` to stand in
     /// for Ollama). Off when unset. Any local user can reach a loopback port.
-    pub http_listen: Option<String>,
+    http_listen: Option<String> = None;
     /// Also serve the HTTP endpoints on this Unix socket path (created 0600;
     /// only this user's processes are answered).
-    pub http_socket: Option<PathBuf>,
+    http_socket: Option<PathBuf> = None;
     /// A file (mode 0600, owned by this user) holding the bearer token every
     /// HTTP request must send; no token is asked for when unset.
-    pub http_token_file: Option<PathBuf>,
-    /// Remote models by name (`[remote.NAME]` tables): embedding services
-    /// the host sends forward passes to. A role names one like any model.
-    pub remote: BTreeMap<String, RemoteModel>,
+    http_token_file: Option<PathBuf> = None;
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            unified_embedding_model: DEFAULT_MODEL.to_string(),
-            embedding_model: None,
-            codebase_embedding_model: None,
-            idle_timeout_secs: 600,
-            max_batch_tokens: 1024,
-            max_queue_texts: 65_536,
-            threads: 0,
-            engine: "native".to_string(),
-            weights: "f32".to_string(),
-            connect_timeout_ms: 5000,
-            request_timeout_secs: 60,
-            request_timeout_per_text_ms: 250,
-            http_listen: None,
-            http_socket: None,
-            http_token_file: None,
-            remote: BTreeMap::new(),
-        }
+/// One setting as [`SETTINGS`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// Its key in `config.toml` and in [`Settings::set`].
+    pub key: &'static str,
+    /// Its documentation, one line per doc-comment line.
+    pub doc: &'static str,
+}
+
+impl Setting {
+    /// Its environment variable: `VEMBED_` and the key upper-cased.
+    pub fn env_var(&self) -> String {
+        format!("VEMBED_{}", self.key.to_ascii_uppercase())
+    }
+
+    /// Its command-line flag, without the dashes: the key with `-` for `_`.
+    pub fn flag(&self) -> String {
+        self.key.replace('_', "-")
+    }
+
+    /// Its documentation as one paragraph (for `--help`).
+    pub fn help(&self) -> String {
+        self.doc.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
     }
 }
 
-/// The environment variable of each setting.
-pub const ENV_VARS: &[(&str, &str)] = &[
-    ("unified_embedding_model", "VEMBED_UNIFIED_EMBEDDING_MODEL"),
-    ("embedding_model", "VEMBED_EMBEDDING_MODEL"),
-    ("codebase_embedding_model", "VEMBED_CODEBASE_EMBEDDING_MODEL"),
-    ("idle_timeout_secs", "VEMBED_IDLE_TIMEOUT_SECS"),
-    ("max_batch_tokens", "VEMBED_MAX_BATCH_TOKENS"),
-    ("max_queue_texts", "VEMBED_MAX_QUEUE_TEXTS"),
-    ("threads", "VEMBED_THREADS"),
-    ("engine", "VEMBED_ENGINE"),
-    ("weights", "VEMBED_WEIGHTS"),
-    ("connect_timeout_ms", "VEMBED_CONNECT_TIMEOUT_MS"),
-    ("request_timeout_secs", "VEMBED_REQUEST_TIMEOUT_SECS"),
-    ("request_timeout_per_text_ms", "VEMBED_REQUEST_TIMEOUT_PER_TEXT_MS"),
-    ("http_listen", "VEMBED_HTTP_LISTEN"),
-    ("http_socket", "VEMBED_HTTP_SOCKET"),
-    ("http_token_file", "VEMBED_HTTP_TOKEN_FILE"),
-];
+/// A setting's type, as a flag or environment variable gives it.
+trait Value: Sized {
+    fn parse(key: &str, value: &str) -> Result<Self, String>;
+}
+
+impl Value for String {
+    fn parse(_: &str, value: &str) -> Result<String, String> {
+        Ok(value.to_string())
+    }
+}
+
+/// An optional setting: an empty or blank value turns it off.
+impl Value for Option<String> {
+    fn parse(_: &str, value: &str) -> Result<Option<String>, String> {
+        Ok(non_empty(value))
+    }
+}
+
+impl Value for Option<PathBuf> {
+    fn parse(_: &str, value: &str) -> Result<Option<PathBuf>, String> {
+        Ok(non_empty(value).map(PathBuf::from))
+    }
+}
+
+macro_rules! number {
+    ($($t:ty),*) => {$(
+        impl Value for $t {
+            fn parse(key: &str, value: &str) -> Result<$t, String> {
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{key} must be a non-negative integer, got {value:?}"))
+            }
+        }
+    )*};
+}
+number!(u32, u64);
+
+/// Refuses a value that is none of `choices` ("engine must be native or
+/// candle, got \"x\"").
+fn one_of(key: &str, value: &str, choices: &[&str]) -> Result<(), String> {
+    if choices.contains(&value) {
+        return Ok(());
+    }
+    let listed = match choices.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("{key} must be {listed}, got {value:?}"))
+}
 
 impl Settings {
     /// Defaults, then the config file (if it exists), then the environment.
@@ -135,51 +217,16 @@ impl Settings {
         }
     }
 
-    /// Overlays the `VEMBED_*` environment variables.
+    /// Overlays the `VEMBED_*` environment variables ([`Setting::env_var`]).
     pub fn apply_env(&mut self) -> Result<(), Error> {
-        for (key, var) in ENV_VARS {
-            if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
-                self.set(key, &value).map_err(|message| Error::Config {
+        for setting in SETTINGS {
+            let var = setting.env_var();
+            if let Some(value) = std::env::var(&var).ok().filter(|v| !v.is_empty()) {
+                self.set(setting.key, &value).map_err(|message| Error::Config {
                     path: PathBuf::from(format!("${var}")),
                     message,
                 })?;
             }
-        }
-        Ok(())
-    }
-
-    /// Sets one setting by its name, as a flag or env var would.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
-            v.trim().parse().map_err(|_| format!("{key} must be a non-negative integer, got {v:?}"))
-        }
-        match key {
-            "unified_embedding_model" => self.unified_embedding_model = value.to_string(),
-            "embedding_model" => self.embedding_model = Some(value.to_string()),
-            "codebase_embedding_model" => self.codebase_embedding_model = Some(value.to_string()),
-            "idle_timeout_secs" => self.idle_timeout_secs = num(key, value)?,
-            "max_batch_tokens" => self.max_batch_tokens = num(key, value)?,
-            "max_queue_texts" => self.max_queue_texts = num(key, value)?,
-            "threads" => self.threads = num(key, value)?,
-            "connect_timeout_ms" => self.connect_timeout_ms = num(key, value)?,
-            "request_timeout_secs" => self.request_timeout_secs = num(key, value)?,
-            "request_timeout_per_text_ms" => self.request_timeout_per_text_ms = num(key, value)?,
-            "http_listen" => self.http_listen = non_empty(value),
-            "http_socket" => self.http_socket = non_empty(value).map(PathBuf::from),
-            "http_token_file" => self.http_token_file = non_empty(value).map(PathBuf::from),
-            "engine" => match value {
-                "native" | "candle" => self.engine = value.to_string(),
-                other => return Err(format!("engine must be native or candle, got {other:?}")),
-            },
-            "weights" => match value {
-                "f32" | "f16" | "bf16" | "int8" | "amx-bf16" => self.weights = value.to_string(),
-                other => {
-                    return Err(format!(
-                        "weights must be f32, f16, bf16, int8 or amx-bf16, got {other:?}"
-                    ));
-                }
-            },
-            _ => return Err(format!("unknown setting {key:?}")),
         }
         Ok(())
     }
@@ -245,5 +292,58 @@ mod tests {
         assert!(!s.http_configured());
         std::fs::write(&path, "http_socket = \"/run/x.sock\"\n").unwrap();
         assert!(Settings::from_file(&path).unwrap().http_configured());
+    }
+
+    #[test]
+    fn each_setting_is_declared_once_and_its_env_var_and_flag_follow_its_key() {
+        let w = SETTINGS.iter().find(|s| s.key == "weights").unwrap();
+        assert_eq!((w.env_var().as_str(), w.flag().as_str()), ("VEMBED_WEIGHTS", "weights"));
+        let h = SETTINGS.iter().find(|s| s.key == "http_token_file").unwrap();
+        assert_eq!(h.env_var(), "VEMBED_HTTP_TOKEN_FILE");
+        assert_eq!(h.flag(), "http-token-file");
+        assert!(h.help().starts_with("A file (mode 0600") && !h.help().contains('\n'));
+        // Every field but the remote tables is a setting, and each one sets.
+        let table = toml::Value::try_from(Settings {
+            embedding_model: Some("a".into()),
+            codebase_embedding_model: Some("b".into()),
+            http_listen: Some("127.0.0.1:1".into()),
+            http_socket: Some("/s".into()),
+            http_token_file: Some("/t".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        let mut fields: Vec<&str> = table
+            .as_table()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "remote")
+            .collect();
+        let mut keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+        let mut s = Settings::default();
+        for (key, value) in table.as_table().unwrap() {
+            let text = match value {
+                toml::Value::String(v) => v.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                _ => continue,
+            };
+            s.set(key, &text).unwrap();
+        }
+        assert_eq!(toml::Value::try_from(&s).unwrap(), table);
+        // Choices, numbers, and an empty value turning an option off.
+        assert_eq!(
+            s.set("engine", "cuda").unwrap_err(),
+            "engine must be native or candle, got \"cuda\""
+        );
+        assert_eq!(
+            s.set("weights", "f8").unwrap_err(),
+            "weights must be f32, f16, bf16, int8 or amx-bf16, got \"f8\""
+        );
+        assert!(s.set("max_batch_tokens", "many").unwrap_err().contains("non-negative integer"));
+        s.set("embedding_model", " ").unwrap();
+        assert_eq!(s.embedding_model, None);
     }
 }

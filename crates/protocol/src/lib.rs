@@ -32,6 +32,8 @@
 
 mod frame_reader;
 pub mod framing;
+#[cfg(feature = "index")]
+mod from_index;
 mod status;
 mod types;
 

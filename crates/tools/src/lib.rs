@@ -25,7 +25,7 @@ mod rank;
 mod set;
 mod text;
 
-pub use rank::{LEXICAL_WEIGHT, Ranker, SelectOptions};
+pub use rank::{Ranker, SelectOptions, TOOL_TERM_SHARE};
 pub use set::{MAX_TOOLS, ToolSet, ToolsError, validate};
 pub use text::{split_identifier, split_text, texts_to_embed, tool_text};
 pub use vembed_protocol::{ToolFallback as Fallback, ToolMethod as Method, ToolPick, ToolSpec};

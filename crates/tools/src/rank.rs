@@ -4,8 +4,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::{Fallback, Method, ToolPick, ToolSpec, split_identifier, split_text};
 
-/// Weight of the lexical score in [`Method::Hybrid`].
-pub const LEXICAL_WEIGHT: f32 = 0.3;
+/// What [`Method::Hybrid`] adds to a tool's cosine for the query's terms it
+/// names: this times the idf share of the query's terms found in the tool's
+/// text. Not the code index's hybrid weight (`vembed_index::LEXICAL_WEIGHT`,
+/// which weighs BM25 against cosine over snippets): the two rank different
+/// things, and each was chosen on its own dev set.
+pub const TOOL_TERM_SHARE: f32 = 0.3;
 
 /// Selection options. The defaults follow Victor: k 5, threshold 0.15,
 /// fallback all.
@@ -112,7 +116,7 @@ impl Ranker {
                         .filter(|t| terms.contains(*t))
                         .map(|t| self.idf.get(t).copied().unwrap_or(0.0))
                         .sum();
-                    *b += LEXICAL_WEIGHT * hit / total;
+                    *b += TOOL_TERM_SHARE * hit / total;
                 }
             }
         }

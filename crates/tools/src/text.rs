@@ -47,30 +47,10 @@ pub fn texts_to_embed(tools: &[ToolSpec], method: Method) -> (Vec<String>, Vec<u
     (texts, owner)
 }
 
-/// `read_file` → `read file`, `getHTTPResponse` → `get http response`.
+/// `read_file` → `read file`, `getHTTPResponse` → `get http response`:
+/// [`vembed_words::words`], joined by spaces.
 pub fn split_identifier(id: &str) -> String {
-    let mut words: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let chars: Vec<char> = id.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_alphanumeric() {
-            if !cur.is_empty() {
-                words.push(std::mem::take(&mut cur));
-            }
-            continue;
-        }
-        let boundary = c.is_uppercase()
-            && !cur.is_empty()
-            && (chars[i - 1].is_lowercase() || chars.get(i + 1).is_some_and(|n| n.is_lowercase()));
-        if boundary {
-            words.push(std::mem::take(&mut cur));
-        }
-        cur.extend(c.to_lowercase());
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words.join(" ")
+    vembed_words::words(id).join(" ")
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use vembed::search::{RankedHit, Searcher};
-use vembed::{Client, ModelRef, RankedSearchRequest, Role, SearchHit, SearchMode};
+use vembed::search::Searcher;
+use vembed::{
+    Client, ModelRef, Rank, RankedSearchHit, RankedSearchRequest, Role, SearchHit, SearchMode,
+};
 
 /// Options of `vembed search`.
 #[derive(clap::Args, Debug)]
@@ -82,7 +84,7 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
     if args.search_k.is_some() && mode != SearchMode::Semantic {
         bail!("--search-k tunes the semantic forest: add --mode semantic");
     }
-    let results: Vec<Vec<RankedHit>> = if args.via_host {
+    let results: Vec<Vec<RankedSearchHit>> = if args.via_host {
         if args.search_k.is_some() {
             bail!("--search-k is for a search in this process, not --via-host");
         }
@@ -99,7 +101,7 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
                 k: args.k as u32,
                 mode,
             })?;
-            all.push(hits.into_iter().map(RankedHit::from).collect());
+            all.push(hits);
         }
         all
     } else {
@@ -129,11 +131,11 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
     let mut w = BufWriter::new(io::stdout().lock());
     if args.jsonl {
         for hits in &results {
-            serde_json::to_writer(&mut w, hits)?;
+            serde_json::to_writer(&mut w, &shown(hits))?;
             w.write_all(b"\n")?;
         }
     } else if args.json {
-        serde_json::to_writer_pretty(&mut w, &results[0])?;
+        serde_json::to_writer_pretty(&mut w, &shown(&results[0]))?;
         w.write_all(b"\n")?;
     } else {
         for h in results[0].iter().map(|r| &r.hit) {
@@ -148,13 +150,33 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn semantic_only(i: usize, hit: SearchHit) -> RankedHit {
-    let score = hit.score;
-    RankedHit {
-        hit,
-        semantic_rank: Some(i as u32 + 1),
-        semantic_score: Some(score),
-        lexical_rank: None,
-        lexical_score: None,
-    }
+fn semantic_only(i: usize, hit: SearchHit) -> RankedSearchHit {
+    let semantic = Some(Rank { rank: i as u32 + 1, score: hit.score });
+    RankedSearchHit { hit, semantic, lexical: None }
+}
+
+/// Hits as `--json` prints them (and the Python package reads them): each
+/// hit's fields, then `semantic_rank`, `semantic_score`, `lexical_rank`
+/// and `lexical_score` (null where that ranking did not find it). A view
+/// of the wire hit for printing, not a record of its own.
+fn shown(hits: &[RankedSearchHit]) -> Vec<Shown<'_>> {
+    hits.iter()
+        .map(|h| Shown {
+            hit: &h.hit,
+            semantic_rank: h.semantic.map(|r| r.rank),
+            semantic_score: h.semantic.map(|r| r.score),
+            lexical_rank: h.lexical.map(|r| r.rank),
+            lexical_score: h.lexical.map(|r| r.score),
+        })
+        .collect()
+}
+
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    hit: &'a SearchHit,
+    semantic_rank: Option<u32>,
+    semantic_score: Option<f32>,
+    lexical_rank: Option<u32>,
+    lexical_score: Option<f32>,
 }
