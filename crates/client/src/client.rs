@@ -69,7 +69,9 @@ impl Client {
                 match spawn::spawn_host(&opts)? {
                     StartupStatus::Ready { .. } | StartupStatus::AlreadyRunning => {}
                 }
-                spawn::wait_for_host(&opts, deadline)?
+                spawn::wait_for_host(&opts, deadline, || {
+                    Client::connect_with(&opts.socket, opts.timeouts)
+                })?
             }
             Err(e) => return Err(e),
         };

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Client, Error, Result};
+use crate::{Error, Result};
 
 /// How to find and start the host.
 #[derive(Debug, Clone)]
@@ -146,17 +146,21 @@ fn parse_status(line: &str, bin: &Path) -> Result<StartupStatus> {
     })
 }
 
-/// Polls the socket until a host answers the handshake or the deadline passes.
-/// A host that another process was starting may fail or be on its way out;
-/// while nothing answers, a new start is tried every half second (the lock
-/// keeps it to one host).
-pub(crate) fn wait_for_host(opts: &SpawnOptions, deadline: Instant) -> Result<Client> {
+/// Tries `connect` (a connection and its handshake) until a host answers or
+/// the deadline passes. A host that another process was starting may fail
+/// or be on its way out; while nothing answers, a new start is tried every
+/// half second (the lock keeps it to one host).
+pub(crate) fn wait_for_host<C>(
+    opts: &SpawnOptions,
+    deadline: Instant,
+    mut connect: impl FnMut() -> Result<C>,
+) -> Result<C> {
     let socket = &opts.socket;
     let started = Instant::now();
     let mut last_spawn = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
-        match Client::connect_with(socket, opts.timeouts) {
+        match connect() {
             Ok(c) => return Ok(c),
             Err(Error::NotRunning { .. } | Error::Disconnected) if Instant::now() < deadline => {
                 std::thread::sleep(pause);
