@@ -73,7 +73,7 @@ fn upstream_message(status: Option<u16>, message: &str) -> String {
 
 /// One batch: token ids per text, special tokens included, already
 /// truncated to the model's limit; or, for a backend that reads texts
-/// ([`Backend::feed`]), the texts themselves.
+/// ([`Backend::runner`]), the texts themselves.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
     /// The texts' token ids (empty for a backend that reads texts).
