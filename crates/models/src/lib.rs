@@ -11,9 +11,12 @@
 //! 4. vembed's own cache (`~/.cache/vembed/models/ORG--NAME`).
 #![warn(missing_docs)]
 
+mod fetch;
 pub mod os;
+mod packaged;
 pub mod paths;
 pub mod private_dir;
+mod pypi;
 pub mod remote;
 pub mod settings;
 mod standin;
@@ -21,12 +24,14 @@ mod store;
 
 use std::path::PathBuf;
 
+pub use fetch::{FetchSource, fetch};
+pub use packaged::{PACKAGED, Packaged};
 pub use remote::{Provider, RemoteModel};
 pub use settings::{DEFAULT_MODEL, SETTINGS, Setting, Settings};
 pub use standin::{make_standin, standin_name};
 pub use store::{
-    FetchSource, LocalModel, ModelDir, PACKAGED, Packaged, SHA256_RECORD, canonical_name, fetch,
-    import, list, resolve, sha256_file, validate_dir,
+    LocalModel, ModelDir, SHA256_RECORD, canonical_name, import, list, resolve, sha256_file,
+    validate_dir,
 };
 
 /// Errors from model lookup, fetching, import and settings.
@@ -98,7 +103,7 @@ pub enum Error {
 }
 
 impl Error {
-    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }
     }
 }

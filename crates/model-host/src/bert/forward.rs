@@ -21,10 +21,10 @@ impl Bert {
         let h = self.hidden;
         let lens: Vec<usize> = texts.iter().map(|t| t.as_ref().len()).collect();
         let total: usize = lens.iter().sum();
-        if let Some(&l) = lens.iter().find(|&&l| l > self.max_pos) {
+        if let Some(&l) = lens.iter().find(|&&l| l > self.max_tokens) {
             return Err(BertError::Weights(format!(
                 "a text of {l} tokens is longer than the model's {} positions",
-                self.max_pos
+                self.max_tokens
             )));
         }
         for t in texts {
@@ -45,18 +45,38 @@ impl Bert {
         resize(tmp, total * h);
         resize(ff, total * self.inter);
 
-        // Embeddings: word + position + type 0, then LayerNorm.
+        // Embeddings: word + position (+ type 0 for BERT), then LayerNorm.
         let word = self.p(&self.word);
         let pos = self.p(&self.pos);
-        let type0 = &self.p(&self.type0)[..h];
+        let type0 = self.type0.as_ref().map(|t| &self.p(t)[..h]);
         let mut row = 0;
         for t in texts {
+            let mut counted = 0;
             for (p, &id) in t.as_ref().iter().enumerate() {
+                let p = match self.pad {
+                    None => p,
+                    // MPNet: padding_idx + the real tokens so far; a padding
+                    // token itself sits at padding_idx.
+                    Some(pad) if id == pad => pad as usize,
+                    Some(pad) => {
+                        counted += 1;
+                        pad as usize + counted
+                    }
+                };
                 let out = &mut x[row * h..(row + 1) * h];
                 let w = &word[id as usize * h..(id as usize + 1) * h];
                 let ps = &pos[p * h..(p + 1) * h];
-                for j in 0..h {
-                    out[j] = w[j] + ps[j] + type0[j];
+                match type0 {
+                    Some(type0) => {
+                        for j in 0..h {
+                            out[j] = w[j] + ps[j] + type0[j];
+                        }
+                    }
+                    None => {
+                        for j in 0..h {
+                            out[j] = w[j] + ps[j];
+                        }
+                    }
                 }
                 row += 1;
             }
@@ -104,8 +124,9 @@ impl Bert {
         Ok(&scratch.x[..total * h])
     }
 
-    /// Self-attention per (text, head): `ctx = softmax(Q Kᵀ / √d) V`, each
-    /// text over its own tokens only.
+    /// Self-attention per (text, head): `ctx = softmax(Q Kᵀ / √d + B) V`,
+    /// each text over its own tokens only; `B` is MPNet's relative position
+    /// bias (none for BERT).
     fn attention(
         &self,
         qkv: &[f32],
@@ -128,6 +149,17 @@ impl Bert {
                     return;
                 }
                 resize(scores, len * len);
+                // MPNet: the scores start as the head's position bias and
+                // the product is added to them (scores = bias + Q Kᵀ / √d).
+                let biased = match &self.relative {
+                    Some(bias) => {
+                        for i in 0..len {
+                            scores[i * len..(i + 1) * len].copy_from_slice(bias.row(head, i, len));
+                        }
+                        true
+                    }
+                    None => false,
+                };
                 let q = (qkv_ptr as *const f32).wrapping_add(start * 3 * h + head * d);
                 let k = q.wrapping_add(h);
                 let v = q.wrapping_add(2 * h);
@@ -142,14 +174,14 @@ impl Bert {
                         scores.as_mut_ptr(),
                         1,
                         len as isize,
-                        false,
+                        biased,
                         q,
                         1,
                         row,
                         k,
                         row,
                         1,
-                        0.0,
+                        if biased { 1.0 } else { 0.0 },
                         scale,
                         false,
                         false,

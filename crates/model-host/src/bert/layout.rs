@@ -1,27 +1,70 @@
 //! The encoder's weights: reading `config.json`'s shapes out of the mapped
-//! safetensors file, fusing Q, K and V, and packing panels for the
-//! small-batch kernel.
+//! safetensors file under each family's names, fusing Q, K and V, spreading
+//! MPNet's relative position bias, and packing panels for the small-batch
+//! kernel.
 
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::{Act, Bert, BertError, Config, Layer, Linear, Panels, Param, Precision};
+use super::{
+    Act, Arch, Bert, BertError, Config, Layer, Linear, Panels, Param, Precision, relative,
+};
 use crate::weights::Weights;
+
+/// Where a family's tensors are in the file.
+struct Names {
+    /// The prefix a whole-model checkpoint puts before every name.
+    prefix: &'static str,
+    /// Q, K, V and the attention output's dense layer, under `attention.`.
+    q: &'static str,
+    k: &'static str,
+    v: &'static str,
+    o: &'static str,
+    /// The LayerNorm after attention, under `attention.`.
+    ln1: &'static str,
+}
+
+impl Names {
+    fn of(arch: Arch) -> Names {
+        match arch {
+            Arch::Bert => Names {
+                prefix: "bert.",
+                q: "self.query",
+                k: "self.key",
+                v: "self.value",
+                o: "output.dense",
+                ln1: "output.LayerNorm",
+            },
+            Arch::MPNet => Names {
+                prefix: "mpnet.",
+                q: "attn.q",
+                k: "attn.k",
+                v: "attn.v",
+                o: "attn.o",
+                ln1: "LayerNorm",
+            },
+        }
+    }
+}
 
 impl Bert {
     /// Loads the encoder from `model.safetensors` in `dir`, as `config.json`
-    /// describes it.
-    pub fn load(dir: &Path, config: &Config) -> Result<Bert, BertError> {
-        if let Some(t) = &config.model_type
-            && !matches!(t.as_str(), "bert")
-        {
-            return Err(BertError::Unsupported(format!("model_type {t}")));
-        }
+    /// describes it, for the family `arch`.
+    pub fn load(dir: &Path, config: &Config, arch: Arch) -> Result<Bert, BertError> {
         if config.position_embedding_type != "absolute" {
             return Err(BertError::Unsupported(format!(
                 "position_embedding_type {}",
                 config.position_embedding_type
+            )));
+        }
+        if arch == Arch::MPNet
+            && let Some(b) = config.relative_attention_num_buckets
+            && b != relative::BUCKETS
+        {
+            return Err(BertError::Unsupported(format!(
+                "relative_attention_num_buckets {b} (transformers' MPNet always uses {})",
+                relative::BUCKETS
             )));
         }
         let act = match config.hidden_act.as_str() {
@@ -31,23 +74,34 @@ impl Bert {
             other => return Err(BertError::Unsupported(format!("hidden_act {other}"))),
         };
         let h = config.hidden_size;
-        if config.num_attention_heads == 0 || !h.is_multiple_of(config.num_attention_heads) {
+        let heads = config.num_attention_heads;
+        if heads == 0 || !h.is_multiple_of(heads) {
             return Err(BertError::Unsupported(format!(
-                "hidden_size {h} is not a multiple of {} heads",
-                config.num_attention_heads
+                "hidden_size {h} is not a multiple of {heads} heads"
             )));
         }
+        let max_tokens = config.max_tokens(arch);
+        if max_tokens == 0 {
+            return Err(BertError::Unsupported(format!(
+                "max_position_embeddings {} leaves no position for a token",
+                config.max_position_embeddings
+            )));
+        }
+        let names = Names::of(arch);
         let path = dir.join("model.safetensors");
         let weights = Weights::open(&path)
             .map_err(|e| BertError::Weights(format!("{}: {e}", path.display())))?;
         weights.will_need();
         let i = config.intermediate_size;
-        let (word, pos, type0, ln_g, ln_b, layers) = {
+        let (word, pos, type0, ln_g, ln_b, layers, relative) = {
             let bytes = weights.bytes();
             let st = SafeTensors::deserialize(bytes)
                 .map_err(|e| BertError::Weights(format!("{}: {e}", path.display())))?;
-            let prefix =
-                if st.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
+            let prefix = if st.names().iter().any(|n| n.starts_with(names.prefix)) {
+                names.prefix
+            } else {
+                ""
+            };
             let get = |name: &str, shape: &[usize]| -> Result<Param, BertError> {
                 let full = format!("{prefix}{name}");
                 let t = st
@@ -72,15 +126,16 @@ impl Bert {
             let mut layers = Vec::with_capacity(config.num_hidden_layers);
             for l in 0..config.num_hidden_layers {
                 let p = |n: &str| format!("encoder.layer.{l}.{n}");
-                let w = |n: &str| get(&p(&format!("attention.self.{n}.weight")), &[h, h]);
-                let b = |n: &str| get(&p(&format!("attention.self.{n}.bias")), &[h]);
+                let att = |n: &str, what: &str| p(&format!("attention.{n}.{what}"));
+                let w = |n: &str| get(&att(n, "weight"), &[h, h]);
+                let b = |n: &str| get(&att(n, "bias"), &[h]);
                 layers.push(Layer {
-                    wqkv: linear(concat(&[w("query")?, w("key")?, w("value")?]), h),
-                    bqkv: concat(&[b("query")?, b("key")?, b("value")?]),
-                    wo: linear(get(&p("attention.output.dense.weight"), &[h, h])?, h),
-                    bo: get(&p("attention.output.dense.bias"), &[h])?,
-                    ln1_g: get(&p("attention.output.LayerNorm.weight"), &[h])?,
-                    ln1_b: get(&p("attention.output.LayerNorm.bias"), &[h])?,
+                    wqkv: linear(concat(&[w(names.q)?, w(names.k)?, w(names.v)?]), h),
+                    bqkv: concat(&[b(names.q)?, b(names.k)?, b(names.v)?]),
+                    wo: linear(w(names.o)?, h),
+                    bo: b(names.o)?,
+                    ln1_g: get(&att(names.ln1, "weight"), &[h])?,
+                    ln1_b: get(&att(names.ln1, "bias"), &[h])?,
                     w1: linear(get(&p("intermediate.dense.weight"), &[i, h])?, h),
                     b1: get(&p("intermediate.dense.bias"), &[i])?,
                     w2: linear(get(&p("output.dense.weight"), &[h, i])?, i),
@@ -89,27 +144,41 @@ impl Bert {
                     ln2_b: get(&p("output.LayerNorm.bias"), &[h])?,
                 });
             }
+            let (type0, relative) = match arch {
+                Arch::Bert => {
+                    let types = [config.type_vocab_size, h];
+                    (Some(get("embeddings.token_type_embeddings.weight", &types)?), None)
+                }
+                Arch::MPNet => {
+                    let table =
+                        get("encoder.relative_attention_bias.weight", &[relative::BUCKETS, heads])?;
+                    (None, Some(relative::Bias::new(view(bytes, &table), heads, max_tokens)))
+                }
+            };
             (
                 get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
                 get("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?,
-                get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?,
+                type0,
                 get("embeddings.LayerNorm.weight", &[h])?,
                 get("embeddings.LayerNorm.bias", &[h])?,
                 layers,
+                relative,
             )
         };
         Ok(Bert {
             weights,
+            max_tokens,
+            pad: (arch == Arch::MPNet).then_some(super::MPNET_PADDING_IDX),
             hidden: h,
-            heads: config.num_attention_heads,
+            heads,
             inter: i,
             eps: config.layer_norm_eps as f32,
             act,
-            max_pos: config.max_position_embeddings,
             vocab: config.vocab_size,
             word,
             pos,
             type0,
+            relative,
             ln_g,
             ln_b,
             layers,

@@ -1,4 +1,6 @@
-//! vembed's own BERT encoder forward pass on the CPU.
+//! vembed's own encoder forward pass on the CPU, for the BERT family:
+//! BERT itself and MPNet ([`Arch`]), which differ only in their embeddings,
+//! their weights' names and MPNet's relative position bias ([`relative`]).
 //!
 //! candle's stock `BertModel` pads every batch to its longest text, runs
 //! about 120 small tensor ops per layer with a fresh allocation each, and
@@ -34,6 +36,7 @@ pub mod int8;
 mod layout;
 pub mod packed;
 mod ptr;
+mod relative;
 pub mod team;
 
 use serde::Deserialize;
@@ -51,7 +54,22 @@ pub enum BertError {
     Weights(String),
 }
 
-/// The fields of a Hugging Face BERT `config.json` this encoder reads.
+/// Which member of the BERT family an encoder is: what its embeddings add,
+/// how its weights are named, and whether attention has a position bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// BERT: absolute positions counted from 0, token type 0 added to
+    /// every token.
+    Bert,
+    /// MPNet: absolute positions counted from `pad_token_id + 1` (padding
+    /// tokens keep `pad_token_id`), no token types, and a relative position
+    /// bias, bucketed and shared by the layers, added to every head's
+    /// attention scores.
+    MPNet,
+}
+
+/// The fields of a Hugging Face BERT or MPNet `config.json` this encoder
+/// reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     /// Hidden size.
@@ -78,10 +96,34 @@ pub struct Config {
     /// Only `"absolute"` is implemented.
     #[serde(default = "default_pos")]
     pub position_embedding_type: String,
-    /// `"bert"` and the BERT-shaped models.
+    /// `"bert"` or `"mpnet"` (see `config::ARCHITECTURES`).
     #[serde(default)]
     pub model_type: Option<String>,
+    /// MPNet's relative position buckets.
+    #[serde(default)]
+    pub relative_attention_num_buckets: Option<usize>,
 }
+
+impl Config {
+    /// Position ids before a text's first token: 0 for BERT, `padding_idx
+    /// + 1` for MPNet (as `create_position_ids_from_input_ids` counts them).
+    pub fn position_offset(&self, arch: Arch) -> usize {
+        match arch {
+            Arch::Bert => 0,
+            Arch::MPNet => MPNET_PADDING_IDX as usize + 1,
+        }
+    }
+
+    /// The most tokens a text can have, special tokens included: the
+    /// positions past the offset.
+    pub fn max_tokens(&self, arch: Arch) -> usize {
+        self.max_position_embeddings.saturating_sub(self.position_offset(arch))
+    }
+}
+
+/// MPNet's padding token, from which it counts positions: transformers'
+/// `MPNetEmbeddings` fixes `padding_idx = 1`, whatever `pad_token_id` says.
+const MPNET_PADDING_IDX: u32 = 1;
 
 fn default_type_vocab() -> usize {
     2
@@ -225,20 +267,26 @@ struct Layer {
     ln2_b: Param,
 }
 
-/// A BERT encoder over memory-mapped weights.
+/// A BERT-family encoder over memory-mapped weights.
 pub struct Bert {
     weights: Weights,
+    /// The most tokens a text can have.
+    max_tokens: usize,
+    /// How positions are counted: from 0 (`None`, BERT), or MPNet's way
+    /// from its padding token.
+    pad: Option<u32>,
     hidden: usize,
     heads: usize,
     inter: usize,
     eps: f32,
     act: Act,
-    max_pos: usize,
     vocab: usize,
     word: Param,
     pos: Param,
-    /// Token type 0's row (vembed embeds single texts).
-    type0: Param,
+    /// Token type 0's row (vembed embeds single texts); MPNet has none.
+    type0: Option<Param>,
+    /// MPNet's relative position bias per head.
+    relative: Option<relative::Bias>,
     ln_g: Param,
     ln_b: Param,
     layers: Vec<Layer>,

@@ -142,9 +142,24 @@ fn backend(
     engine: Engine,
     precision: Precision,
 ) -> Result<Box<dyn Backend>, ModelError> {
+    let refuse = |message: String| ModelError::Precision {
+        model: name.to_string(),
+        precision: precision.name(),
+        message,
+    };
+    let architecture = config.architecture;
+    let no_candle = || {
+        format!("candle-transformers has no encoder for model_type {:?}", architecture.model_type)
+    };
     let native = match engine {
-        Engine::Native => match Bert::load(dir, &config.native) {
+        Engine::Native => match Bert::load(dir, &config.native, architecture.arch) {
             Ok(bert) => Some(bert),
+            Err(bert::BertError::Unsupported(why)) if !architecture.candle => {
+                return Err(ModelError::Native(bert::BertError::Unsupported(format!(
+                    "{why}; and {}, so nothing else can run it",
+                    no_candle()
+                ))));
+            }
             Err(e @ bert::BertError::Unsupported(_)) => {
                 tracing::warn!("{}: {e}; using candle", dir.display());
                 None
@@ -153,12 +168,13 @@ fn backend(
         },
         Engine::Candle | Engine::Remote => None,
     };
-    let refuse = |message: String| ModelError::Precision {
-        model: name.to_string(),
-        precision: precision.name(),
-        message,
-    };
     let Some(bert) = native else {
+        let Some(candle) = config.candle.as_ref() else {
+            return Err(ModelError::Backend(crate::backend::BackendError::Failed {
+                engine: Engine::Candle,
+                message: format!("{}: use engine = \"native\"", no_candle()),
+            }));
+        };
         if precision != Precision::F32 {
             return Err(refuse(match engine {
                 Engine::Candle | Engine::Remote => {
@@ -169,9 +185,9 @@ fn backend(
                     .to_string(),
             }));
         }
-        return Ok(Box::new(CandleBackend::load(dir, &config.candle, pipeline.clone())?));
+        return Ok(Box::new(CandleBackend::load(dir, candle, pipeline.clone())?));
     };
-    let mut native = NativeBackend::new(bert, pipeline.clone(), config.candle.hidden_size);
+    let mut native = NativeBackend::new(bert, pipeline.clone(), config.native.hidden_size);
     if let Some(why) = precision.unsupported() {
         return Err(refuse(why));
     }
