@@ -45,7 +45,7 @@ pub struct GateReport {
     pub least: f32,
     /// The mean cosine.
     pub mean: f32,
-    /// The text with the least cosine.
+    /// The text with the least cosine (its first 60 characters).
     pub worst: String,
 }
 
@@ -61,6 +61,14 @@ pub fn embed_alone(backend: &dyn Backend, ids: &[Vec<u32>]) -> Result<Vec<Vec<f3
     ids.iter().map(|t| backend.embed(Batch { ids: &[t.as_slice()], texts: &[] })).collect()
 }
 
+/// A probe text as a message quotes it: its first 60 characters.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// Compares the reduced precision's embeddings with f32's, text by text.
 pub fn compare(texts: &[String], reference: &[Vec<f32>], reduced: &[Vec<f32>]) -> GateReport {
     let mut least = f32::INFINITY;
@@ -72,7 +80,7 @@ pub fn compare(texts: &[String], reference: &[Vec<f32>], reduced: &[Vec<f32>]) -
         // NaN counts as the worst possible cosine.
         if c.is_nan() || c < least {
             least = if c.is_nan() { f32::NEG_INFINITY } else { c };
-            worst = t.clone();
+            worst = shortened(t);
         }
     }
     GateReport { least, mean: sum / texts.len().max(1) as f32, worst }

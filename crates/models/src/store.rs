@@ -287,7 +287,14 @@ fn extract_model(archive: &Path, dst: &Path) -> Result<(), Error> {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         let mut f = File::create(&out).map_err(|e| Error::io(&out, e))?;
-        io::copy(&mut entry, &mut f).map_err(|e| Error::io(&out, e))?;
+        io::copy(&mut entry, &mut f).map_err(|e| match e.kind() {
+            // What the zip reader says of a member whose bytes or CRC are wrong.
+            io::ErrorKind::InvalidData => bad(format!(
+                "{} is corrupt inside the archive ({e}); nothing was installed",
+                rel.display()
+            )),
+            _ => Error::io(&out, e),
+        })?;
     }
     Ok(())
 }
