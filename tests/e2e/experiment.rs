@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use vembed_tests::{Env, model_dir};
+use vembed_tests::{Env, model_dir, mpnet_dir};
 
 /// A copy of the model in the environment, so that no other test's host
 /// maps these files and the cold starts can evict them from the page cache.
@@ -206,4 +206,75 @@ fn a_bad_baseline_python_is_refused_before_anything_starts() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--baseline-python /bin/true"), "{err}");
     assert!(!out.exists(), "nothing written");
+}
+
+/// The seed's quality model with its real weights: its "separate models"
+/// configuration and its enterprise unified model are measured beside the
+/// default ones, and the report gives the seed's figures with verdicts.
+#[test]
+fn the_seeds_quality_configurations_are_measured_with_all_mpnet_base_v2() {
+    let env = Env::new().with_private_cache();
+    let tools_model = private_model(&env);
+    let quality = env.path("models/all-mpnet-base-v2");
+    copy_dir(&mpnet_dir(), &quality);
+    let out = env.path("report");
+    let corpus = corpus(&env);
+    let o = env.run(
+        "vembed-lab",
+        &[
+            "experiment",
+            "--quick",
+            "--json",
+            "--repeat",
+            "1",
+            "--processes",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--corpus",
+            &corpus,
+            "--tools-model",
+            &tools_model,
+            "--code-model",
+            &tools_model,
+            "--quality-model",
+            quality.to_str().unwrap(),
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let r: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    let config = |name: &str| {
+        r["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
+    };
+    let sep = config("separate-quality");
+    let uni = config("unified-quality");
+    assert_eq!(sep["tools_model"], config("separate")["tools_model"]);
+    assert!(sep["code_model"].as_str().unwrap().ends_with("all-mpnet-base-v2"), "{sep}");
+    assert_eq!(uni["tools_model"], uni["code_model"]);
+    // 438 MB of weights: more than the default configurations' one small model.
+    let disk = |c: &Value| num(&c["disk_bytes"]);
+    assert!(disk(&uni) > 400e6 && disk(&sep) > disk(&uni), "{} {}", disk(&sep), disk(&uni));
+    for c in [&sep, &uni] {
+        let code: Vec<f64> = c["inference"]["code_warm"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| num(&s["value"]))
+            .collect();
+        assert!(!code.is_empty() && code.iter().all(|&ms| ms > 0.0), "{c}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## The seed's quality model"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| unified-quality |") && l.contains("| 420MB |"))
+        .unwrap_or_else(|| panic!("the quality table's row with the seed's 420MB:\n{md}"));
+    assert!(row.contains("~15ms"), "{row}");
+    assert!(
+        ["confirmed", "better than the seed", "worse than the seed"]
+            .iter()
+            .any(|v| row.contains(v))
+    );
 }

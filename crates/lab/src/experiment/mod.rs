@@ -18,6 +18,7 @@ use vembed_models::{DEFAULT_MODEL, ModelDir};
 pub mod agent;
 mod chart;
 mod probe;
+mod quality;
 mod report;
 mod steps;
 mod subject;
@@ -27,6 +28,9 @@ use subject::{Config, Ctx, Kind, Subject};
 
 /// The seed's larger model, used when it is on this machine.
 const L12: &str = "sentence-transformers/all-MiniLM-L12-v2";
+/// The seed's quality model: its "separate models" code model and its
+/// enterprise unified model.
+const QUALITY: &str = "sentence-transformers/all-mpnet-base-v2";
 
 /// Options of `vembed-lab experiment`.
 #[derive(clap::Args, Debug)]
@@ -61,6 +65,13 @@ pub struct ExperimentArgs {
     /// 12-layer timing stand-in made from the tool model].
     #[arg(long)]
     code_model: Option<String>,
+    /// The seed's quality model, measured in two more configurations: the
+    /// seed's "separate models" (the tool model for tools, this one for
+    /// code) and its enterprise unified model (this one for both)
+    /// [default: all-mpnet-base-v2 when it is on this machine; `none` skips
+    /// them].
+    #[arg(long)]
+    quality_model: Option<String>,
     /// The source tree indexed for code search.
     #[arg(long, default_value = ".")]
     corpus: PathBuf,
@@ -141,7 +152,7 @@ fn build_index(ctx: &Ctx, config: &Config) -> anyhow::Result<(u64, f64)> {
     let done = client.index(
         IndexRequest {
             repo: ctx.repo.display().to_string(),
-            index_dir: Some(ctx.index_dir.display().to_string()),
+            index_dir: Some(ctx.index_dir(&config.code).display().to_string()),
             rebuild: false,
         },
         |_| {},
@@ -150,7 +161,7 @@ fn build_index(ctx: &Ctx, config: &Config) -> anyhow::Result<(u64, f64)> {
     let _ = client.shutdown();
     let _ = child.wait();
     done?;
-    let stats = Searcher::open_dir(&ctx.index_dir)?.stats()?;
+    let stats = Searcher::open_dir(&ctx.index_dir(&config.code))?.stats()?;
     if stats.snippets == 0 {
         bail!("the corpus {} has no source files to index", ctx.repo.display());
     }
@@ -238,6 +249,30 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         Config { name: "separate", kind: Kind::Host, tools: tools.clone(), code: code.clone() },
         Config { name: "unified", kind: Kind::Host, tools: code.clone(), code: code.clone() },
     ];
+    let quality = match args.quality_model.as_deref() {
+        Some("none") => None,
+        Some(name) => Some(vembed_models::resolve(name)?),
+        None => vembed_models::resolve(QUALITY).ok(),
+    };
+    if let Some(q) = &quality {
+        configs.push(Config {
+            name: "separate-quality",
+            kind: Kind::Host,
+            tools: tools.clone(),
+            code: q.clone(),
+        });
+        configs.push(Config {
+            name: "unified-quality",
+            kind: Kind::Host,
+            tools: q.clone(),
+            code: q.clone(),
+        });
+    } else {
+        progress(format!(
+            "{QUALITY} is not on this machine: the seed's quality configurations are not measured \
+             (`vembed model fetch {QUALITY}`)"
+        ));
+    }
     if args.baseline_python.is_some() {
         configs.push(Config {
             name: "per-process",
@@ -248,6 +283,10 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     }
     progress(format!("indexing {} with {} for code search", corpus.display(), code.name));
     let (index_chunks, index_seconds) = build_index(&ctx, &configs[1])?;
+    if let Some(q) = &quality {
+        progress(format!("indexing {} with {} for code search", corpus.display(), q.name));
+        build_index(&ctx, configs.iter().find(|c| c.name == "unified-quality").unwrap())?;
+    }
 
     let mut q = steps::Queries::new();
     let mut reports = Vec::new();
@@ -257,6 +296,9 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     let mut models = vec![model_report(&tools, false)];
     if code.path != tools.path {
         models.push(model_report(&code, standin));
+    }
+    if let Some(q) = &quality {
+        models.push(model_report(q, false));
     }
     let report = Report {
         vembed_version: env!("CARGO_PKG_VERSION"),

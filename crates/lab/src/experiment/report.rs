@@ -77,11 +77,11 @@ pub fn stat(values: impl IntoIterator<Item = f64>) -> Option<Stat> {
     Some(Stat { median, min: v[0], max: v[n - 1] })
 }
 
-fn of(samples: &[Sample]) -> Option<Stat> {
+pub(super) fn of(samples: &[Sample]) -> Option<Stat> {
     stat(samples.iter().map(|s| s.value))
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
+pub(super) const MIB: f64 = 1024.0 * 1024.0;
 
 impl ConfigReport {
     pub fn starts_of(&self, cold: bool) -> impl Iterator<Item = &Start> {
@@ -97,7 +97,7 @@ impl ConfigReport {
     }
 }
 
-fn fmt_stat(s: Option<Stat>, unit: &str, decimals: usize) -> String {
+pub(super) fn fmt_stat(s: Option<Stat>, unit: &str, decimals: usize) -> String {
     match s {
         None => "n/a".into(),
         Some(s) if (s.max - s.min).abs() < f64::EPSILON => {
@@ -193,6 +193,7 @@ impl Report {
         self.memory_table(&mut o);
         self.startup_table(&mut o, sep, uni, pp);
         self.latency_table(&mut o, sep, uni, pp);
+        self.quality_table(&mut o);
         self.agents_table(&mut o);
         o
     }

@@ -29,7 +29,8 @@ pub enum Kind {
 /// One configuration of the experiment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `separate`, `unified` or `per-process`.
+    /// `separate`, `unified`, `per-process`, or with the seed's quality
+    /// model `separate-quality` and `unified-quality`.
     pub name: &'static str,
     pub kind: Kind,
     pub tools: ModelDir,
@@ -74,7 +75,6 @@ pub struct Ctx {
     pub host_bin: PathBuf,
     pub python: Option<PathBuf>,
     pub repo: PathBuf,
-    pub index_dir: PathBuf,
     pub logs: PathBuf,
 }
 
@@ -88,8 +88,18 @@ impl Ctx {
         let host_bin = SpawnOptions::default().resolve_host_bin()?;
         std::fs::write(work.join("tools.json"), TOOLS_JSON)?;
         std::fs::write(work.join("agent.py"), super::agent::AGENT_PY)?;
-        let index_dir = logs.join("index");
-        Ok(Ctx { work, host_bin, python, repo, index_dir, logs })
+        Ok(Ctx { work, host_bin, python, repo, logs })
+    }
+
+    /// The index code search reads with `code` as the code model: one per
+    /// code model, as an index is built with one model.
+    pub fn index_dir(&self, code: &ModelDir) -> PathBuf {
+        let name: String = code
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        self.logs.join(format!("index-{name}"))
     }
 
     fn log(&self, name: &str) -> anyhow::Result<std::fs::File> {
@@ -140,7 +150,7 @@ impl Ctx {
                 let mut cmd = Command::new(std::env::current_exe()?);
                 cmd.arg("experiment-agent").arg("--socket").arg(self.socket(config));
                 cmd.arg("--repo").arg(&self.repo);
-                cmd.arg("--index-dir").arg(&self.index_dir);
+                cmd.arg("--index-dir").arg(self.index_dir(&config.code));
                 cmd
             }
             Kind::PerProcess => self.python_agent(&config.code)?,
@@ -178,7 +188,8 @@ impl Subject {
         match config.kind {
             Kind::Host => {
                 let (child, client) = ctx.start_host(config)?;
-                let searcher = Searcher::open(&client, &ctx.repo, Some(&ctx.index_dir))?;
+                let searcher =
+                    Searcher::open(&client, &ctx.repo, Some(&ctx.index_dir(&config.code)))?;
                 let set = ToolSet::from_json(TOOLS_JSON)?;
                 Ok(Subject::Host(Box::new(HostSubject { child, client, searcher, set })))
             }
