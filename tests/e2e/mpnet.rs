@@ -245,3 +245,31 @@ fn tool_selection_and_the_code_index_run_on_768_dimensions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("was built with"), "{err}");
 }
+
+/// A remote model whose service is a host of all-mpnet-base-v2: host B
+/// learns its 768 dimensions by asking (none declared), counts tokens with
+/// the local tokenizer, and serves A's vectors through its own socket.
+#[test]
+fn a_remote_model_of_mpnet_serves_768_dimensions() {
+    let env_a = mpnet_env();
+    let host_a = HttpHost::start(&env_a, &[]);
+    let mut b = Env::new();
+    let table = format!(
+        "[remote.quality]\nprovider = \"openai\"\nurl = \"http://{}/v1\"\nmodel = \"{NAME}\"\n\
+         tokenizer = {:?}\n",
+        host_a.addr,
+        mpnet_dir().display().to_string()
+    );
+    std::fs::write(b.path("config.toml"), table).unwrap();
+    b.host_args = vec!["--unified-embedding-model".into(), "quality".into()];
+    let mut client = b.client();
+    let m = &client.hello().models[0];
+    assert_eq!((m.dim, m.max_seq_length), (768, 384), "{m:?}");
+    let texts = ["find the email validator", "def parse(x):\n    return int(x)"];
+    let via_b = client.embed(&texts).unwrap();
+    let direct = vembed::Client::connect(&env_a.socket).unwrap().embed(&texts).unwrap();
+    for (x, y) in via_b.iter().zip(&direct) {
+        assert_eq!(x.len(), 768);
+        assert!(cosine(x, y) >= 0.99999);
+    }
+}
