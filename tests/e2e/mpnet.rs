@@ -12,7 +12,7 @@ use vembed::tools::{Method, SelectOptions, Selector, ToolSet};
 use vembed::{ModelRef, Role};
 use vembed_host::{Embedder, Engine};
 use vembed_tests::http::{HttpHost, openai_rows, post, request, rows};
-use vembed_tests::{Env, cosine, golden_mpnet, link_model, mpnet_dir};
+use vembed_tests::{Env, assert_golden_through, cosine, golden_mpnet, link_model, mpnet_dir};
 
 const NAME: &str = "sentence-transformers/all-mpnet-base-v2";
 
@@ -46,20 +46,10 @@ fn golden_vectors_alone_and_batched_through_the_socket() {
     assert_eq!((m.name.as_str(), m.dim, m.max_seq_length), (NAME, 768, 384));
     let items = golden_mpnet();
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
-    let batch = client.embed_with(&ModelRef::Role(Role::Unified), &texts).unwrap();
+    let (batch, alone) = assert_golden_through(&mut client, &items);
     assert_eq!(batch.dim, 768);
-    for ((item, row), &tokens) in items.iter().zip(batch.rows()).zip(&batch.tokens) {
-        let c = cosine(row, &item.embedding);
-        assert!(c >= 0.9999, "batched: cosine {c} for {:?}", item.text);
-        assert_eq!(tokens as usize, item.n_tokens, "tokens of {:?}", item.text);
-        let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "normalized: {norm}");
-    }
-    for (item, b) in items.iter().zip(batch.rows()) {
-        let alone = client.embed(&[item.text.as_str()]).unwrap();
-        let c = cosine(&alone[0], &item.embedding);
-        assert!(c >= 0.9999, "alone: cosine {c} for {:?}", item.text);
-        assert!(cosine(&alone[0], b) >= 0.99999, "alone vs batched for {:?}", item.text);
+    for ((item, a), b) in items.iter().zip(&alone).zip(batch.rows()) {
+        assert!(cosine(a, b) >= 0.99999, "alone vs batched for {:?}", item.text);
     }
     // The cache keeps 768 floats per text, and answers them again.
     let first = client.embed_cached(&ModelRef::Role(Role::Code), &texts[..4]).unwrap();

@@ -1,6 +1,6 @@
 use vembed::{ModelRef, Role};
 use vembed_host::{Embedder, Engine};
-use vembed_tests::{Env, cosine, golden, model_dir};
+use vembed_tests::{Env, assert_golden_through, cosine, golden, model_dir};
 
 #[test]
 fn tokenization_matches_golden_input_ids() {
@@ -18,22 +18,7 @@ fn tokenization_matches_golden_input_ids() {
 fn golden_embeddings_alone_and_in_one_batch() {
     let env = Env::new();
     let mut client = env.client();
-    let items = golden();
-    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
-    let batch = client.embed_with(&ModelRef::Role(Role::Unified), &texts).unwrap();
-    assert_eq!(batch.len(), items.len());
-    for ((item, row), &tokens) in items.iter().zip(batch.rows()).zip(&batch.tokens) {
-        let c = cosine(row, &item.embedding);
-        assert!(c >= 0.9999, "batch: cosine {c} for {:?}", item.text);
-        assert_eq!(tokens as usize, item.n_tokens, "tokens of {:?}", item.text);
-        let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "normalized: {norm}");
-    }
-    for item in &items {
-        let alone = client.embed(&[item.text.as_str()]).unwrap();
-        let c = cosine(&alone[0], &item.embedding);
-        assert!(c >= 0.9999, "alone: cosine {c} for {:?}", item.text);
-    }
+    assert_golden_through(&mut client, &golden());
 }
 
 #[test]

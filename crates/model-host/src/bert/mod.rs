@@ -96,9 +96,6 @@ pub struct Config {
     /// Only `"absolute"` is implemented.
     #[serde(default = "default_pos")]
     pub position_embedding_type: String,
-    /// `"bert"` or `"mpnet"` (see `config::ARCHITECTURES`).
-    #[serde(default)]
-    pub model_type: Option<String>,
     /// MPNet's relative position buckets.
     #[serde(default)]
     pub relative_attention_num_buckets: Option<usize>,
