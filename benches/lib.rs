@@ -48,3 +48,84 @@ pub fn code_chunks_from(roots: &[PathBuf], n: usize) -> Vec<String> {
     }
     chunks.into_iter().cycle().take(n).collect()
 }
+
+/// Snippets of real code for embedding at scale: up to `n` pieces of three
+/// non-blank lines (at most 240 characters) from the Rust sources of the
+/// crates cargo has unpacked (`~/.cargo/registry/src`) and the Python
+/// sources of the test venvs (`~/.cache/vembed/venvs`), in sorted path
+/// order, each piece at most once.
+pub fn real_snippets(n: usize) -> Vec<String> {
+    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    let roots = [home.join(".cargo/registry/src"), vembed_models::paths::cache_dir().join("venvs")];
+    let mut files = Vec::new();
+    let mut stack = roots.to_vec();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(p);
+            } else if kind.is_file() && p.extension().is_some_and(|x| x == "rs" || x == "py") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    'files: for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| l.len() > 8).collect();
+        for c in lines.chunks(3) {
+            let mut s = c.join("\n");
+            s.truncate(s.floor_char_boundary(240));
+            if seen.insert(s.clone()) {
+                out.push(s);
+                if out.len() == n {
+                    break 'files;
+                }
+            }
+        }
+    }
+    assert_eq!(out.len(), n, "only {} distinct snippets of real code on this machine", out.len());
+    out
+}
+
+/// The embeddings (`n × dim`, row-major) of [`real_snippets`]`(n)` by the
+/// model in `model_dir`, computed once per machine and kept in
+/// `~/.cache/vembed/bench/real-{n}-{sha}.f32` (embedding 100k snippets
+/// takes minutes on two cores).
+pub fn real_embeddings(e: &vembed_host::Embedder, n: usize) -> Vec<f32> {
+    let dim = e.dim();
+    let sha = e.sha256.get(..12).unwrap_or("model").to_string();
+    let dir = vembed_models::paths::cache_dir().join("bench");
+    let path = dir.join(format!("real-{n}-{sha}.f32"));
+    if let Ok(bytes) = std::fs::read(&path)
+        && bytes.len() == n * dim * 4
+    {
+        return bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+    }
+    let snippets = real_snippets(n);
+    let t = std::time::Instant::now();
+    let mut out = Vec::with_capacity(n * dim);
+    for (i, group) in snippets.chunks(64).enumerate() {
+        let ids: Vec<Vec<u32>> = group.iter().map(|c| e.tokenize(c).unwrap()).collect();
+        out.extend(e.embed_ids(&ids).unwrap());
+        if i % 100 == 99 {
+            eprintln!(
+                "embedded {} of {n} real snippets in {:.0} s",
+                out.len() / dim,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes: Vec<u8> = out.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    out
+}

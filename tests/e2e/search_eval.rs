@@ -39,7 +39,7 @@ fn eval_scores_every_method_on_labelled_queries() {
     assert!(report["index_seconds"].as_f64().unwrap() > 0.0);
     let methods = report["methods"].as_array().unwrap();
     let names: Vec<&str> = methods.iter().map(|m| m["method"].as_str().unwrap()).collect();
-    assert_eq!(names, ["semantic", "semantic-exact", "semantic-forest", "lexical", "hybrid"]);
+    assert_eq!(names, ["semantic", "semantic-exact", "semantic-codes", "lexical", "hybrid"]);
     for m in methods {
         let (mrr, r1, r10) = (
             m["mrr_at_10"].as_f64().unwrap(),

@@ -122,9 +122,16 @@ fn every_door_ranks_alike_in_every_mode() {
     let none = env.path("no-index");
     std::fs::create_dir_all(&none).unwrap();
     bad(json!({"repo": none, "query": "x"}), 404, "vembed index");
-    // --search-k stays a forest knob of the in-process search.
-    let o = env.vembed(&["search", "x", "--repo", r, "--via-host", "--search-k", "9"], "");
-    assert!(!o.status.success());
+    // --candidates stays a knob of the in-process search (--search-k is
+    // its old name).
+    for flag in ["--candidates", "--search-k"] {
+        let o = env.vembed(&["search", "x", "--repo", r, "--via-host", flag, "9"], "");
+        assert!(!o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stderr)
+                .contains("--candidates is for a search in this process")
+        );
+    }
     // The host went on serving.
     assert!(!cli("hash a password", "hybrid", true).is_empty());
 }

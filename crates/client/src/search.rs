@@ -78,20 +78,23 @@ impl Searcher {
         self.search_vector_with(vector, k, None)
     }
 
-    /// [`Searcher::search_vector`] visiting `search_k` forest nodes (default
-    /// `k × trees × 50`): higher finds more of the true neighbours, slower.
+    /// [`Searcher::search_vector`] re-ranking `candidates` snippets found
+    /// by their sign-bit codes, at any index size (default: an exact scan
+    /// up to 25,000 snippets, then a count that grows with the index):
+    /// more finds more of the true neighbours, slower.
     pub fn search_vector_with(
         &self,
         vector: &[f32],
         k: usize,
-        search_k: Option<usize>,
+        candidates: Option<usize>,
     ) -> Result<Vec<SearchHit>, SearchError> {
-        Ok(self.reader.search_with(vector, k, search_k)?.into_iter().map(SearchHit::from).collect())
+        let hits = self.reader.search_with(vector, k, candidates)?;
+        Ok(hits.into_iter().map(SearchHit::from).collect())
     }
 
     /// The `k` best snippets by an exhaustive scan of every vector (exact,
     /// whatever the index's size; [`Searcher::search_vector`] scans only
-    /// small indexes and walks the forest of larger ones).
+    /// small indexes and re-ranks code candidates on larger ones).
     pub fn search_vector_exact(
         &self,
         vector: &[f32],
@@ -100,9 +103,10 @@ impl Searcher {
         Ok(self.reader.search_exact(vector, k)?.into_iter().map(SearchHit::from).collect())
     }
 
-    /// The forest's default `search_k` for `k` results on this index.
-    pub fn default_search_k(&self, k: usize) -> Result<usize, SearchError> {
-        Ok(self.reader.default_search_k(k)?)
+    /// The candidates a code search of `k` results re-ranks by default on
+    /// this index.
+    pub fn default_candidates(&self, k: usize) -> Result<usize, SearchError> {
+        Ok(self.reader.default_candidates(k)?)
     }
 
     /// The `k` snippets that best match the query's words (BM25 over code

@@ -45,9 +45,6 @@ pub enum IndexError {
     /// LMDB failed.
     #[error("LMDB: {0}")]
     Lmdb(heed::Error),
-    /// The vector index failed.
-    #[error("vector index: {0}")]
-    Vectors(arroy::Error),
     /// Stored metadata is unreadable.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
@@ -76,20 +73,20 @@ pub enum IndexError {
         /// Its first line.
         line: u32,
     },
-    /// A search asked for more results or nodes than the bounds allow.
+    /// A search asked for more results or candidates than the bounds allow.
     #[error(
-        "a search for {k} results{} is over the bounds ({max_k} results, {max_search_k} nodes)",
-        search_k.map(|s| format!(" visiting {s} nodes")).unwrap_or_default()
+        "a search for {k} results{} is over the bounds ({max_k} results, {max_candidates} candidates)",
+        candidates.map(|s| format!(" re-ranking {s} candidates")).unwrap_or_default()
     )]
     TooMany {
         /// Results asked for.
         k: usize,
-        /// Nodes asked for.
-        search_k: Option<usize>,
+        /// Candidates asked for.
+        candidates: Option<usize>,
         /// The bound on results.
         max_k: usize,
-        /// The bound on nodes.
-        max_search_k: usize,
+        /// The bound on candidates.
+        max_candidates: usize,
     },
     /// A filesystem error.
     #[error("{path}: {source}")]
@@ -109,12 +106,6 @@ impl From<heed::Error> for IndexError {
     }
 }
 
-impl From<arroy::Error> for IndexError {
-    fn from(e: arroy::Error) -> Self {
-        IndexError::Vectors(e)
-    }
-}
-
 /// Result of this crate.
 pub type Result<T> = std::result::Result<T, IndexError>;
 
@@ -126,20 +117,12 @@ impl IndexError {
         let cause = self.to_string();
         let io = match &self {
             IndexError::Lmdb(heed::Error::Io(e)) => Some(e),
-            IndexError::Vectors(arroy::Error::Heed(heed::Error::Io(e))) => Some(e),
-            IndexError::Vectors(arroy::Error::Io(e)) => Some(e),
             _ => None,
         };
         let full_io = io
             .and_then(|e| e.raw_os_error())
             .is_some_and(|c| [libc::ENOSPC, libc::EDQUOT, libc::EFBIG, libc::EIO].contains(&c));
-        let map_full = matches!(
-            &self,
-            IndexError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull))
-                | IndexError::Vectors(arroy::Error::Heed(heed::Error::Mdb(
-                    heed::MdbError::MapFull
-                )))
-        );
+        let map_full = matches!(&self, IndexError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull)));
         if !(full_io || map_full) {
             return self;
         }

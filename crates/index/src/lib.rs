@@ -1,5 +1,11 @@
-//! vembed's code index: the vectors of a codebase's snippets in an arroy
-//! forest (cosine) and their metadata, in one LMDB environment per codebase.
+//! vembed's code index: the vectors of a codebase's snippets, their
+//! sign-bit codes, a BM25 index of their words and their metadata, in one
+//! LMDB environment per codebase.
+//!
+//! A semantic search scans every code from the memory map (XOR and
+//! popcount, [`codes`]), keeps the best few thousand candidates and
+//! re-ranks those by their exact cosine from the stored vectors; an index
+//! of at most [`EXACT_MAX_ITEMS`] snippets is scanned exactly instead.
 //!
 //! One process writes ([`IndexWriter`], the host); any number read
 //! ([`IndexReader`], every client) through LMDB's shared memory map. The
@@ -8,47 +14,39 @@
 //! reader works on one snapshot per search and never waits for the writer;
 //! the writer commits in batches of bounded size, so readers see progress,
 //! and a crash loses at most the batch in flight.
-//!
-//! arroy stays behind this crate's own types, so its successor can replace
-//! it without touching callers.
 #![warn(missing_docs)]
 
+mod blocks;
 pub mod chunk;
+pub mod codes;
+#[cfg(test)]
+mod crash_tests;
 mod error;
 mod handle;
 pub mod lexical;
+mod migrate;
+mod nearest;
 mod reader;
 mod writer;
 
 pub use error::{IndexError, Result};
 pub use handle::Index;
 pub use reader::{
-    EXACT_MAX_ITEMS, HYBRID_DEPTH, IndexReader, LEXICAL_WEIGHT, MAX_K, MAX_SEARCH_K,
-    SEARCH_K_PER_TREE, SEMANTIC_WEIGHT, search_k_for,
+    CANDIDATES_PER_RESULT, EXACT_MAX_ITEMS, HYBRID_DEPTH, IndexReader, LEXICAL_WEIGHT,
+    MAX_CANDIDATES, MAX_K, SEMANTIC_WEIGHT, candidates_for,
 };
 pub use writer::{Batch, IndexWriter};
 
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use arroy::distances::Cosine;
 use heed::types::{Bytes, Str, U32};
 use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-/// The on-disk layout version. Version 1 (no scan store) is migrated by
-/// the writer when it opens it; any other must be rebuilt.
-pub const SCHEMA_VERSION: u32 = 2;
-
-/// Trees in the forest unless set otherwise. Measured at 1M vectors of
-/// real-code structure (`benches/index_scale.rs`): on an AMD EPYC (Zen 1)
-/// 16 trees build in 81 s and 32 in 146 s for about the same recall per
-/// millisecond; on a Xeon with AVX-512, 16 trees in 129 s reach recall@10
-/// 0.972-0.979 at 20 ms, 32 trees (231 s) 0.967 at 15.5 ms, and 16 trees
-/// with leaves of 96 (239 s) 0.970 at 18 ms. arroy's own choice (116-132
-/// trees at 100k) costs 3.9x on disk.
-pub const DEFAULT_TREES: usize = 16;
+/// The on-disk layout version. Version 2 (an arroy forest and a scan store
+/// per file) is migrated in place by the writer when it opens it; any
+/// other must be rebuilt.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Virtual size of the memory map (LMDB grows the file as needed, up to it).
 const MAP_SIZE: usize = 64 << 30;
@@ -169,89 +167,73 @@ pub enum Mode {
 
 type Database<K, V> = heed::Database<'static, K, V>;
 
+/// Snippet ids per block of the vector store: a re-rank reads one block
+/// (about 100 KB at 384 dimensions) per run of nearby candidates.
+pub const VECTORS_PER_BLOCK: u32 = 64;
+/// Snippet ids per segment of the code store: one segment (768 KB of codes
+/// at 384 dimensions) is one LMDB value, scanned straight from the map.
+pub const CODES_PER_SEGMENT: u32 = 16_384;
+
 #[derive(Clone, Copy)]
 struct Dbs {
-    vectors: arroy::Database<'static, Cosine>,
     snippets: Database<U32<BigEndian>, Bytes>,
     files: Database<Str, Bytes>,
     meta: Database<Str, Bytes>,
-    /// Per file, its snippets' ids and vectors side by side (see
-    /// [`scan`]): what an exact search reads, one value per file.
-    scan: Database<Str, Bytes>,
+    /// Each snippet's vector and its norm ([`rows`]), in blocks by id.
+    vecs: blocks::Store,
+    /// Each snippet's sign-bit code ([`codes`]), in segments by id.
+    codes: blocks::Store,
     /// The lexical (BM25) index.
     lex: lexical::LexDbs,
 }
 
+/// The databases of the current schema, in the order [`Dbs::from`] takes.
+const DB_NAMES: [&str; 6] = ["snippets", "files", "meta", "vecs", "codes", "postings"];
+
 type DbTuple = (
-    arroy::Database<'static, Cosine>,
     Database<U32<BigEndian>, Bytes>,
     Database<Str, Bytes>,
     Database<Str, Bytes>,
-    Database<Str, Bytes>,
+    Database<U32<BigEndian>, Bytes>,
+    Database<U32<BigEndian>, Bytes>,
     Database<Bytes, Bytes>,
 );
 
 impl Dbs {
-    fn from(t: DbTuple) -> Dbs {
+    fn from(t: DbTuple, dim: usize) -> Dbs {
         let lex = lexical::LexDbs { postings: t.5 };
-        Dbs { vectors: t.0, snippets: t.1, files: t.2, meta: t.3, scan: t.4, lex }
+        let vecs = blocks::Store { db: t.3, per_block: VECTORS_PER_BLOCK, width: rows::width(dim) };
+        let codes =
+            blocks::Store { db: t.4, per_block: CODES_PER_SEGMENT, width: codes::width(dim) };
+        Dbs { snippets: t.0, files: t.1, meta: t.2, vecs, codes, lex }
     }
 }
 
-/// The scan store's value for one file: the snippets' ids (`u32`), their
-/// vectors' norms (`f32`), then the vectors (`dim` `f32` each), all little
-/// endian, in order. An exact search reads these values and nothing else.
-mod scan {
-    /// Encodes ids and vectors (norms computed here).
-    pub fn encode<'v>(ids: &[u32], vectors: impl Iterator<Item = &'v [f32]> + Clone) -> Vec<u8> {
-        let mut out = Vec::new();
-        for id in ids {
-            out.extend_from_slice(&id.to_le_bytes());
-        }
-        for v in vectors.clone() {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            out.extend_from_slice(&norm.to_le_bytes());
-        }
-        for v in vectors {
-            for x in v {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        out
+/// One stored vector: its norm (`f32`), then its `dim` components (`f32`),
+/// little endian.
+mod rows {
+    /// Bytes of one row.
+    pub fn width(dim: usize) -> usize {
+        4 + 4 * dim
     }
 
-    /// A decoded value: ids, norms and the vectors' bytes.
-    pub struct Value<'a> {
-        pub ids: &'a [u8],
-        pub norms: &'a [u8],
-        pub vectors: &'a [u8],
+    /// Appends the row of `v`.
+    pub fn encode(v: &[f32], out: &mut Vec<u8>) {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        out.extend_from_slice(&norm.to_le_bytes());
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
     }
 
-    fn le(b: &[u8]) -> [u8; 4] {
+    /// The norm and the components' bytes.
+    pub fn split(row: &[u8]) -> (f32, &[u8]) {
+        let (n, v) = row.split_at(4);
+        (f32::from_le_bytes(le(n)), v)
+    }
+
+    pub(crate) fn le(b: &[u8]) -> [u8; 4] {
         [b[0], b[1], b[2], b[3]]
-    }
-
-    impl Value<'_> {
-        /// `(id, norm, vector bytes)` of each snippet.
-        pub fn rows(&self, dim: usize) -> impl Iterator<Item = (u32, f32, &[u8])> {
-            self.ids
-                .chunks_exact(4)
-                .zip(self.norms.chunks_exact(4))
-                .zip(self.vectors.chunks_exact(4 * dim))
-                .map(|((i, n), v)| (u32::from_le_bytes(le(i)), f32::from_le_bytes(le(n)), v))
-        }
-    }
-
-    /// Splits a value, or `None` if its length does not fit `dim`.
-    pub fn decode(bytes: &[u8], dim: usize) -> Option<Value<'_>> {
-        let row = 8 + 4 * dim;
-        let n = bytes.len() / row;
-        if n * row != bytes.len() {
-            return None;
-        }
-        let (ids, rest) = bytes.split_at(4 * n);
-        let (norms, vectors) = rest.split_at(4 * n);
-        Some(Value { ids, norms, vectors })
     }
 
     /// The dot product of a stored vector (little-endian bytes, any
@@ -361,7 +343,7 @@ pub(crate) mod tests {
     /// An index of `n` random unit vectors in 8 dimensions, 5 per file.
     fn filled(dir: &Path, n: usize) -> (IndexWriter, Vec<Vec<f32>>) {
         let w = IndexWriter::open(dir, Path::new("/repo"), &model(8), false).unwrap();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
         let vectors: Vec<Vec<f32>> = (0..n)
             .map(|_| {
                 unit(
@@ -435,52 +417,109 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn exact_and_exhaustive_forest_agree_and_small_indexes_search_exactly() {
+    fn codes_re_ranked_equal_the_exact_scan_and_small_indexes_search_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let (w, vectors) = filled(dir.path(), 400);
         let r = w.reader();
         for q in vectors.iter().step_by(37) {
             let exact = r.search_exact(q, 10).unwrap();
-            let forest = r.search_with(q, 10, Some(MAX_SEARCH_K)).unwrap();
-            assert_eq!(keys(&exact), keys(&forest), "same top 10");
-            for (a, b) in exact.iter().zip(&forest) {
-                assert!((a.score - b.score).abs() < 1e-5, "{} vs {}", a.score, b.score);
+            // Every code a candidate: the re-rank is the exact answer.
+            let all = r.search_with(q, 10, Some(400)).unwrap();
+            assert_eq!(keys(&exact), keys(&all), "same top 10");
+            for (a, b) in exact.iter().zip(&all) {
+                assert_eq!(a.score, b.score);
             }
+            // Fewer candidates: the hits are still exact cosines, best first.
+            let some = r.search_with(q, 10, Some(40)).unwrap();
+            assert_eq!(some.len(), 10);
+            assert!(some.windows(2).all(|w| w[0].score >= w[1].score));
             // A query that is a stored vector finds itself first.
-            assert!(exact[0].score > 0.9999);
+            assert!(exact[0].score > 0.9999 && some[0].score > 0.9999);
             // Below EXACT_MAX_ITEMS a plain search is the exact one.
             assert_eq!(keys(&r.search(q, 10).unwrap()), keys(&exact));
         }
-        // Removed files leave the scan store with the forest.
+        // Removed files leave the vectors and the codes.
         let mut batch = w.batch().unwrap();
         batch.remove_file("f0.py").unwrap();
         batch.commit().unwrap();
-        let hits = r.search_exact(&vectors[0], 400).unwrap();
-        assert_eq!(hits.len(), 395);
-        assert!(hits.iter().all(|h| h.snippet.path != "f0.py"));
+        let exact = r.search_exact(&vectors[0], 400).unwrap();
+        let coded = r.search_with(&vectors[0], 400, Some(400)).unwrap();
+        for hits in [exact, coded] {
+            assert_eq!(hits.len(), 395);
+            assert!(hits.iter().all(|h| h.snippet.path != "f0.py"));
+        }
     }
 
     #[test]
-    fn a_schema_1_index_is_migrated_by_the_writer_and_refused_by_readers_until_then() {
+    fn a_schema_2_index_is_migrated_by_the_writer_and_refused_by_readers_until_then() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, vectors) = filled(dir.path(), 60);
+        let (w, vectors) = filled(dir.path(), 700);
         let r = w.reader();
-        let before: Vec<_> =
-            vectors.iter().map(|q| keys(&r.search_exact(q, 10).unwrap())).collect();
-        // Make it what schema 1 wrote: no scan store.
+        let queries: Vec<&Vec<f32>> = vectors.iter().step_by(7).collect();
+        let search = |r: &IndexReader| -> Vec<_> {
+            queries
+                .iter()
+                .map(|q| {
+                    let exact = keys(&r.search_exact(q, 10).unwrap());
+                    (exact, keys(&r.search_with(q, 10, Some(60)).unwrap()))
+                })
+                .collect()
+        };
+        let before = search(&r);
+        // Make it what schema 2 wrote: a scan store per file, no blocks.
+        let (scan, forest): (Database<Str, Bytes>, Database<Bytes, Bytes>) = w
+            .env
+            .create_databases_and_commit(
+                w.env.write_txn().unwrap(),
+                |dbo, wtxn| -> heed::Result<_> {
+                    Ok(CommitOrAbort::<_, ()>::Commit((
+                        dbo.create_database(wtxn, Some("scan"))?,
+                        dbo.create_database(wtxn, Some("vectors"))?,
+                    )))
+                },
+            )
+            .unwrap()
+            .commit()
+            .expect("never aborted");
         let mut wtxn = w.env.write_txn().unwrap();
-        w.dbs.scan.clear(&mut wtxn).unwrap();
-        w.dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&1u32)).unwrap();
+        forest.put(&mut wtxn, b"forest node", b"stale").unwrap();
+        let mut files = Vec::new();
+        for item in w.dbs.files.iter(&wtxn).unwrap() {
+            let (path, bytes) = item.unwrap();
+            files.push((path.to_string(), parse::<FileEntry>(bytes, "entry").unwrap()));
+        }
+        for (path, entry) in files {
+            let vs: Vec<Vec<f32>> =
+                entry.snippets.iter().map(|&id| vectors[id as usize].clone()).collect();
+            scan.put(&mut wtxn, &path, &migrate::legacy_value(&entry.snippets, &vs)).unwrap();
+        }
+        w.dbs.vecs.db.clear(&mut wtxn).unwrap();
+        w.dbs.codes.db.clear(&mut wtxn).unwrap();
+        w.dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&2u32)).unwrap();
         wtxn.commit().unwrap();
         drop((w, r));
 
         let err = IndexReader::open(dir.path(), None).err().unwrap().to_string();
-        assert!(err.contains("schema 1") && err.contains("vembed index"), "{err}");
+        assert!(err.contains("schema 2") && err.contains("vembed index"), "{err}");
         let w = IndexWriter::open(dir.path(), Path::new("/repo"), &model(8), false).unwrap();
         let r = w.reader();
-        assert_eq!(r.stats().unwrap().snippets, 60);
-        let after: Vec<_> = vectors.iter().map(|q| keys(&r.search_exact(q, 10).unwrap())).collect();
-        assert_eq!(before, after, "migrated: the same results");
+        assert_eq!(r.stats().unwrap().snippets, 700);
+        assert_eq!(before, search(&r), "migrated: the same exact and coded results");
+        let (scan, forest): (Option<Database<Str, Bytes>>, Option<Database<Bytes, Bytes>>) = w
+            .env
+            .open_databases_and_commit(w.env.read_txn().unwrap(), |dbo, rtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    dbo.open_database(rtxn, Some("scan"))?,
+                    dbo.open_database(rtxn, Some("vectors"))?,
+                )))
+            })
+            .unwrap()
+            .commit()
+            .expect("never aborted");
+        let rtxn = w.env.read_txn().unwrap();
+        assert!(scan.unwrap().is_empty(&rtxn).unwrap(), "the scan store is emptied");
+        assert!(forest.unwrap().is_empty(&rtxn).unwrap(), "the forest is emptied");
+        drop(rtxn);
         // Another schema is not migrated.
         let mut wtxn = w.env.write_txn().unwrap();
         w.dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&7u32)).unwrap();
@@ -495,21 +534,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn scan_values_round_trip() {
-        let (a, b) = ([3.0f32, 4.0, 0.0], [-1.0f32, 0.5, 0.0]);
-        let bytes = scan::encode(&[7, 9], [&a[..], &b[..]].into_iter());
-        let value = scan::decode(&bytes, 3).unwrap();
-        let rows: Vec<_> = value.rows(3).collect();
-        assert_eq!((rows[0].0, rows[0].1, rows[1].0), (7, 5.0, 9));
-        assert_eq!(scan::dot(rows[0].2, &[1.0, 1.0, 1.0]), 7.0);
-        assert_eq!(scan::dot(rows[1].2, &[2.0, 2.0, 2.0]), -1.0);
-        assert!(scan::decode(&bytes[1..], 3).is_none());
+    fn vector_rows_round_trip() {
+        let mut row = Vec::new();
+        rows::encode(&[3.0, 4.0, 0.0], &mut row);
+        let (norm, v) = rows::split(&row);
+        assert_eq!((norm, row.len()), (5.0, rows::width(3)));
+        assert_eq!(rows::dot(v, &[1.0, 1.0, 1.0]), 7.0);
         // Eight lanes and a remainder agree with a plain loop.
         let v: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
         let q: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let bytes = scan::encode(&[1], [&v[..]].into_iter());
-        let value = scan::decode(&bytes, 19).unwrap();
-        let d = scan::dot(value.rows(19).next().unwrap().2, &q);
+        let mut row = Vec::new();
+        rows::encode(&v, &mut row);
+        let d = rows::dot(rows::split(&row).1, &q);
         let want: f32 = v.iter().zip(&q).map(|(x, y)| x * y).sum();
         assert!((d - want).abs() < 1e-4, "{d} vs {want}");
     }

@@ -5,96 +5,33 @@ use super::*;
 
 /// The most results one search returns.
 pub const MAX_K: usize = 10_000;
-/// The most forest nodes one search may visit.
-pub const MAX_SEARCH_K: usize = 100_000_000;
+/// The most candidates one search may re-rank.
+pub const MAX_CANDIDATES: usize = 1_000_000;
 
-/// Up to this many vectors, a search without an explicit `search_k` scans
-/// every vector (exact) instead of walking the forest. Measured with
-/// `benches/index_scale.rs` (384 dimensions, 16 trees, k = 10, AMD EPYC
-/// Zen 1 with AVX2): the scan takes 0.88 ms at 5k vectors, 3.7 ms at 20k
-/// and 9.1 ms at 50k; the forest at its default `search_k` 2.3, 4.4 and
-/// 4.8 ms, at recall@10 1.000, 0.995 and 0.998. They cross near 25k; below
-/// that the exact answer costs no more.
+/// Up to this many vectors, a search without an explicit candidate count
+/// scans every vector (exact). Measured with `benches/index_scale.rs`
+/// (384 dimensions, k = 10, AMD EPYC Zen 1 with AVX2): the scan takes
+/// 0.88 ms at 5k vectors, 3.7 ms at 20k and 9.1 ms at 50k.
 pub const EXACT_MAX_ITEMS: usize = 25_000;
 
-/// Forest nodes a search visits by default, per tree and per result
-/// wanted, by index size: `(snippets, per tree)` points, interpolated in
-/// log(snippets) between them and held flat past the ends. Measured with
-/// `benches/index_scale.rs` (16 trees, k = 10, vectors of real-code
-/// structure; Xeon with AVX-512, load 1.2–2.4): at 100k snippets 50 per
-/// tree gives recall@10 0.995 at 5.3 ms; at 1M, 50 gives 0.921 at 10.4 ms,
-/// 100 gives 0.959 at 16.5 ms and 125 gives 0.972 at 19.5 ms. 32 trees or
-/// leaves of 96 instead of 384 snippets cost twice the build time for the
-/// same recall per millisecond.
-pub const SEARCH_K_PER_TREE: [(usize, usize); 3] = [(25_000, 50), (100_000, 50), (1_000_000, 130)];
+/// Candidates a code search re-ranks by default, per result wanted, by
+/// index size: `(snippets, per result)` points, interpolated in
+/// log(snippets) between them and held flat past the ends.
+pub const CANDIDATES_PER_RESULT: [(usize, usize); 3] =
+    [(25_000, 50), (100_000, 60), (1_000_000, 150)];
 
-/// The `search_k` a forest search of `k` results visits by default on an
-/// index of `items` snippets in `trees` trees: `k × trees ×` the per-tree
-/// figure of [`SEARCH_K_PER_TREE`] for that size, chosen so that recall@10
-/// against an exact search stays ≥ 0.99 up to 100k snippets and ≥ 0.97 at
-/// 1M.
-pub fn search_k_for(items: usize, trees: usize, k: usize) -> usize {
-    let pts = &SEARCH_K_PER_TREE;
+/// The candidates a code search of `k` results re-ranks by default on an
+/// index of `items` snippets: `k ×` the figure of
+/// [`CANDIDATES_PER_RESULT`] for that size.
+pub fn candidates_for(items: usize, k: usize) -> usize {
+    let pts = &CANDIDATES_PER_RESULT;
     let items = items.clamp(pts[0].0, pts[pts.len() - 1].0);
     let w = pts.windows(2).find(|w| items <= w[1].0).expect("items within the points");
     let ((a, fa), (b, fb)) = (w[0], w[1]);
     let ln = |v: usize| (v as f64).ln();
     let t = (ln(items) - ln(a)) / (ln(b) - ln(a));
-    let per_tree = fa as f64 + t * (fb as f64 - fa as f64);
-    (k * trees.max(1)) * per_tree.round() as usize
-}
-
-/// Cosine similarity of every stored vector with `query`, read from the
-/// scan store (one value per file); the `k` best, best first (ties by id,
-/// so the order is stable).
-fn exact(
-    dbs: &Dbs,
-    rtxn: &heed::RoTxn<'_, WithoutTls>,
-    query: &[f32],
-    k: usize,
-) -> Result<Vec<(u32, f32)>> {
-    let dim = query.len();
-    let qn = query.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let mut best: std::collections::BinaryHeap<std::cmp::Reverse<Scored>> =
-        std::collections::BinaryHeap::with_capacity(k + 1);
-    for item in dbs.scan.iter(rtxn)? {
-        let (path, bytes) = item?;
-        let value = scan::decode(bytes, dim)
-            .ok_or_else(|| IndexError::Corrupt(format!("scan store of {path}: bad length")))?;
-        for (id, norm, v) in value.rows(dim) {
-            let dot = scan::dot(v, query);
-            let cos = if qn > 0.0 && norm > 0.0 { dot / (qn * norm) } else { 0.0 };
-            let worst = best.peek().map(|r| &r.0);
-            if best.len() < k || worst.is_some_and(|w| Scored(cos, id) > *w) {
-                best.push(std::cmp::Reverse(Scored(cos, id)));
-                if best.len() > k {
-                    best.pop();
-                }
-            }
-        }
-    }
-    let mut out: Vec<(u32, f32)> = best.into_iter().map(|r| (r.0.1, r.0.0)).collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    Ok(out)
-}
-
-/// A score and an id, ordered by score, then by id reversed (so that among
-/// equal scores the lowest id is kept).
-#[derive(PartialEq)]
-struct Scored(f32, u32);
-
-impl Eq for Scored {}
-
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scored {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
-    }
+    let per = fa as f64 + t * (fb as f64 - fa as f64);
+    (k.max(1) * per.round() as usize).min(MAX_CANDIDATES)
 }
 
 fn ranked_semantic(mut hits: Vec<Hit>) -> Vec<Hit> {
@@ -150,41 +87,42 @@ impl IndexReader {
     ) -> Result<IndexReader> {
         let missing = || IndexError::Missing(dir.to_path_buf());
         type Opened = (
-            Option<arroy::Database<'static, Cosine>>,
             Option<Database<U32<BigEndian>, Bytes>>,
             Option<Database<Str, Bytes>>,
             Option<Database<Str, Bytes>>,
-            Option<Database<Str, Bytes>>,
+            Option<Database<U32<BigEndian>, Bytes>>,
+            Option<Database<U32<BigEndian>, Bytes>>,
             Option<Database<Bytes, Bytes>>,
         );
         let opened: Opened = env
             .open_databases_and_commit(env.read_txn()?, |dbo, rtxn| -> heed::Result<_> {
+                let n = DB_NAMES;
                 Ok(CommitOrAbort::<_, ()>::Commit((
-                    dbo.open_database(rtxn, Some("vectors"))?,
-                    dbo.open_database(rtxn, Some("snippets"))?,
-                    dbo.open_database(rtxn, Some("files"))?,
-                    dbo.open_database(rtxn, Some("meta"))?,
-                    dbo.open_database(rtxn, Some("scan"))?,
-                    dbo.open_database(rtxn, Some("postings"))?,
+                    dbo.open_database(rtxn, Some(n[0]))?,
+                    dbo.open_database(rtxn, Some(n[1]))?,
+                    dbo.open_database(rtxn, Some(n[2]))?,
+                    dbo.open_database(rtxn, Some(n[3]))?,
+                    dbo.open_database(rtxn, Some(n[4]))?,
+                    dbo.open_database(rtxn, Some(n[5]))?,
                 )))
             })?
             .commit()
             .expect("never aborted");
         // The schema first: an older index lacks databases this one has.
-        let meta = opened.3.ok_or_else(missing)?;
+        let meta = opened.2.ok_or_else(missing)?;
         let rtxn = env.read_txn()?;
         let schema: u32 = parse(meta.get(&rtxn, META_SCHEMA)?.ok_or_else(missing)?, "schema")?;
         if schema != SCHEMA_VERSION {
             return Err(IndexError::Schema { path: dir.to_path_buf(), found: schema });
         }
+        let model: ModelIdentity =
+            parse(meta.get(&rtxn, META_MODEL)?.ok_or_else(missing)?, "model")?;
         let dbs = match opened {
-            (Some(v), Some(s), Some(f), Some(m), Some(sc), Some(p)) => {
-                Dbs::from((v, s, f, m, sc, p))
+            (Some(s), Some(f), Some(m), Some(v), Some(c), Some(p)) => {
+                Dbs::from((s, f, m, v, c, p), model.dim as usize)
             }
             _ => return Err(missing()),
         };
-        let model: ModelIdentity =
-            parse(dbs.meta.get(&rtxn, META_MODEL)?.ok_or_else(missing)?, "model")?;
         if let Some(want) = expect
             && want != &model
         {
@@ -209,22 +147,23 @@ impl IndexReader {
         self.search_with(query, k, None)
     }
 
-    /// [`IndexReader::search`] with an explicit `search_k`: how many forest
-    /// nodes to visit (default: [`search_k_for`] the index's size).
-    /// Higher is slower and finds more of the true nearest neighbours.
+    /// [`IndexReader::search`] re-ranking an explicit number of
+    /// `candidates` (default: [`candidates_for`] the index's size, and an
+    /// exact scan up to [`EXACT_MAX_ITEMS`]): the codes nearest to the
+    /// query's are re-ranked by exact cosine. More is slower and finds
+    /// more of the true nearest neighbours.
     pub fn search_with(
         &self,
         query: &[f32],
         k: usize,
-        search_k: Option<usize>,
+        candidates: Option<usize>,
     ) -> Result<Vec<Hit>> {
-        self.check(query, k, search_k)?;
+        self.check(query, k, candidates)?;
         let rtxn = self.env.read_txn()?;
-        let reader = arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?;
-        if reader.n_items() == 0 || k == 0 {
+        if k == 0 {
             return Ok(Vec::new());
         }
-        let found = self.nearest(&reader, &rtxn, query, k, search_k)?;
+        let found = self.nearest(&rtxn, query, k, candidates)?;
         Ok(ranked_semantic(self.hits(&rtxn, found)?))
     }
 
@@ -233,33 +172,30 @@ impl IndexReader {
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.check(query, k, None)?;
         let rtxn = self.env.read_txn()?;
-        let reader = arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?;
-        if reader.n_items() == 0 || k == 0 {
+        if k == 0 {
             return Ok(Vec::new());
         }
-        let found = exact(&self.dbs, &rtxn, query, k)?;
+        let found = nearest::exact(&self.dbs, &rtxn, query, k)?;
         Ok(ranked_semantic(self.hits(&rtxn, found)?))
     }
 
     /// The `k` nearest ids and their cosines: an exact scan of a small
-    /// index (unless `search_k` asks for the forest), else the forest.
+    /// index (unless `candidates` asks for the codes), else the codes.
     fn nearest(
         &self,
-        reader: &arroy::Reader<'_, Cosine>,
         rtxn: &heed::RoTxn<'_, WithoutTls>,
         query: &[f32],
         k: usize,
-        search_k: Option<usize>,
+        candidates: Option<usize>,
     ) -> Result<Vec<(u32, f32)>> {
-        if search_k.is_none() && reader.n_items() as usize <= EXACT_MAX_ITEMS {
-            return exact(&self.dbs, rtxn, query, k);
+        let n = self.dbs.snippets.len(rtxn)? as usize;
+        match candidates {
+            None if n <= EXACT_MAX_ITEMS => nearest::exact(&self.dbs, rtxn, query, k),
+            _ => {
+                let candidates = candidates.unwrap_or_else(|| candidates_for(n, k));
+                nearest::by_codes(&self.dbs, rtxn, query, k, candidates)
+            }
         }
-        let mut q = reader.nns(k);
-        let n = reader.n_items() as usize;
-        let search_k = search_k.unwrap_or_else(|| search_k_for(n, reader.n_trees(), k)).max(k);
-        q.search_k(NonZeroUsize::new(search_k).expect("search_k > 0"));
-        // arroy's cosine distance is (1 - cos) / 2.
-        Ok(q.by_vector(rtxn, query)?.into_iter().map(|(id, d)| (id, 1.0 - 2.0 * d)).collect())
     }
 
     fn hits(&self, rtxn: &heed::RoTxn<'_, WithoutTls>, found: Vec<(u32, f32)>) -> Result<Vec<Hit>> {
@@ -282,9 +218,9 @@ impl IndexReader {
         if k > MAX_K {
             return Err(IndexError::TooMany {
                 k,
-                search_k: None,
+                candidates: None,
                 max_k: MAX_K,
-                max_search_k: MAX_SEARCH_K,
+                max_candidates: MAX_CANDIDATES,
             });
         }
         let rtxn = self.env.read_txn()?;
@@ -306,11 +242,10 @@ impl IndexReader {
         self.check(vector, k, None)?;
         let depth = k.max(HYBRID_DEPTH);
         let rtxn = self.env.read_txn()?;
-        let reader = arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?;
-        if reader.n_items() == 0 || k == 0 {
+        if k == 0 {
             return Ok(Vec::new());
         }
-        let semantic = self.nearest(&reader, &rtxn, vector, depth, None)?;
+        let semantic = self.nearest(&rtxn, vector, depth, None)?;
         let stats = lexical::stats(&self.dbs.meta, &rtxn)?;
         let lexical = self.dbs.lex.search(&rtxn, stats, query, depth)?;
         let mut fused: std::collections::HashMap<u32, Fused> = std::collections::HashMap::new();
@@ -323,15 +258,10 @@ impl IndexReader {
         // Every candidate gets both scores: its cosine (computed here for
         // those only the words found) and its BM25 over the best BM25.
         let max_lex = lexical.first().map_or(0.0, |l| l.1).max(f32::MIN_POSITIVE);
-        let qn = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
         for (id, e) in fused.iter_mut() {
             let cos = match e.1 {
                 Some((_, c)) => c,
-                None => reader.item_vector(&rtxn, *id)?.map_or(0.0, |v| {
-                    let dot: f32 = v.iter().zip(vector).map(|(a, b)| a * b).sum();
-                    let vn = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                    if vn > 0.0 && qn > 0.0 { dot / (vn * qn) } else { 0.0 }
-                }),
+                None => nearest::cosine_of(&self.dbs, &rtxn, vector, *id)?.unwrap_or(0.0),
             };
             let lex = e.2.map_or(0.0, |(_, l)| l / max_lex);
             e.0 = SEMANTIC_WEIGHT * cos + LEXICAL_WEIGHT * lex;
@@ -363,35 +293,28 @@ impl IndexReader {
         }
     }
 
-    fn check(&self, query: &[f32], k: usize, search_k: Option<usize>) -> Result<()> {
+    fn check(&self, query: &[f32], k: usize, candidates: Option<usize>) -> Result<()> {
         let dim = self.model.dim as usize;
         if query.len() != dim {
             return Err(IndexError::Dimension { want: dim, got: query.len() });
         }
-        if k > MAX_K || search_k.is_some_and(|s| s > MAX_SEARCH_K) {
+        if k > MAX_K || candidates.is_some_and(|s| s > MAX_CANDIDATES) {
             return Err(IndexError::TooMany {
                 k,
-                search_k,
+                candidates,
                 max_k: MAX_K,
-                max_search_k: MAX_SEARCH_K,
+                max_candidates: MAX_CANDIDATES,
             });
         }
         Ok(())
     }
 
-    /// The `search_k` a search of `k` results visits in the forest by
-    /// default on this index ([`search_k_for`] its size), whether or not
-    /// a plain search scans instead (it does up to [`EXACT_MAX_ITEMS`]).
-    pub fn default_search_k(&self, k: usize) -> Result<usize> {
+    /// The candidates a code search of `k` results re-ranks by default on
+    /// this index ([`candidates_for`] its size), whether or not a plain
+    /// search scans instead (it does up to [`EXACT_MAX_ITEMS`]).
+    pub fn default_candidates(&self, k: usize) -> Result<usize> {
         let rtxn = self.env.read_txn()?;
-        let reader = arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?;
-        Ok(search_k_for(reader.n_items() as usize, reader.n_trees(), k))
-    }
-
-    /// Trees in the forest.
-    pub fn n_trees(&self) -> Result<usize> {
-        let rtxn = self.env.read_txn()?;
-        Ok(arroy::Reader::open(&rtxn, 0, self.dbs.vectors)?.n_trees())
+        Ok(candidates_for(self.dbs.snippets.len(&rtxn)? as usize, k))
     }
 
     /// Counts and times.
@@ -422,20 +345,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn search_k_grows_with_the_index_and_is_flat_past_the_ends() {
-        let first = SEARCH_K_PER_TREE[0];
-        let last = SEARCH_K_PER_TREE[SEARCH_K_PER_TREE.len() - 1];
-        assert_eq!(search_k_for(10, 16, 10), 160 * first.1);
-        assert_eq!(search_k_for(first.0, 16, 10), 160 * first.1);
-        assert_eq!(search_k_for(last.0 * 10, 16, 10), 160 * last.1);
+    fn candidates_grow_with_the_index_and_are_flat_past_the_ends() {
+        let first = CANDIDATES_PER_RESULT[0];
+        let last = CANDIDATES_PER_RESULT[CANDIDATES_PER_RESULT.len() - 1];
+        assert_eq!(candidates_for(10, 10), 10 * first.1);
+        assert_eq!(candidates_for(first.0, 10), 10 * first.1);
+        assert_eq!(candidates_for(last.0 * 10, 10), 10 * last.1);
         let mut prev = 0;
         for n in (1..=40).map(|i| i * 50_000) {
-            let s = search_k_for(n, 16, 10);
+            let s = candidates_for(n, 10);
             assert!(s >= prev, "{n}: {s} < {prev}");
             prev = s;
         }
-        // k and the trees scale it; no trees counts as one.
-        assert_eq!(search_k_for(50_000, 16, 20), 2 * search_k_for(50_000, 16, 10));
-        assert_eq!(search_k_for(50_000, 0, 10), search_k_for(50_000, 1, 10));
+        assert_eq!(candidates_for(50_000, 20), 2 * candidates_for(50_000, 10));
+        assert_eq!(candidates_for(50_000, 0), candidates_for(50_000, 1));
+        assert!(candidates_for(10_000_000, MAX_K) <= MAX_CANDIDATES);
     }
 }

@@ -1,5 +1,5 @@
-//! The single writer of an index (the host): open or create, batches of
-//! changes committed whole, and the forest built at each commit.
+//! The single writer of an index (the host): open or create, and batches
+//! of changes (snippets, vectors, codes, postings) committed whole.
 
 use super::*;
 
@@ -9,8 +9,6 @@ pub struct IndexWriter {
     pub(crate) dbs: Dbs,
     model: ModelIdentity,
     dir: PathBuf,
-    n_trees: Option<usize>,
-    split_after: Option<usize>,
 }
 
 impl IndexWriter {
@@ -33,20 +31,27 @@ impl IndexWriter {
         model: &ModelIdentity,
         rebuild: bool,
     ) -> Result<Self> {
-        let created: DbTuple = env
+        let (created, legacy): (DbTuple, _) = env
             .create_databases_and_commit(env.write_txn()?, |dbo, wtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit((
-                    dbo.create_database(wtxn, Some("vectors"))?,
-                    dbo.create_database(wtxn, Some("snippets"))?,
-                    dbo.create_database(wtxn, Some("files"))?,
-                    dbo.create_database(wtxn, Some("meta"))?,
-                    dbo.create_database(wtxn, Some("scan"))?,
-                    dbo.create_database(wtxn, Some("postings"))?,
-                )))
+                let n = DB_NAMES;
+                let current = (
+                    dbo.create_database(wtxn, Some(n[0]))?,
+                    dbo.create_database(wtxn, Some(n[1]))?,
+                    dbo.create_database(wtxn, Some(n[2]))?,
+                    dbo.create_database(wtxn, Some(n[3]))?,
+                    dbo.create_database(wtxn, Some(n[4]))?,
+                    dbo.create_database(wtxn, Some(n[5]))?,
+                );
+                let legacy: (Option<_>, Option<_>) = (
+                    dbo.open_database(wtxn, Some("vectors"))?,
+                    dbo.open_database(wtxn, Some("scan"))?,
+                );
+                Ok(CommitOrAbort::<_, ()>::Commit((current, legacy)))
             })?
             .commit()
             .expect("never aborted");
-        let dbs = Dbs::from(created);
+        let legacy = migrate::Legacy { forest: legacy.0, scan: legacy.1 };
+        let dbs = Dbs::from(created, model.dim as usize);
         let mut wtxn = env.write_txn()?;
         let stored: Option<ModelIdentity> = match dbs.meta.get(&wtxn, META_MODEL)? {
             Some(b) => Some(parse(b, "model")?),
@@ -60,8 +65,8 @@ impl IndexWriter {
         if let Some(found) = &stored
             && !rebuild
         {
-            if schema == Some(1) && found == model {
-                migrate_v1(&dbs, &mut wtxn, model.dim as usize)?;
+            if schema == Some(2) && found == model {
+                migrate::from_v2(&dbs, &legacy, &mut wtxn, model.dim as usize)?;
             } else if schema != Some(SCHEMA_VERSION) {
                 return Err(IndexError::Schema {
                     path: dir.to_path_buf(),
@@ -77,36 +82,16 @@ impl IndexWriter {
             }
         }
         if fresh || rebuild {
-            reset(&dbs, &mut wtxn, model)?;
+            reset(&dbs, &legacy, &mut wtxn, model)?;
         }
         dbs.meta.put(&mut wtxn, META_ROOT, &json(&root.display().to_string()))?;
         wtxn.commit()?;
-        Ok(IndexWriter {
-            env,
-            dbs,
-            model: model.clone(),
-            dir: dir.to_path_buf(),
-            n_trees: Some(DEFAULT_TREES),
-            split_after: None,
-        })
+        Ok(IndexWriter { env, dbs, model: model.clone(), dir: dir.to_path_buf() })
     }
 
     /// The index's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Trees in the forest ([`DEFAULT_TREES`] unless set): `None` lets arroy
-    /// choose from the number of items and dimensions. Fewer trees build
-    /// faster and need a larger `search_k` for the same recall.
-    pub fn set_n_trees(&mut self, n_trees: Option<usize>) {
-        self.n_trees = n_trees;
-    }
-
-    /// Most snippets in one leaf of a tree (`None`: arroy's default, the
-    /// dimension). Applies to the tree nodes a commit builds or rebuilds.
-    pub fn set_split_after(&mut self, split_after: Option<usize>) {
-        self.split_after = split_after;
     }
 
     /// A reader on the same environment (one process may open an
@@ -140,68 +125,30 @@ impl IndexWriter {
             None => 0,
         };
         let lex = lexical::stats(&self.dbs.meta, &wtxn)?;
-        Ok(Batch { w: self, wtxn, next_id, changed: false, lex })
+        let (vecs, codes) =
+            (blocks::Pending::new(self.dbs.vecs), blocks::Pending::new(self.dbs.codes));
+        Ok(Batch { w: self, wtxn, next_id, changed: false, lex, vecs, codes, row: Vec::new() })
     }
 }
 
-/// Schema 1 → 2: fills the lexical index from the stored snippets and the
-/// scan store from the forest's own copy of each vector, in the
-/// transaction that opens the index.
-fn migrate_v1(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, dim: usize) -> Result<()> {
-    let mut files = Vec::new();
-    for item in dbs.files.iter(wtxn)? {
-        let (path, bytes) = item?;
-        files.push((path.to_string(), parse::<FileEntry>(bytes, "file entry")?));
-    }
-    let mut lex = lexical::LexStats::default();
-    for (_, entry) in &files {
-        for &id in &entry.snippets {
-            let Some(bytes) = dbs.snippets.get(wtxn, &id)? else { continue };
-            let snippet: Snippet = parse(bytes, "snippet")?;
-            lex.tokens += dbs.lex.add(wtxn, id, &snippet)?;
-            lex.docs += 1;
-        }
-    }
-    lexical::put_stats(&dbs.meta, wtxn, lex)?;
-    let reader = arroy::Reader::open(wtxn, 0, dbs.vectors)?;
-    let mut values = Vec::with_capacity(files.len());
-    for (path, entry) in files {
-        let mut vectors = Vec::with_capacity(entry.snippets.len());
-        for &id in &entry.snippets {
-            let v = reader.item_vector(wtxn, id)?.ok_or_else(|| {
-                IndexError::Corrupt(format!("snippet {id} of {path} has no vector"))
-            })?;
-            if v.len() != dim {
-                return Err(IndexError::Dimension { want: dim, got: v.len() });
-            }
-            vectors.push(v);
-        }
-        values.push((path, scan::encode(&entry.snippets, vectors.iter().map(Vec::as_slice))));
-    }
-    drop(reader);
-    for (path, value) in values {
-        dbs.scan.put(wtxn, &path, &value)?;
-    }
-    dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
-    Ok(())
-}
-
-/// Empties every database and starts a fresh index for `model`, with an
-/// empty forest built so readers can open it at once.
-fn reset(dbs: &Dbs, wtxn: &mut heed::RwTxn<'_>, model: &ModelIdentity) -> Result<()> {
-    dbs.vectors.clear(wtxn)?;
+/// Empties every database and starts a fresh index for `model`.
+fn reset(
+    dbs: &Dbs,
+    legacy: &migrate::Legacy,
+    wtxn: &mut heed::RwTxn<'_>,
+    model: &ModelIdentity,
+) -> Result<()> {
+    legacy.clear(wtxn)?;
     dbs.snippets.clear(wtxn)?;
     dbs.files.clear(wtxn)?;
     dbs.meta.clear(wtxn)?;
-    dbs.scan.clear(wtxn)?;
+    dbs.vecs.db.clear(wtxn)?;
+    dbs.codes.db.clear(wtxn)?;
     dbs.lex.postings.clear(wtxn)?;
     dbs.meta.put(wtxn, META_MODEL, &json(model))?;
     dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
     dbs.meta.put(wtxn, META_NEXT_ID, &json(&0u32))?;
     dbs.meta.put(wtxn, META_UPDATED, &json(&now()))?;
-    let writer = arroy::Writer::new(dbs.vectors, 0, model.dim as usize);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    writer.builder(&mut rng).build(wtxn)?;
     Ok(())
 }
 
@@ -212,6 +159,10 @@ pub struct Batch<'a> {
     next_id: u32,
     changed: bool,
     lex: lexical::LexStats,
+    /// The vector and code blocks this batch changes, written at commit.
+    vecs: blocks::Pending,
+    codes: blocks::Pending,
+    row: Vec<u8>,
 }
 
 impl Batch<'_> {
@@ -223,9 +174,9 @@ impl Batch<'_> {
     fn remove_file_inner(&mut self, path: &str) -> Result<usize> {
         let Some(bytes) = self.w.dbs.files.get(&self.wtxn, path)? else { return Ok(0) };
         let entry: FileEntry = parse(bytes, "file entry")?;
-        let writer = arroy::Writer::new(self.w.dbs.vectors, 0, self.w.model.dim as usize);
         for &id in &entry.snippets {
-            writer.del_item(&mut self.wtxn, id)?;
+            self.vecs.remove(&self.wtxn, id)?;
+            self.codes.remove(&self.wtxn, id)?;
             if let Some(bytes) = self.w.dbs.snippets.get(&self.wtxn, &id)? {
                 let snippet: Snippet = parse(bytes, "snippet")?;
                 let len = self.w.dbs.lex.remove(&mut self.wtxn, id, &snippet)?;
@@ -235,7 +186,6 @@ impl Batch<'_> {
             self.w.dbs.snippets.delete(&mut self.wtxn, &id)?;
         }
         self.w.dbs.files.delete(&mut self.wtxn, path)?;
-        self.w.dbs.scan.delete(&mut self.wtxn, path)?;
         self.changed = true;
         Ok(entry.snippets.len())
     }
@@ -272,20 +222,23 @@ impl Batch<'_> {
         snippets: &[(Snippet, &[f32])],
     ) -> Result<usize> {
         let removed = self.remove_file_inner(path)?;
-        let dim = self.w.model.dim as usize;
-        let writer = arroy::Writer::new(self.w.dbs.vectors, 0, dim);
         let mut ids = Vec::with_capacity(snippets.len());
         for (snippet, vector) in snippets {
             let id = self.next_id;
-            self.next_id += 1;
-            writer.add_item(&mut self.wtxn, id, vector)?;
+            self.next_id = self.next_id.checked_add(1).ok_or_else(|| {
+                IndexError::Corrupt("snippet ids are used up: rebuild the index".to_string())
+            })?;
+            self.row.clear();
+            rows::encode(vector, &mut self.row);
+            self.vecs.insert(&self.wtxn, id, &self.row)?;
+            self.row.clear();
+            codes::encode(vector, &mut self.row);
+            self.codes.insert(&self.wtxn, id, &self.row)?;
             self.w.dbs.snippets.put(&mut self.wtxn, &id, &json(snippet))?;
             self.lex.tokens += self.w.dbs.lex.add(&mut self.wtxn, id, snippet)?;
             self.lex.docs += 1;
             ids.push(id);
         }
-        let value = scan::encode(&ids, snippets.iter().map(|(_, v)| *v));
-        self.w.dbs.scan.put(&mut self.wtxn, path, &value)?;
         let entry = FileEntry { hash: hash.to_string(), snippets: ids, stat: None };
         self.w.dbs.files.put(&mut self.wtxn, path, &json(&entry))?;
         self.changed = true;
@@ -293,7 +246,7 @@ impl Batch<'_> {
     }
 
     /// Records the stat of a file already indexed whose content is the one
-    /// indexed (no snippet changes, so no forest rebuild). A file the index
+    /// indexed (no snippet changes). A file the index
     /// does not hold is left alone.
     pub fn set_stat(&mut self, path: &str, stat: FileStat) -> Result<()> {
         let Some(bytes) = self.w.dbs.files.get(&self.wtxn, path)? else { return Ok(()) };
@@ -307,8 +260,8 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Builds the forest for the changes and commits: readers see all of it
-    /// or none of it.
+    /// Writes the changed vector and code blocks and commits: readers see
+    /// all of it or none of it.
     pub fn commit(self) -> Result<()> {
         let dir = self.w.dir.clone();
         self.commit_inner().map_err(|e| e.on_write(&dir))
@@ -316,16 +269,8 @@ impl Batch<'_> {
 
     fn commit_inner(mut self) -> Result<()> {
         if self.changed {
-            let writer = arroy::Writer::new(self.w.dbs.vectors, 0, self.w.model.dim as usize);
-            let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(self.next_id));
-            let mut builder = writer.builder(&mut rng);
-            if let Some(n) = self.w.n_trees {
-                builder.n_trees(n);
-            }
-            if let Some(n) = self.w.split_after {
-                builder.split_after(n);
-            }
-            builder.build(&mut self.wtxn)?;
+            self.vecs.flush(&mut self.wtxn)?;
+            self.codes.flush(&mut self.wtxn)?;
             self.w.dbs.meta.put(&mut self.wtxn, META_NEXT_ID, &json(&self.next_id))?;
             lexical::put_stats(&self.w.dbs.meta, &mut self.wtxn, self.lex)?;
             self.w.dbs.meta.put(&mut self.wtxn, META_UPDATED, &json(&now()))?;

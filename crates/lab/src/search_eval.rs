@@ -138,13 +138,13 @@ pub fn run(
     let dim = data.len() / cases.len();
     let vectors: Vec<&[f32]> = data.chunks_exact(dim).collect();
 
-    let search_k = searcher.default_search_k(10)?;
+    let candidates = searcher.default_candidates(10)?;
     let plain = |hits: Vec<RankedSearchHit>| hits.into_iter().map(|h| h.hit).collect();
     let methods = vec![
         score("semantic", &cases, &vectors, |_, v| Ok(searcher.search_vector(v, 10)?))?,
         score("semantic-exact", &cases, &vectors, |_, v| Ok(searcher.search_vector_exact(v, 10)?))?,
-        score("semantic-forest", &cases, &vectors, |_, v| {
-            Ok(searcher.search_vector_with(v, 10, Some(search_k))?)
+        score("semantic-codes", &cases, &vectors, |_, v| {
+            Ok(searcher.search_vector_with(v, 10, Some(candidates))?)
         })?,
         score("lexical", &cases, &vectors, |c, _| {
             Ok(plain(searcher.search_lexical(&c.query, 10)?))

@@ -33,13 +33,15 @@ pub struct SearchArgs {
     /// Search through the host instead of opening the index here.
     #[arg(long)]
     via_host: bool,
-    /// Forest nodes to visit [default: k × trees × 50]; higher is slower and
-    /// more exact. Semantic mode only.
-    #[arg(long)]
-    search_k: Option<usize>,
+    /// Snippets to re-rank exactly after the sign-bit code scan, at any
+    /// index size [default: an exact scan up to 25,000 snippets, then
+    /// k × 50 to k × 150 as the index grows]; more is slower and more exact.
+    /// Semantic mode only.
+    #[arg(long, alias = "search-k")]
+    candidates: Option<usize>,
     /// How to rank: semantic (the query's embedding), lexical (BM25 over
     /// code tokens) or hybrid (both, fused by normalised score) [default:
-    /// hybrid; semantic with --search-k, which only it takes]. --via-host
+    /// hybrid; semantic with --candidates, which only it takes]. --via-host
     /// ranks the same way in the host.
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,
@@ -78,15 +80,15 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
     };
     let mode = match args.mode {
         Some(m) => SearchMode::from(m),
-        None if args.search_k.is_some() => SearchMode::Semantic,
+        None if args.candidates.is_some() => SearchMode::Semantic,
         None => SearchMode::Hybrid,
     };
-    if args.search_k.is_some() && mode != SearchMode::Semantic {
-        bail!("--search-k tunes the semantic forest: add --mode semantic");
+    if args.candidates.is_some() && mode != SearchMode::Semantic {
+        bail!("--candidates tunes the semantic search: add --mode semantic");
     }
     let results: Vec<Vec<RankedSearchHit>> = if args.via_host {
-        if args.search_k.is_some() {
-            bail!("--search-k is for a search in this process, not --via-host");
+        if args.candidates.is_some() {
+            bail!("--candidates is for a search in this process, not --via-host");
         }
         let repo = args
             .repo
@@ -115,7 +117,7 @@ pub fn run(client: &mut Client, args: &SearchArgs) -> anyhow::Result<()> {
         let mut all = Vec::with_capacity(queries.len());
         for (i, q) in queries.iter().enumerate() {
             let v = vectors.as_ref().and_then(|e| e.rows().nth(i)).unwrap_or(&[]);
-            let hits = match args.search_k {
+            let hits = match args.candidates {
                 Some(sk) => searcher
                     .search_vector_with(v, args.k, Some(sk))?
                     .into_iter()
