@@ -1,29 +1,30 @@
-//! The code index at scale: build time, size on disk, query latency and
-//! recall@10 against exact search, for a few forest settings.
+//! The code index at scale, on one set of vectors: vembed's sign-bit codes
+//! re-ranked exactly (a sweep of candidate counts), its exact scan, arroy's
+//! forest (the index before schema 3) and hannoy's HNSW (with the same
+//! exact re-rank of what it returns): recall@10 against exact, p50/p99
+//! latency, build time and disk size.
 //!
-//! Vectors have real structure: the embeddings of real code chunks (this
-//! repository's sources, or `VEMBED_SCALE_CORPUS`, embedded in process with
-//! the real model); each point is a random mix of two of them plus Gaussian
-//! noise, normalized, and so are the queries.
+//! Vectors are real: [`vembed_benches::real_embeddings`] (snippets of real
+//! Rust and Python embedded by the real model, cached per machine). The
+//! first `VEMBED_SCALE_REAL` (default 100,000) are indexed as they are;
+//! above that, each further vector is a real one plus Gaussian noise
+//! (`VEMBED_SCALE_SIGMA` per component, default 0.01, about cosine 0.98 to
+//! its source), normalized. Queries are 200 other real embeddings, never
+//! indexed.
 //!
 //! ```sh
-//! VEMBED_SCALE_N=1000000 VEMBED_SCALE_TREES=16 VEMBED_SCALE_FACTORS=50,100,default,0 \
+//! VEMBED_SCALE_N=1000000 VEMBED_SCALE_METHODS=codes,exact,arroy,hannoy \
 //!     cargo bench -p vembed-benches --bench index_scale
 //! ```
 //!
-//! `VEMBED_SCALE_TREES` lists forest sizes (`auto` lets arroy choose);
-//! `VEMBED_SCALE_FACTORS` lists `search_k` per tree and result, where
-//! `default` is a plain search with the index's own choice for its size
-//! ([`vembed_index::IndexReader::default_search_k`]; an exact scan below
-//! `EXACT_MAX_ITEMS`). The row with factor 0 is the index's exhaustive scan
-//! (`IndexReader::search_exact`): where its p50 meets the forest's is the
-//! crossover below which a plain search scans (`EXACT_MAX_ITEMS`).
+//! `VEMBED_SCALE_CANDIDATES` lists the code search's candidate counts
+//! (`default` is the index's own choice for its size).
 
 use std::time::Instant;
 
 use rand::{RngExt, SeedableRng};
 use vembed_host::{Embedder, Engine};
-use vembed_index::{IndexWriter, ModelIdentity, Snippet};
+use vembed_index::{IndexReader, IndexWriter, ModelIdentity, Snippet};
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -42,63 +43,68 @@ fn gaussian(rng: &mut rand::rngs::StdRng) -> f32 {
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum()
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+const QUERIES: usize = 200;
+
+struct Row {
+    method: String,
+    build_s: f64,
+    disk_mib: f64,
+    lat: Vec<f64>,
+    found: usize,
+}
+
+fn print(r: &mut Row, raw_mib: f64) {
+    r.lat.sort_by(f64::total_cmp);
+    let p50 = r.lat[r.lat.len() / 2];
+    let p99 = r.lat[(r.lat.len() - 1) * 99 / 100];
+    println!(
+        "{:<28} {:>9.1} {:>9.0} {:>8.2} {:>9.2} {:>9.2} {:>9.3}",
+        r.method,
+        r.build_s,
+        r.disk_mib,
+        r.disk_mib / raw_mib,
+        p50,
+        p99,
+        r.found as f64 / (10 * QUERIES) as f64
+    );
+}
+
+fn disk(dir: &std::path::Path) -> f64 {
+    std::fs::metadata(dir.join("data.mdb")).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0
 }
 
 fn main() {
     let n: usize = env_or("VEMBED_SCALE_N", 1_000_000);
-    let centres: usize = env_or("VEMBED_SCALE_CENTRES", 1000);
-    let sigma: f32 = env_or("VEMBED_SCALE_SIGMA", 0.03);
-    let settings: String = env_or("VEMBED_SCALE_TREES", "16".to_string());
-    // search_k per tree and result; "default" is the index's own choice for
-    // its size, 0 its exhaustive scan.
-    let factors: String = env_or("VEMBED_SCALE_FACTORS", "15,50,150,default,0".to_string());
-    let queries_n = 200;
+    let real: usize = env_or("VEMBED_SCALE_REAL", 100_000);
+    let sigma: f32 = env_or("VEMBED_SCALE_SIGMA", 0.01);
+    let methods: String = env_or("VEMBED_SCALE_METHODS", "codes,exact,arroy,hannoy".to_string());
+    let candidates: String =
+        env_or("VEMBED_SCALE_CANDIDATES", "500,1000,1500,2000,3000,default".to_string());
 
     vembed_host::init_thread_pool(vembed_host::thread_count(0));
     let e = Embedder::load_named(vembed_benches::model_dir().to_str().unwrap(), Engine::Native)
         .expect("the real model");
     let dim = e.dim();
     let t = Instant::now();
-    let chunks = match std::env::var_os("VEMBED_SCALE_CORPUS") {
-        Some(dir) => vembed_benches::code_chunks_from(&[dir.into()], centres),
-        None => vembed_benches::code_chunks(centres),
-    };
-    let mut base = Vec::with_capacity(centres * dim);
-    for group in chunks.chunks(32) {
-        let ids: Vec<Vec<u32>> = group.iter().map(|c| e.tokenize(c).unwrap()).collect();
-        base.extend(e.embed_ids(&ids).unwrap());
-    }
-    eprintln!("embedded {centres} real chunks as centres in {:.1} s", t.elapsed().as_secs_f64());
-
+    let base = vembed_benches::real_embeddings(&e, real + QUERIES);
+    eprintln!("{} real embeddings in {:.1} s", real + QUERIES, t.elapsed().as_secs_f64());
+    let (indexed, held_out) = base.split_at(real * dim);
+    let queries: Vec<&[f32]> = held_out.chunks_exact(dim).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    // A point between two real embeddings, plus noise: vectors lie near the
-    // span of real code embeddings without forming separable clusters.
-    let make = |rng: &mut rand::rngs::StdRng, c: usize| {
-        let d = rng.random_range(0..centres);
-        let w: f32 = rng.random_range(0.0..1.0);
-        let (a, b) = (&base[c * dim..(c + 1) * dim], &base[d * dim..(d + 1) * dim]);
-        let mut v: Vec<f32> =
-            a.iter().zip(b).map(|(x, y)| w * x + (1.0 - w) * y + sigma * gaussian(rng)).collect();
-        normalize(&mut v);
-        v
-    };
-    let t = Instant::now();
     let mut data = Vec::with_capacity(n * dim);
     for i in 0..n {
-        data.extend(make(&mut rng, i % centres));
+        let src = &indexed[(i % real) * dim..(i % real + 1) * dim];
+        if i < real {
+            data.extend_from_slice(src);
+        } else {
+            let mut v: Vec<f32> = src.iter().map(|x| x + sigma * gaussian(&mut rng)).collect();
+            normalize(&mut v);
+            data.extend(v);
+        }
     }
-    let queries: Vec<Vec<f32>> =
-        (0..queries_n).map(|i| make(&mut rng, (i * 7919) % centres)).collect();
-    eprintln!("generated {n} vectors in {:.1} s", t.elapsed().as_secs_f64());
-
-    // Exact top 10 per query.
     let t = Instant::now();
     let truth: Vec<Vec<u32>> = queries
         .iter()
@@ -110,40 +116,87 @@ fn main() {
             scored.into_iter().map(|(_, i)| i).collect()
         })
         .collect();
-    let exact_ms = t.elapsed().as_secs_f64() * 1e3 / queries_n as f64;
-    eprintln!("exact search: {exact_ms:.1} ms per query");
-
+    eprintln!("ground truth in {:.1} s", t.elapsed().as_secs_f64());
     let raw_mib = (n * dim * 4) as f64 / 1048576.0;
     println!(
-        "n = {n}, dim = {dim}, {centres} centres, sigma {sigma}; raw vectors {raw_mib:.0} MiB; exact scan {exact_ms:.1} ms/query"
+        "n = {n} × {dim} ({real} real, the rest real + noise σ {sigma}); raw f32 {raw_mib:.0} MiB; {QUERIES} held-out real queries, k = 10"
     );
     println!(
-        "{:<8} {:>6} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10}",
-        "trees", "built", "build s", "disk MiB", "disk/raw", "search_k", "p50 ms", "recall@10"
+        "{:<28} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "method", "build s", "disk MiB", "disk/raw", "p50 ms", "p99 ms", "recall@10"
     );
-    for setting in settings.split(',') {
-        // "auto" lets arroy choose; a number fixes the forest size.
-        let n_trees = setting.parse::<usize>().ok();
-        let dir = tempfile::tempdir().unwrap();
-        let model = ModelIdentity {
-            name: "bench".into(),
-            sha256: "0".repeat(64),
-            dim: dim as u32,
-            identity: "bench".into(),
+    let methods: Vec<&str> = methods.split(',').collect();
+    if methods.iter().any(|m| *m == "codes" || *m == "exact") {
+        let (dir, w, build_s) = build_vembed(&data, dim);
+        let r = w.reader();
+        let run = |name: String, f: &dyn Fn(&IndexReader, &[f32]) -> Vec<u32>| {
+            let mut row =
+                Row { method: name, build_s, disk_mib: disk(dir.path()), lat: vec![], found: 0 };
+            for (q, want) in queries.iter().zip(&truth) {
+                let t = Instant::now();
+                let ids = f(&r, q);
+                row.lat.push(t.elapsed().as_secs_f64() * 1e3);
+                row.found += ids.iter().filter(|i| want.contains(i)).count();
+            }
+            print(&mut row, raw_mib);
         };
-        let mut w = IndexWriter::open(dir.path(), dir.path(), &model, false).unwrap();
-        w.set_n_trees(n_trees);
-        w.set_split_after(std::env::var("VEMBED_SCALE_SPLIT").ok().and_then(|v| v.parse().ok()));
-        let t = Instant::now();
+        if methods.contains(&"codes") {
+            for c in candidates.split(',') {
+                let c: Option<usize> = c.parse().ok();
+                let shown = c.unwrap_or_else(|| r.default_candidates(10).unwrap());
+                let label = if c.is_some() { "" } else { " (default)" };
+                run(format!("codes, {shown} re-ranked{label}"), &|r, q| {
+                    ids(&r.search_with(q, 10, Some(shown)).unwrap())
+                });
+            }
+        }
+        if methods.contains(&"exact") {
+            run("exact scan".into(), &|r, q| ids(&r.search_exact(q, 10).unwrap()));
+        }
+    }
+    if methods.contains(&"arroy") {
+        bench_arroy(&data, dim, &queries, &truth, raw_mib);
+    }
+    if methods.contains(&"hannoy") {
+        bench_hannoy(&data, dim, &queries, &truth, raw_mib);
+    }
+}
+
+/// Snippet ids are sequential in insertion order: the vector's index.
+fn ids(hits: &[vembed_index::Hit]) -> Vec<u32> {
+    hits.iter()
+        .map(|h| {
+            let f: usize =
+                h.snippet.path["src/file_".len()..h.snippet.path.len() - 3].parse().unwrap();
+            (f * 1000 + (h.snippet.start_line as usize - 1) / 10) as u32
+        })
+        .collect()
+}
+
+fn build_vembed(data: &[f32], dim: usize) -> (tempfile::TempDir, IndexWriter, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = ModelIdentity {
+        name: "bench".into(),
+        sha256: "0".repeat(64),
+        dim: dim as u32,
+        identity: "bench".into(),
+    };
+    let w = IndexWriter::open(dir.path(), dir.path(), &model, false).unwrap();
+    let t = Instant::now();
+    // Commits of 100 files (100k snippets), as an indexer commits in batches.
+    for group in data.chunks(100_000 * dim).enumerate() {
+        let (g, group) = group;
         let mut batch = w.batch().unwrap();
-        for (f, part) in data.chunks(1000 * dim).enumerate() {
+        for (j, part) in group.chunks(1000 * dim).enumerate() {
+            let f = g * 100 + j;
+            let path = format!("src/file_{f}.rs");
             let snippets: Vec<(Snippet, &[f32])> = part
                 .chunks_exact(dim)
                 .enumerate()
                 .map(|(j, v)| {
                     let line = j as u32 * 10 + 1;
                     let s = Snippet {
-                        path: format!("src/file_{f}.rs"),
+                        path: path.clone(),
                         start_line: line,
                         end_line: line + 9,
                         symbol: None,
@@ -152,55 +205,115 @@ fn main() {
                     (s, v)
                 })
                 .collect();
-            batch.put_file(&format!("src/file_{f}.rs"), "h", &snippets).unwrap();
+            batch.put_file(&path, "h", &snippets).unwrap();
         }
         batch.commit().unwrap();
-        let build_s = t.elapsed().as_secs_f64();
-        let disk = std::fs::metadata(dir.path().join("data.mdb")).unwrap().len() as f64 / 1048576.0;
-        let r = w.reader();
-        let trees = r.n_trees().unwrap();
-        // Forest searches at three search_k, then the index's own exact scan
-        // (search_k 0 here), which plain search() uses below EXACT_MAX_ITEMS.
-        for factor in factors.split(',') {
-            let (factor, search_k) = match factor.parse::<usize>() {
-                Ok(f) => (Some(f), 10 * trees * f),
-                Err(_) => (None, r.default_search_k(10).unwrap()),
-            };
-            let mut lat = Vec::new();
-            let mut found = 0usize;
-            for (q, want) in queries.iter().zip(&truth) {
-                let t = Instant::now();
-                let hits = match factor {
-                    Some(0) => r.search_exact(q, 10).unwrap(),
-                    Some(_) => r.search_with(q, 10, Some(search_k)).unwrap(),
-                    None => r.search(q, 10).unwrap(),
-                };
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
-                // Snippet ids are sequential in insertion order: recover the
-                // vector index from file and line.
-                for h in hits {
-                    let f: usize = h.snippet.path["src/file_".len()..h.snippet.path.len() - 3]
-                        .parse()
-                        .unwrap();
-                    let idx = (f * 1000 + (h.snippet.start_line as usize - 1) / 10) as u32;
-                    found += usize::from(want.contains(&idx));
-                }
-            }
-            lat.sort_by(f64::total_cmp);
-            let p50 = lat[lat.len() / 2];
-            let p99 = lat[(lat.len() - 1) * 99 / 100];
-            println!(
-                "{:<8} {:>6} {:>10.1} {:>10.0} {:>9.2} {:>10} {:>10.2} {:>10.3}   (p99 {:.2} ms)",
-                setting,
-                trees,
-                build_s,
-                disk,
-                disk / raw_mib,
-                search_k,
-                p50,
-                found as f64 / (10 * queries.len()) as f64,
-                p99
-            );
+    }
+    let build_s = t.elapsed().as_secs_f64();
+    (dir, w, build_s)
+}
+
+fn lmdb(dir: &std::path::Path) -> heed::Env {
+    // SAFETY: a fresh directory of this benchmark's, opened once.
+    unsafe { heed::EnvOpenOptions::new().map_size(64 << 30).open(dir) }.unwrap()
+}
+
+fn create<KC: 'static, DC: 'static>(env: &heed::Env) -> heed::Database<'static, KC, DC> {
+    env.create_databases_and_commit(env.write_txn().unwrap(), |dbo, wtxn| -> heed::Result<_> {
+        Ok(heed::CommitOrAbort::<_, ()>::Commit(dbo.create_database(wtxn, None)?))
+    })
+    .unwrap()
+    .commit()
+    .expect("never aborted")
+}
+
+fn rerank(data: &[f32], dim: usize, q: &[f32], found: Vec<u32>) -> Vec<u32> {
+    let mut s: Vec<(f32, u32)> =
+        found.into_iter().map(|i| (dot(q, &data[i as usize * dim..][..dim]), i)).collect();
+    s.sort_by(|a, b| b.0.total_cmp(&a.0));
+    s.into_iter().take(10).map(|(_, i)| i).collect()
+}
+
+fn bench_arroy(data: &[f32], dim: usize, queries: &[&[f32]], truth: &[Vec<u32>], raw_mib: f64) {
+    use arroy::distances::Cosine;
+    let dir = tempfile::tempdir().unwrap();
+    let env = lmdb(dir.path());
+    let db: arroy::Database<Cosine> = create(&env);
+    let mut wtxn = env.write_txn().unwrap();
+    let t = Instant::now();
+    let writer = arroy::Writer::new(db, 0, dim);
+    for (i, v) in data.chunks_exact(dim).enumerate() {
+        writer.add_item(&mut wtxn, i as u32, v).unwrap();
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    // 16 trees: vembed's setting before schema 3.
+    writer.builder(&mut rng).n_trees(16).build(&mut wtxn).unwrap();
+    wtxn.commit().unwrap();
+    let build_s = t.elapsed().as_secs_f64();
+    let rtxn = env.read_txn().unwrap();
+    let reader = arroy::Reader::open(&rtxn, 0, db).unwrap();
+    for per_tree in [50usize, 130] {
+        let search_k = 10 * 16 * per_tree;
+        let mut row = Row {
+            method: format!("arroy 16 trees, search_k {search_k}"),
+            build_s,
+            disk_mib: disk(dir.path()),
+            lat: vec![],
+            found: 0,
+        };
+        for (q, want) in queries.iter().zip(truth) {
+            let t = Instant::now();
+            let mut nns = reader.nns(10);
+            nns.search_k(std::num::NonZeroUsize::new(search_k).unwrap());
+            let found: Vec<u32> = nns.by_vector(&rtxn, q).unwrap().into_iter().map(|x| x.0).collect();
+            row.lat.push(t.elapsed().as_secs_f64() * 1e3);
+            row.found += found.iter().filter(|i| want.contains(i)).count();
         }
+        print(&mut row, raw_mib);
+    }
+}
+
+fn bench_hannoy(data: &[f32], dim: usize, queries: &[&[f32]], truth: &[Vec<u32>], raw_mib: f64) {
+    use hannoy::distances::Cosine;
+    let dir = tempfile::tempdir().unwrap();
+    let env = lmdb(dir.path());
+    let db: hannoy::Database<Cosine> = create(&env);
+    let mut wtxn = env.write_txn().unwrap();
+    let t = Instant::now();
+    let writer = hannoy::Writer::new(db, 0, dim);
+    for (i, v) in data.chunks_exact(dim).enumerate() {
+        writer.add_item(&mut wtxn, i as u32, v).unwrap();
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    // hannoy's defaults: ef_construction 100, M = 16, M0 = 32 (its README).
+    writer.builder(&mut rng).build::<16, 32>(&mut wtxn).unwrap();
+    wtxn.commit().unwrap();
+    let build_s = t.elapsed().as_secs_f64();
+    let rtxn = env.read_txn().unwrap();
+    let reader = hannoy::Reader::<Cosine>::open(&rtxn, 0, db).unwrap();
+    for ef in [32usize, 64, 128, 256, 512] {
+        let mut row = Row {
+            method: format!("hannoy ef_search {ef} + re-rank"),
+            build_s,
+            disk_mib: disk(dir.path()),
+            lat: vec![],
+            found: 0,
+        };
+        for (q, want) in queries.iter().zip(truth) {
+            let t = Instant::now();
+            let found: Vec<u32> = reader
+                .nns(ef.max(10))
+                .ef_search(ef)
+                .by_vector(&rtxn, q)
+                .unwrap()
+                .into_nns()
+                .into_iter()
+                .map(|x| x.0)
+                .collect();
+            let found = rerank(data, dim, q, found);
+            row.lat.push(t.elapsed().as_secs_f64() * 1e3);
+            row.found += found.iter().filter(|i| want.contains(i)).count();
+        }
+        print(&mut row, raw_mib);
     }
 }

@@ -505,7 +505,8 @@ pub(crate) mod tests {
         let r = w.reader();
         assert_eq!(r.stats().unwrap().snippets, 700);
         assert_eq!(before, search(&r), "migrated: the same exact and coded results");
-        let (scan, forest): (Option<Database<Str, Bytes>>, Option<Database<Bytes, Bytes>>) = w
+        type Legacy = (Option<Database<Str, Bytes>>, Option<Database<Bytes, Bytes>>);
+        let (scan, forest): Legacy = w
             .env
             .open_databases_and_commit(w.env.read_txn().unwrap(), |dbo, rtxn| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
