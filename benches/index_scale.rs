@@ -18,7 +18,10 @@
 //! ```
 //!
 //! `VEMBED_SCALE_CANDIDATES` lists the code search's candidate counts
-//! (`default` is the index's own choice for its size).
+//! (`default` is the index's own choice for its size). With
+//! `VEMBED_SCALE_KEEP=<dir>` vembed's index is built in `<dir>` (which must
+//! not hold one yet) under the real model's identity, and kept, so that
+//! `vembed search <any repo> --index-dir <dir> …` can be timed on it.
 
 use std::time::Instant;
 
@@ -127,11 +130,17 @@ fn main() {
     );
     let methods: Vec<&str> = methods.split(',').collect();
     if methods.iter().any(|m| *m == "codes" || *m == "exact") {
-        let (dir, w, build_s) = build_vembed(&data, dim);
+        let model = ModelIdentity {
+            name: e.name.clone(),
+            sha256: e.sha256.clone(),
+            dim: dim as u32,
+            identity: e.identity.clone(),
+        };
+        let (dir, w, build_s) = build_vembed(&data, &model);
         let r = w.reader();
         let run = |name: String, f: &dyn Fn(&IndexReader, &[f32]) -> Vec<u32>| {
             let mut row =
-                Row { method: name, build_s, disk_mib: disk(dir.path()), lat: vec![], found: 0 };
+                Row { method: name, build_s, disk_mib: disk(&dir.0), lat: vec![], found: 0 };
             for (q, want) in queries.iter().zip(&truth) {
                 let t = Instant::now();
                 let ids = f(&r, q);
@@ -173,15 +182,24 @@ fn ids(hits: &[vembed_index::Hit]) -> Vec<u32> {
         .collect()
 }
 
-fn build_vembed(data: &[f32], dim: usize) -> (tempfile::TempDir, IndexWriter, f64) {
-    let dir = tempfile::tempdir().unwrap();
-    let model = ModelIdentity {
-        name: "bench".into(),
-        sha256: "0".repeat(64),
-        dim: dim as u32,
-        identity: "bench".into(),
+/// An index directory: kept (`VEMBED_SCALE_KEEP`) or a temporary one.
+struct IndexDir(std::path::PathBuf, Option<tempfile::TempDir>);
+
+fn build_vembed(data: &[f32], model: &ModelIdentity) -> (IndexDir, IndexWriter, f64) {
+    let dim = model.dim as usize;
+    let dir = match std::env::var_os("VEMBED_SCALE_KEEP") {
+        Some(keep) => {
+            let keep = std::path::PathBuf::from(keep);
+            assert!(!keep.join("data.mdb").exists(), "{} holds an index already", keep.display());
+            std::fs::create_dir_all(&keep).unwrap();
+            IndexDir(keep, None)
+        }
+        None => {
+            let tmp = tempfile::tempdir().unwrap();
+            IndexDir(tmp.path().to_path_buf(), Some(tmp))
+        }
     };
-    let w = IndexWriter::open(dir.path(), dir.path(), &model, false).unwrap();
+    let w = IndexWriter::open(&dir.0, &dir.0, model, false).unwrap();
     let t = Instant::now();
     // Commits of 100 files (100k snippets), as an indexer commits in batches.
     for group in data.chunks(100_000 * dim).enumerate() {
@@ -265,7 +283,8 @@ fn bench_arroy(data: &[f32], dim: usize, queries: &[&[f32]], truth: &[Vec<u32>],
             let t = Instant::now();
             let mut nns = reader.nns(10);
             nns.search_k(std::num::NonZeroUsize::new(search_k).unwrap());
-            let found: Vec<u32> = nns.by_vector(&rtxn, q).unwrap().into_iter().map(|x| x.0).collect();
+            let found: Vec<u32> =
+                nns.by_vector(&rtxn, q).unwrap().into_iter().map(|x| x.0).collect();
             row.lat.push(t.elapsed().as_secs_f64() * 1e3);
             row.found += found.iter().filter(|i| want.contains(i)).count();
         }

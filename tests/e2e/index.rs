@@ -350,6 +350,10 @@ fn searches_during_reindexing_all_succeed_on_consistent_snapshots() {
         while !indexing.is_finished() {
             let hits = searcher.search_vector(&q, 10).unwrap();
             assert_eq!(hits.len(), 10, "a search during re-indexing came back short");
+            // The codes and the vectors they are re-ranked from come from one
+            // snapshot too: a code without its vector is an error.
+            let coded = searcher.search_vector_with(&q, 10, Some(40)).unwrap();
+            assert_eq!(coded.len(), 10, "a code search during re-indexing came back short");
             let stats = searcher.stats().unwrap();
             // Every commit replaces whole files: the count never drops below
             // what one version of every file holds.
@@ -362,6 +366,12 @@ fn searches_during_reindexing_all_succeed_on_consistent_snapshots() {
     });
     let hits = searcher.search_vector(&q, 10).unwrap();
     assert!(hits.iter().all(|h| h.text.contains("Version two")), "all new after the last commit");
+    // Every code re-ranked is the exact scan: the codes match the vectors.
+    let every = searcher.search_vector_with(&q, 10, Some(before as usize)).unwrap();
+    let ids = |h: &[vembed::SearchHit]| {
+        h.iter().map(|h| (h.path.clone(), h.start_line)).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&every), ids(&hits));
     assert_eq!(searcher.stats().unwrap().snippets, before);
 }
 
