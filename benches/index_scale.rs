@@ -182,8 +182,9 @@ fn ids(hits: &[vembed_index::Hit]) -> Vec<u32> {
         .collect()
 }
 
-/// An index directory: kept (`VEMBED_SCALE_KEEP`) or a temporary one.
-struct IndexDir(std::path::PathBuf, Option<tempfile::TempDir>);
+/// An index directory: kept (`VEMBED_SCALE_KEEP`) or a temporary one,
+/// removed when this is dropped.
+struct IndexDir(std::path::PathBuf, #[allow(dead_code)] Option<tempfile::TempDir>);
 
 fn build_vembed(data: &[f32], model: &ModelIdentity) -> (IndexDir, IndexWriter, f64) {
     let dim = model.dim as usize;
