@@ -5,7 +5,7 @@
 //! latency, build time and disk size.
 //!
 //! Vectors are real: [`vembed_benches::real_embeddings`] (snippets of real
-//! Rust and Python embedded by the real model, cached per machine). The
+//! Rust (the crates cargo unpacked) embedded by the real model, cached per machine). The
 //! first `VEMBED_SCALE_REAL` (default 100,000) are indexed as they are;
 //! above that, each further vector is a real one plus Gaussian noise
 //! (`VEMBED_SCALE_SIGMA` per component, default 0.01, about cosine 0.98 to

@@ -51,12 +51,14 @@ pub fn code_chunks_from(roots: &[PathBuf], n: usize) -> Vec<String> {
 
 /// Snippets of real code for embedding at scale: up to `n` pieces of three
 /// non-blank lines (at most 240 characters) from the Rust sources of the
-/// crates cargo has unpacked (`~/.cargo/registry/src`) and the Python
-/// sources of the test venvs (`~/.cache/vembed/venvs`), in sorted path
-/// order, each piece at most once.
+/// crates cargo has unpacked (`~/.cargo/registry/src`: this workspace's
+/// locked dependencies give about 590,000), in sorted path order, each
+/// piece at most once.
 pub fn real_snippets(n: usize) -> Vec<String> {
-    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
-    let roots = [home.join(".cargo/registry/src"), vembed_models::paths::cache_dir().join("venvs")];
+    let home = PathBuf::from(std::env::var_os("CARGO_HOME").unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo").into()
+    }));
+    let roots = [home.join("registry/src")];
     let mut files = Vec::new();
     let mut stack = roots.to_vec();
     while let Some(d) = stack.pop() {
@@ -65,7 +67,7 @@ pub fn real_snippets(n: usize) -> Vec<String> {
             let Ok(kind) = e.file_type() else { continue };
             if kind.is_dir() {
                 stack.push(p);
-            } else if kind.is_file() && p.extension().is_some_and(|x| x == "rs" || x == "py") {
+            } else if kind.is_file() && p.extension().is_some_and(|x| x == "rs") {
                 files.push(p);
             }
         }
