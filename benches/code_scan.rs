@@ -12,19 +12,20 @@ use std::time::Instant;
 use rand::{RngExt, SeedableRng};
 use vembed_index::codes::{self, Kernel};
 
-const CODES: usize = 1_000_000;
 const RUNS: usize = 30;
 
 fn main() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    println!("{CODES} codes, one thread, median of {RUNS} scans");
-    println!("{:<6} {:<10} {:>9} {:>9}", "dims", "kernel", "ms", "GB/s");
-    for dim in [384usize, 768] {
+    println!("one thread, median of {RUNS} scans");
+    println!("{:<9} {:<6} {:<10} {:>9} {:>9}", "codes", "dims", "kernel", "ms", "GB/s");
+    for (codes_n, dim) in
+        [(100_000usize, 384usize), (100_000, 768), (1_000_000, 384), (1_000_000, 768)]
+    {
         let width = codes::width(dim);
-        let data: Vec<u8> = (0..CODES * width).map(|_| rng.random()).collect();
+        let data: Vec<u8> = (0..codes_n * width).map(|_| rng.random()).collect();
         let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let q = codes::words(&q);
-        let mut out = vec![0u16; CODES];
+        let mut out = vec![0u16; codes_n];
         let mut reference: Option<Vec<u16>> = None;
         for kernel in Kernel::available() {
             let mut times = Vec::with_capacity(RUNS);
@@ -41,8 +42,8 @@ fn main() {
             }
             times.sort_by(f64::total_cmp);
             let ms = times[RUNS / 2];
-            let gbs = (CODES * width) as f64 / (ms * 1e-3) / 1e9;
-            println!("{dim:<6} {:<10} {ms:>9.2} {gbs:>9.1}", format!("{kernel:?}"));
+            let gbs = (codes_n * width) as f64 / (ms * 1e-3) / 1e9;
+            println!("{codes_n:<9} {dim:<6} {:<10} {ms:>9.2} {gbs:>9.1}", format!("{kernel:?}"));
         }
     }
 }
