@@ -6,7 +6,10 @@
 use heed::types::Bytes;
 
 use crate::blocks::Pending;
-use crate::{Database, Dbs, IndexError, META_SCHEMA, Result, SCHEMA_VERSION, codes, json, rows};
+use crate::{
+    Database, Dbs, IndexError, META_SCHEMA, META_VECTOR_BLOCK, Result, SCHEMA_VERSION, codes, json,
+    rows,
+};
 
 /// Rows held in memory before a migration writes its blocks out.
 const ROWS_PER_FLUSH: usize = 50_000;
@@ -84,6 +87,7 @@ pub(crate) fn from_v2(
     codes_.flush(wtxn)?;
     legacy.clear(wtxn)?;
     dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
+    dbs.meta.put(wtxn, META_VECTOR_BLOCK, &json(&dbs.vecs.per_block))?;
     Ok(())
 }
 

@@ -51,7 +51,10 @@ impl IndexWriter {
             .commit()
             .expect("never aborted");
         let legacy = migrate::Legacy { forest: legacy.0, scan: legacy.1 };
-        let dbs = Dbs::from(created, model.dim as usize);
+        // A new or rebuilt index takes the page-fitted block; an existing
+        // one keeps what it recorded (below).
+        let dim = model.dim as usize;
+        let mut dbs = Dbs::from(created, dim, vectors_per_block(dim));
         let mut wtxn = env.write_txn()?;
         let stored: Option<ModelIdentity> = match dbs.meta.get(&wtxn, META_MODEL)? {
             Some(b) => Some(parse(b, "model")?),
@@ -66,12 +69,14 @@ impl IndexWriter {
             && !rebuild
         {
             if schema == Some(2) && found == model {
-                migrate::from_v2(&dbs, &legacy, &mut wtxn, model.dim as usize)?;
+                migrate::from_v2(&dbs, &legacy, &mut wtxn, dim)?;
             } else if schema != Some(SCHEMA_VERSION) {
                 return Err(IndexError::Schema {
                     path: dir.to_path_buf(),
                     found: schema.unwrap_or(0),
                 });
+            } else {
+                dbs.vecs.per_block = stored_vector_block(&dbs.meta, &wtxn)?;
             }
             if found != model {
                 return Err(IndexError::ModelMismatch {
@@ -147,6 +152,7 @@ fn reset(
     dbs.lex.postings.clear(wtxn)?;
     dbs.meta.put(wtxn, META_MODEL, &json(model))?;
     dbs.meta.put(wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
+    dbs.meta.put(wtxn, META_VECTOR_BLOCK, &json(&dbs.vecs.per_block))?;
     dbs.meta.put(wtxn, META_NEXT_ID, &json(&0u32))?;
     dbs.meta.put(wtxn, META_UPDATED, &json(&now()))?;
     Ok(())
