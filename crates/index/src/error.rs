@@ -25,8 +25,12 @@ pub enum IndexError {
     },
     /// The index has another layout version.
     #[error(
-        "the index at {path} has schema {found}, this vembed reads {SCHEMA_VERSION}: `vembed index` \
-         updates a schema-1 index in place; rebuild any other with `vembed index --rebuild`"
+        "the index at {path} has schema {found}, this vembed reads {SCHEMA_VERSION}: {}",
+        if *found > SCHEMA_VERSION {
+            "it was written by a newer vembed; upgrade this one, or rebuild it with `vembed index --rebuild`"
+        } else {
+            "`vembed index` updates a schema-2 or -3 index in place; rebuild any other with `vembed index --rebuild`"
+        }
     )]
     Schema {
         /// The index.

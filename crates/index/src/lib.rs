@@ -44,10 +44,15 @@ use heed::types::{Bytes, Str, U32};
 use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
 use serde::{Deserialize, Serialize};
 
-/// The on-disk layout version. Version 2 (an arroy forest and a scan store
-/// per file) is migrated in place by the writer when it opens it; any
-/// other must be rebuilt.
-pub const SCHEMA_VERSION: u32 = 3;
+/// The on-disk layout version. Version 4 records the vector store's block
+/// size (fitted to LMDB's pages); version 3 (the same layout in blocks of
+/// 64, unrecorded) is read as it is and brought to 4 by the writer when it
+/// opens it, by recording its 64; version 2 (an arroy forest and a scan
+/// store per file) is migrated in place by the writer; any other must be
+/// rebuilt.
+pub const SCHEMA_VERSION: u32 = 4;
+/// The oldest version a reader reads without the writer's migration.
+pub const OLDEST_READABLE_SCHEMA: u32 = 3;
 
 /// Virtual size of the memory map (LMDB grows the file as needed, up to it).
 const MAP_SIZE: usize = 64 << 30;
@@ -169,7 +174,7 @@ pub enum Mode {
 type Database<K, V> = heed::Database<'static, K, V>;
 
 /// Snippet ids per block of the vector store in an index that does not
-/// record its own (schema 3 as first written): 64.
+/// record its own (schema 3): 64.
 pub const LEGACY_VECTORS_PER_BLOCK: u32 = 64;
 
 /// Snippet ids per block of the vector store of a new index of `dim`
@@ -422,7 +427,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn vector_blocks_fill_their_pages_and_an_index_without_a_recorded_block_reads_64() {
+    fn vector_blocks_fill_their_pages_and_a_schema_3_index_of_64s_is_read_and_migrated() {
         for dim in [8usize, 384, 768, 1024] {
             let n = vectors_per_block(dim) as usize;
             let bytes = 16 + n * (4 + rows::width(dim));
@@ -435,15 +440,21 @@ pub(crate) mod tests {
         assert_eq!(w.reader().dbs.vecs.per_block, vectors_per_block(8));
         drop(w);
 
-        // A schema-3 index written before the block was recorded: 64 ids.
+        // A schema-3 index (blocks of 64 ids, unrecorded).
         let dir = tempfile::tempdir().unwrap();
         let mut w = IndexWriter::open(dir.path(), Path::new("/repo"), &model(8), false).unwrap();
         w.dbs.vecs.per_block = LEGACY_VECTORS_PER_BLOCK;
         let mut wtxn = w.env.write_txn().unwrap();
         assert!(w.dbs.meta.delete(&mut wtxn, META_VECTOR_BLOCK).unwrap());
+        w.dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&3u32)).unwrap();
         wtxn.commit().unwrap();
         let vectors = fill(&w, 400);
         drop(w);
+        let schema = |r: &IndexReader| -> (u32, Option<u32>) {
+            let rtxn = r.env.read_txn().unwrap();
+            let get = |k| r.dbs.meta.get(&rtxn, k).unwrap().map(|b| parse(b, k).unwrap());
+            (get(META_SCHEMA).unwrap(), get(META_VECTOR_BLOCK))
+        };
         let check = |r: &IndexReader| {
             assert_eq!(r.dbs.vecs.per_block, LEGACY_VECTORS_PER_BLOCK);
             for q in vectors.iter().step_by(41) {
@@ -452,12 +463,27 @@ pub(crate) mod tests {
                 assert_eq!(keys(&exact), keys(&r.search_with(q, 10, Some(400)).unwrap()));
             }
         };
-        check(&IndexReader::open(dir.path(), None).unwrap());
+        // Readers read it as it is; the writer records its 64 (schema 4).
+        let r = IndexReader::open(dir.path(), None).unwrap();
+        check(&r);
+        assert_eq!(schema(&r), (3, None));
+        drop(r);
         let w = IndexWriter::open(dir.path(), Path::new("/repo"), &model(8), false).unwrap();
+        assert_eq!(schema(&w.reader()), (SCHEMA_VERSION, Some(LEGACY_VECTORS_PER_BLOCK)));
         let mut batch = w.batch().unwrap();
         batch.remove_file("f3.py").unwrap();
         batch.commit().unwrap();
         check(&w.reader());
+        drop(w);
+        check(&IndexReader::open(dir.path(), None).unwrap());
+        // A newer schema is refused with what to do.
+        let w = IndexWriter::open(dir.path(), Path::new("/repo"), &model(8), false).unwrap();
+        let mut wtxn = w.env.write_txn().unwrap();
+        w.dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&(SCHEMA_VERSION + 1))).unwrap();
+        wtxn.commit().unwrap();
+        drop(w);
+        let err = IndexReader::open(dir.path(), None).err().unwrap().to_string();
+        assert!(err.contains("newer vembed"), "{err}");
     }
 
     #[test]

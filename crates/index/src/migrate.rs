@@ -1,6 +1,7 @@
-//! Schema 2 → 3, in place, in the transaction that opens the index: the
-//! vectors move from the per-file scan store into blocks by id, each gets
-//! its sign-bit code, and the arroy forest and the scan store are emptied.
+//! Schema 2 → the current one, in place, in the transaction that opens the
+//! index: the vectors move from the per-file scan store into blocks by id
+//! (of the page-fitted size, recorded), each gets its sign-bit code, and
+//! the arroy forest and the scan store are emptied.
 //! The snippets, files and BM25 postings are the same in both.
 
 use heed::types::Bytes;
@@ -14,7 +15,7 @@ use crate::{
 /// Rows held in memory before a migration writes its blocks out.
 const ROWS_PER_FLUSH: usize = 50_000;
 
-/// The schema-2 databases that schema 3 no longer reads.
+/// The schema-2 databases that schemas 3 and 4 no longer read.
 pub(crate) struct Legacy {
     /// arroy's forest, with its own copy of each vector.
     pub forest: Option<Database<Bytes, Bytes>>,
@@ -32,7 +33,7 @@ impl Legacy {
     }
 }
 
-/// Moves a schema-2 index to schema 3.
+/// Moves a schema-2 index to the current schema.
 pub(crate) fn from_v2(
     dbs: &Dbs,
     legacy: &Legacy,

@@ -117,7 +117,7 @@ impl IndexReader {
         let meta = opened.2.ok_or_else(missing)?;
         let rtxn = env.read_txn()?;
         let schema: u32 = parse(meta.get(&rtxn, META_SCHEMA)?.ok_or_else(missing)?, "schema")?;
-        if schema != SCHEMA_VERSION {
+        if !(OLDEST_READABLE_SCHEMA..=SCHEMA_VERSION).contains(&schema) {
             return Err(IndexError::Schema { path: dir.to_path_buf(), found: schema });
         }
         let model: ModelIdentity =

@@ -70,13 +70,19 @@ impl IndexWriter {
         {
             if schema == Some(2) && found == model {
                 migrate::from_v2(&dbs, &legacy, &mut wtxn, dim)?;
-            } else if schema != Some(SCHEMA_VERSION) {
+            } else if schema == Some(3) || schema == Some(SCHEMA_VERSION) {
+                // Schema 3 is schema 4 with blocks of 64, unrecorded:
+                // recording them is the whole migration.
+                dbs.vecs.per_block = stored_vector_block(&dbs.meta, &wtxn)?;
+                if schema == Some(3) && found == model {
+                    dbs.meta.put(&mut wtxn, META_VECTOR_BLOCK, &json(&dbs.vecs.per_block))?;
+                    dbs.meta.put(&mut wtxn, META_SCHEMA, &json(&SCHEMA_VERSION))?;
+                }
+            } else {
                 return Err(IndexError::Schema {
                     path: dir.to_path_buf(),
                     found: schema.unwrap_or(0),
                 });
-            } else {
-                dbs.vecs.per_block = stored_vector_block(&dbs.meta, &wtxn)?;
             }
             if found != model {
                 return Err(IndexError::ModelMismatch {

@@ -8,6 +8,7 @@ fought: the host's lock keeps it to one.
 import os
 import shutil
 import subprocess
+import sysconfig
 import threading
 import time
 
@@ -15,19 +16,40 @@ from ._connection import Connection, NotRunning, Timeouts, socket_path, state_di
 from .errors import Disconnected, HostUnavailable
 
 INSTALL_HINT = (
-    "install vembed: build it (`cargo build --release` in the vembed repository) and put "
-    "vembed and vembed-host on PATH, or set VEMBED_HOST_BIN to the vembed-host binary"
+    "install vembed with its binaries (`pip install vembed`, a platform wheel), or build it "
+    "(`cargo build --release` in the vembed repository) and put vembed and vembed-host on PATH, "
+    "or set VEMBED_HOST_BIN to the vembed-host binary"
 )
 
 
+def _scripts_dirs():
+    """Where pip put a wheel's binaries for this interpreter: its scripts
+    directory (a venv's ``bin``, used or not activated), then the user
+    scheme's (``pip install --user``)."""
+    out = []
+    for scheme in (None, "%s_user" % os.name):
+        try:
+            d = sysconfig.get_path("scripts", scheme) if scheme else sysconfig.get_path("scripts")
+        except KeyError:
+            continue
+        if d and d not in out:
+            out.append(d)
+    return out
+
+
 def find_host_bin(host_bin=None):
-    """``host_bin``, else ``$VEMBED_HOST_BIN``, else ``vembed-host`` on
-    ``PATH``, else the one beside ``vembed`` on ``PATH``."""
+    """``host_bin``, else ``$VEMBED_HOST_BIN``, else the ``vembed-host`` a
+    wheel installed for this interpreter, else ``vembed-host`` on ``PATH``,
+    else the one beside ``vembed`` on ``PATH``."""
     if host_bin:
         return host_bin
     env = os.environ.get("VEMBED_HOST_BIN")
     if env:
         return env
+    for d in _scripts_dirs():
+        candidate = os.path.join(d, "vembed-host")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
     found = shutil.which("vembed-host")
     if found:
         return found
