@@ -130,10 +130,11 @@ impl LexDbs {
         }
         let n = stats.docs as f32;
         let avg = (stats.tokens as f32 / n).max(1.0);
-        let mut scores: HashMap<u32, f32> = HashMap::new();
         let mut terms = tokens(query);
         terms.sort();
         terms.dedup();
+        // Each term's postings, with its IDF.
+        let mut walked: Vec<(f32, Vec<(u32, f32, f32)>)> = Vec::with_capacity(terms.len());
         for term in terms {
             let mut prefix = term.as_bytes().to_vec();
             prefix.push(0);
@@ -148,15 +149,34 @@ impl LexDbs {
                 postings.push((id, field(0), field(4)));
             }
             let df = postings.len() as f32;
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            walked.push(((1.0 + (n - df + 0.5) / (df + 0.5)).ln(), postings));
+        }
+        // Scores summed in a dense array by id (a term in most snippets
+        // makes a hash map of a million entries the whole cost), then the
+        // best `k` selected rather than everything sorted. Every term
+        // scores above zero (IDF > 0, tf ≥ 1), so zero means untouched.
+        let max_id = walked.iter().flat_map(|(_, p)| p.iter().map(|x| x.0)).max();
+        let Some(max_id) = max_id else { return Ok(Vec::new()) };
+        let mut scores = vec![0f32; max_id as usize + 1];
+        let mut touched = Vec::new();
+        for (idf, postings) in walked {
             for (id, tf, dl) in postings {
                 let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * dl / avg));
-                *scores.entry(id).or_insert(0.0) += s;
+                let slot = &mut scores[id as usize];
+                if *slot == 0.0 {
+                    touched.push(id);
+                }
+                *slot += s;
             }
         }
-        let mut out: Vec<(u32, f32)> = scores.into_iter().collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out.truncate(k);
+        let mut out: Vec<(u32, f32)> =
+            touched.into_iter().map(|id| (id, scores[id as usize])).collect();
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if out.len() > k {
+            out.select_nth_unstable_by(k - 1, order);
+            out.truncate(k);
+        }
+        out.sort_by(order);
         Ok(out)
     }
 }

@@ -250,7 +250,12 @@ impl IndexReader {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let semantic = self.nearest(&rtxn, vector, depth, None)?;
+        // The semantic side re-ranks as many candidates as a semantic
+        // search of `k` would (not of `depth`: five times the work at 1M
+        // for hits that rarely reach the fused top `k`).
+        let n = self.dbs.snippets.len(&rtxn)? as usize;
+        let candidates = (n > EXACT_MAX_ITEMS).then(|| candidates_for(n, k).max(depth));
+        let semantic = self.nearest(&rtxn, vector, depth, candidates)?;
         let stats = lexical::stats(&self.dbs.meta, &rtxn)?;
         let lexical = self.dbs.lex.search(&rtxn, stats, query, depth)?;
         let mut fused: std::collections::HashMap<u32, Fused> = std::collections::HashMap::new();

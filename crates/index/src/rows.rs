@@ -29,8 +29,7 @@ pub(crate) fn le(b: &[u8]) -> [u8; 4] {
 /// alignment) with `q`: AVX2 and FMA where the CPU has them.
 pub fn dot(v: &[u8], q: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    {
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
         return unsafe { dot_avx2(v, q) };
     }
