@@ -30,6 +30,10 @@ pub(crate) struct LexDbs {
     pub postings: Database<Bytes, Bytes>,
 }
 
+/// One posting as a search reads it: snippet id, term frequency, snippet
+/// length in tokens.
+type Posting = (u32, f32, f32);
+
 /// Documents and tokens in the lexical index (for the average length).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct LexStats {
@@ -134,7 +138,7 @@ impl LexDbs {
         terms.sort();
         terms.dedup();
         // Each term's postings, with its IDF.
-        let mut walked: Vec<(f32, Vec<(u32, f32, f32)>)> = Vec::with_capacity(terms.len());
+        let mut walked: Vec<(f32, Vec<Posting>)> = Vec::with_capacity(terms.len());
         for term in terms {
             let mut prefix = term.as_bytes().to_vec();
             prefix.push(0);
