@@ -38,7 +38,7 @@ def test_no_host_binary_says_how_to_install_one():
     assert out.returncode == 0, out.stderr
     assert "HostUnavailable:" in out.stdout, out.stdout
     assert "vembed-host was not found" in out.stdout and "VEMBED_HOST_BIN" in out.stdout
-    assert "cargo build --release" in out.stdout
+    assert "cargo build --release" in out.stdout and "pip install vembed" in out.stdout
 
 
 def test_no_spawn_means_host_unavailable():
