@@ -21,9 +21,10 @@ pub const EXACT_MAX_ITEMS: usize = 25_000;
 /// vCPUs of an AMD EPYC with AVX-512): at 100k, 500 candidates give
 /// recall@10 0.993 against the exact scan at p50 0.50 ms; at 1M, 500 give
 /// 0.991 at 1.98 ms and 1,000 give 0.996 at 2.34 ms (the exact scan:
-/// 62.7 ms).
-pub const CANDIDATES_PER_RESULT: [(usize, usize); 3] =
-    [(25_000, 50), (100_000, 50), (1_000_000, 100)];
+/// 62.7 ms); at 3M, 1,000 give 0.988 at 5.47 ms and 2,000 give 0.994 at
+/// 6.08 ms (the exact scan: 170 ms).
+pub const CANDIDATES_PER_RESULT: [(usize, usize); 4] =
+    [(25_000, 50), (100_000, 50), (1_000_000, 100), (3_000_000, 200)];
 
 /// The candidates a code search of `k` results re-ranks by default on an
 /// index of `items` snippets: `k ×` the figure of
