@@ -20,6 +20,7 @@ mod embed;
 mod index;
 mod model;
 mod search;
+mod setup;
 mod status;
 mod stop;
 mod tools;
@@ -74,7 +75,8 @@ enum Command {
         #[command(subcommand)]
         command: tools::ToolsCommand,
     },
-    /// Measure latency, throughput and IPC overhead through the host.
+    /// Wire a program to the host: `vembed setup victor` (shows every change first; --undo).
+    Setup(setup::SetupArgs),
     /// Fetch the model if needed, start the host, embed, and show status.
     Demo,
 }
@@ -149,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(args) => index::run(|| cli.client(None), args),
         Command::Search(args) => search::run(&mut cli.client(None)?, args),
         Command::Tools { command } => tools::run(&mut cli.client(None)?, command),
+        Command::Setup(args) => setup::run(&cli, args),
         Command::Demo => demo::run(&cli),
     }
 }
