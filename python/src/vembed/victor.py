@@ -2,7 +2,9 @@
 classifiers, and anything else that asks it) gets its vectors from the
 vembed host instead of loading sentence-transformers and torch.
 
-Installed with the package, it does nothing until the user opts in::
+Installed with the package, it does nothing until the user opts in
+(``vembed setup victor`` sets these for every process of Victor's
+environment, from a ``vembed-victor.pth`` there)::
 
     export VEMBED_VICTOR=1              # or true/yes/on
     export VEMBED_VICTOR_MODEL=...      # optional: the model to serve Victor

@@ -7,9 +7,10 @@ to the store that ``search.codebase_vector_store`` (or
 ``vembed`` there from a ``victor.capabilities`` entry point (a group Victor
 loads on every path, ``victor index`` included)::
 
-    # ~/.victor/settings.yaml
-    search:
-      codebase_vector_store: vembed
+    export VICTOR_CODEBASE_VECTOR_STORE=vembed   # what `vembed setup victor` sets
+
+(Victor 0.17.0's ``load_settings()``, which its agent and ``victor index``
+use, reads ``VICTOR_*`` variables and a ``.env``, not ``~/.victor/settings.yaml``.)
 
 The store does not keep Victor's per-symbol rows. The host keeps one index
 per repository (chunks of the code itself, bodies included, with BM25 over
