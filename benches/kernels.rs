@@ -1,5 +1,6 @@
 //! The matrix kernels of the encoder's linear layers over packed weight
-//! panels in f32, f16, bf16 and int8, and on AMX tiles: the measurement
+//! panels in f32, f16, bf16 and int8 (weights only), int8 weights and
+//! activations (`int8-dynamic`, integer products), and on AMX tiles: the measurement
 //! behind the `weights` setting.
 //!
 //! `query_*`: the small-batch kernel a single query runs (`m` rows, one per
@@ -26,8 +27,8 @@
 use std::sync::OnceLock;
 
 use vembed_host::kernels::{
-    BF16, F16, I8, Packed, Panel, gemm_acc, level, pack_panels, pack_panels_i8, panel_matmul_acc,
-    panel_matmul_bulk,
+    BF16, F16, I8, Packed, Panel, QWeight, gemm_acc, int8_dynamic_kernel, int8_dynamic_matmul_acc,
+    level, pack_panels, pack_panels_i8, panel_matmul_acc, panel_matmul_bulk,
 };
 
 const LAYERS: usize = 6;
@@ -37,7 +38,7 @@ const I: usize = 1536;
 const SHAPES: [(usize, usize); 4] = [(3 * H, H), (H, H), (I, H), (H, I)];
 
 fn main() {
-    eprintln!("kernel level {:?}", level());
+    eprintln!("kernel level {:?}, int8-dynamic kernel {:?}", level(), int8_dynamic_kernel());
     divan::main();
 }
 
@@ -125,6 +126,46 @@ fn query_bf16(bencher: divan::Bencher, m: usize) {
 fn query_int8(bencher: divan::Bencher, m: usize) {
     let p = i8_panels();
     bencher.bench(|| encoder(divan::black_box(p), m));
+}
+
+fn q_weights() -> &'static Vec<QWeight> {
+    static W: OnceLock<Vec<QWeight>> = OnceLock::new();
+    W.get_or_init(|| {
+        flat_weights()
+            .iter()
+            .enumerate()
+            .map(|(i, w)| QWeight::pack(w, SHAPES[i % SHAPES.len()].1))
+            .collect()
+    })
+}
+
+fn q_encoder(ws: &[QWeight], x: &[f32], m: usize, par: bool) -> f32 {
+    let mut sum = 0.0;
+    for (i, w) in ws.iter().enumerate() {
+        let (n, k) = SHAPES[i % SHAPES.len()];
+        let mut y = vec![0f32; m * n];
+        if par {
+            int8_dynamic_matmul_acc(&mut y, &x[..m * k], w, 0, &mut |jobs, job| {
+                use rayon::prelude::*;
+                (0..jobs).into_par_iter().for_each(job)
+            });
+        } else {
+            int8_dynamic_matmul_acc(&mut y, &x[..m * k], w, 0, &mut |jobs, job| {
+                (0..jobs).for_each(job)
+            });
+        }
+        sum += y[0];
+    }
+    sum
+}
+
+/// The same with int8 weights and activations quantized per row at every
+/// product: integer multiply-adds (`int8-dynamic`).
+#[divan::bench(args = [1, 8, 10])]
+fn query_int8_dynamic(bencher: divan::Bencher, m: usize) {
+    let ws = q_weights();
+    let x: Vec<f32> = (0..m * I).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
+    bencher.bench(|| q_encoder(divan::black_box(ws), &x, m, false));
 }
 
 /// Tokens in a bulk batch: four texts of 512, or eight of 256.
@@ -215,6 +256,14 @@ fn bulk_int8_panels(bencher: divan::Bencher) {
     pool();
     let p = i8_panels();
     bencher.bench(|| bulk(divan::black_box(p)));
+}
+
+/// The same batch with int8 weights and activations (`int8-dynamic`).
+#[divan::bench(sample_count = 20)]
+fn bulk_int8_dynamic(bencher: divan::Bencher) {
+    pool();
+    let ws = q_weights();
+    bencher.bench(|| q_encoder(divan::black_box(ws), bulk_x(), BULK_M, true));
 }
 
 /// The same batch on AMX tiles: weights and activations in bf16 (an

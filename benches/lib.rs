@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The real model folder (as fetched by `vembed model fetch`, which `scripts/test` runs); panics when missing.
 pub fn model_dir() -> PathBuf {
@@ -130,4 +131,36 @@ pub fn real_embeddings(e: &vembed_host::Embedder, n: usize) -> Vec<f32> {
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
     out
+}
+
+/// The median and the 99th percentile of `v` (sorted in place).
+pub fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[(v.len() * 99 / 100).min(v.len() - 1)])
+}
+
+/// A duration in milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The load average over 1, 5 and 15 minutes, as `/proc/loadavg` says.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The CPU's model name, as `/proc/cpuinfo` says.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default()
 }

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use vembed_benches::{cpu_model, loadavg, ms, percentiles};
+
 const QUERY: &str = "find the function that validates email addresses";
 
 fn main() {
@@ -144,34 +146,6 @@ fn load(clients: usize, time: Duration, work: impl Fn(&AtomicBool, &AtomicU64) +
         stop.store(true, Ordering::Relaxed);
     });
     n.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
-fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {
-    v.sort();
-    (v[v.len() / 2], v[(v.len() * 99 / 100).min(v.len() - 1)])
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split(' ')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_default()
 }
 
 fn nix_kill(pid: u32) -> std::io::Result<()> {

@@ -61,6 +61,9 @@ pub mod kernels {
     pub use crate::bert::half::{BF16, F16};
     pub use crate::bert::int8::{I8, pack_panels_i8};
     pub use crate::bert::packed::{Packed, pack_panels};
+    pub use crate::bert::qdyn::{
+        QWeight, kernel as int8_dynamic_kernel, matmul_acc as int8_dynamic_matmul_acc,
+    };
     pub use crate::bert::simd::{Acc, MR, NR, Panel, level, panel_matmul_acc};
 }
 pub use server::{

@@ -24,7 +24,7 @@ pub fn threshold(precision: Precision) -> f32 {
     let bar = match precision {
         Precision::F32 => return 1.0,
         Precision::F16 | Precision::BF16 | Precision::AmxBf16 => 0.999,
-        Precision::Int8 => 0.99,
+        Precision::Int8 | Precision::Int8Dynamic => 0.99,
     };
     std::env::var("VEMBED_WEIGHTS_MIN_COSINE")
         .ok()
@@ -36,6 +36,16 @@ pub fn threshold(precision: Precision) -> f32 {
 /// The probe texts.
 pub fn probe_texts() -> Vec<String> {
     serde_json::from_str(include_str!("precision_probe.json")).expect("the built-in probe set")
+}
+
+/// The texts `int8-dynamic` measures its activations' ranges on (see
+/// [`crate::bert::calibrate`]): queries, code in a dozen languages, prose in
+/// five, a log line, numbers, and a text past the 256-token limit, none of
+/// them a probe text, so the gate judges the result on texts it was not
+/// fitted to.
+pub fn calibration_texts() -> Vec<String> {
+    serde_json::from_str(include_str!("calibration_texts.json"))
+        .expect("the built-in calibration set")
 }
 
 /// What the gate measured.

@@ -121,13 +121,19 @@ impl Registry {
         let started = std::time::Instant::now();
         let e = Embedder::load(&dir.name, &dir.path, sha, self.engine, self.precision)?;
         tracing::info!(
-            "loaded {} from {} in {:?} ({:?} engine, {} weights, {} kernels, dim {}, max_seq_length {})",
+            "loaded {} from {} in {:?} ({:?} engine, {} weights, {} kernels{}, dim {}, max_seq_length {})",
             e.name,
             e.path.display(),
             started.elapsed(),
             e.engine(),
             e.precision.name(),
             crate::bert::simd::level().name(),
+            match e.precision {
+                crate::Precision::Int8Dynamic => {
+                    format!(", {} integer products", crate::bert::qdyn::kernel().name())
+                }
+                _ => String::new(),
+            },
             e.dim(),
             e.max_seq_length()
         );

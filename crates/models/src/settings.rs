@@ -87,12 +87,13 @@ settings! {
     /// How the native encoder holds its linear layers' weights: `"f32"`
     /// (as stored, the default), `"f16"` or `"bf16"` (half the memory and
     /// memory traffic), `"int8"` (a quarter; weights only, a scale per
-    /// output column), or `"amx-bf16"` (bf16 weights and activations on
+    /// output column), `"int8-dynamic"` (int8 weights and activations,
+    /// integer products on VNNI or AVX2), or `"amx-bf16"` (bf16 weights and activations on
     /// Intel AMX tiles, where the CPU has them). Each must pass a quality
     /// gate against f32 on the model at load, or the host refuses it. The
     /// precision is part of the model's identity: an index built with one
     /// is refused by a host running another.
-    weights: String = "f32".to_string(), one_of &["f32", "f16", "bf16", "int8", "amx-bf16"];
+    weights: String = "f32".to_string(), one_of &["f32", "f16", "bf16", "int8", "int8-dynamic", "amx-bf16"];
     /// Milliseconds a client waits to connect and for the handshake, and for
     /// a liveness check of a host that has been silent that long.
     connect_timeout_ms: u64 = 5000;

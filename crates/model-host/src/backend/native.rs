@@ -22,9 +22,22 @@ impl NativeBackend {
         NativeBackend { bert, scratch: Mutex::default(), pipeline, hidden }
     }
 
-    /// Repacks the encoder's linear layers in `precision`.
-    pub fn set_precision(&mut self, precision: Precision) {
-        self.bert.set_precision(precision);
+    /// Repacks the encoder's linear layers in `precision`; for
+    /// `int8-dynamic`, smoothed by the ranges of their inputs on
+    /// `calibration` (token ids of texts).
+    pub fn set_precision(
+        &mut self,
+        precision: Precision,
+        calibration: &[Vec<u32>],
+    ) -> Result<(), BackendError> {
+        let ranges = match precision {
+            Precision::Int8Dynamic => Some(self.bert.ranges(calibration).map_err(|e| {
+                BackendError::Failed { engine: Engine::Native, message: e.to_string() }
+            })?),
+            _ => None,
+        };
+        self.bert.set_precision(precision, ranges.as_ref());
+        Ok(())
     }
 }
 

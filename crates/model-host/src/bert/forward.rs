@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::bulk::panel_matmul_bulk;
+use super::calibrate::Ranges;
 use super::ptr::SendPtr;
 use super::simd::Panel;
 use super::team::Team;
@@ -17,6 +18,16 @@ impl Bert {
         &self,
         texts: &[T],
         scratch: &'s mut Scratch,
+    ) -> Result<&'s [f32], BertError> {
+        self.forward_observed(texts, scratch, None)
+    }
+
+    /// [`Bert::forward`], showing `ranges` the input of every linear layer.
+    pub(super) fn forward_observed<'s, T: AsRef<[u32]>>(
+        &self,
+        texts: &[T],
+        scratch: &'s mut Scratch,
+        mut ranges: Option<&mut Ranges>,
     ) -> Result<&'s [f32], BertError> {
         let h = self.hidden;
         let lens: Vec<usize> = texts.iter().map(|t| t.as_ref().len()).collect();
@@ -90,15 +101,22 @@ impl Bert {
             starts.push(at);
             at += l;
         }
-        for layer in &self.layers {
+        let mut observe = |l: usize, product: usize, x: &[f32]| {
+            if let Some(r) = ranges.as_deref_mut() {
+                r.observe(l, product, x);
+            }
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
             // qkv = x · Wqkvᵀ + b
             let bqkv = self.p(&layer.bqkv);
             par_rows(qkv, 3 * h, |rows| simd::fill_rows(rows, bqkv));
+            observe(l, 0, x);
             self.linear_acc(qkv, x, &layer.wqkv, team);
             self.attention(qkv, ctx, &starts, &lens, team);
             // tmp = ctx · Woᵀ + bo + x, then LayerNorm -> x
             let bo = self.p(&layer.bo);
             par_rows2(tmp, x, h, |t, xr| simd::add_rows(t, xr, bo));
+            observe(l, 1, ctx);
             self.linear_acc(tmp, ctx, &layer.wo, team);
             let (g, b) = (self.p(&layer.ln1_g), self.p(&layer.ln1_b));
             par_rows(tmp, h, |rows| simd::layer_norm_rows(rows, g, b, self.eps));
@@ -106,6 +124,7 @@ impl Bert {
             // ff = act(x · W1ᵀ + b1)
             let b1 = self.p(&layer.b1);
             par_rows(ff, self.inter, |rows| simd::fill_rows(rows, b1));
+            observe(l, 2, x);
             self.linear_acc(ff, x, &layer.w1, team);
             let act = self.act;
             par_rows(ff, self.inter, |rows| match act {
@@ -116,6 +135,7 @@ impl Bert {
             // tmp = ff · W2ᵀ + b2 + x, then LayerNorm -> x
             let b2 = self.p(&layer.b2);
             par_rows2(tmp, x, h, |t, xr| simd::add_rows(t, xr, b2));
+            observe(l, 3, ff);
             self.linear_acc(tmp, ff, &layer.w2, team);
             let (g, b) = (self.p(&layer.ln2_g), self.p(&layer.ln2_b));
             par_rows(tmp, h, |rows| simd::layer_norm_rows(rows, g, b, self.eps));
@@ -281,6 +301,17 @@ impl Bert {
             Panels::F16(p) => panel_acc(y, n, x, k, p, None, team),
             Panels::BF16(p) => panel_acc(y, n, x, k, p, None, team),
             Panels::I8(p, scale) => panel_acc(y, n, x, k, p, Some(scale), team),
+            Panels::Q(w) => {
+                use super::qdyn;
+                match team {
+                    // A query: the team shares the panels, two per job.
+                    Some(team) if m <= SMALL_M => {
+                        qdyn::matmul_acc(y, x, w, 2, &mut |jobs, job| team.run(jobs, job))
+                    }
+                    _ if parallel(m, n, k) => qdyn::matmul_acc(y, x, w, 0, &mut on_rayon),
+                    _ => qdyn::matmul_acc(y, x, w, 0, &mut |jobs, job| (0..jobs).for_each(job)),
+                }
+            }
             #[cfg(target_arch = "x86_64")]
             Panels::Amx(w) => {
                 use super::amx;
@@ -341,6 +372,11 @@ fn panel_acc<T: Panel>(
             rows(r).copy_from_slice(&out[r * cols..(r + 1) * cols]);
         }
     });
+}
+
+/// Runs jobs on rayon's pool.
+fn on_rayon(jobs: usize, job: &(dyn Fn(usize) + Sync)) {
+    (0..jobs).into_par_iter().for_each(job);
 }
 
 /// Whether an `m × n × k` product is worth splitting across the pool.

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
+use super::calibrate::{Ranges, smoothing};
+use super::qdyn::QWeight;
 use super::{
     Act, Arch, Bert, BertError, Config, Layer, Linear, Panels, Param, Precision, relative,
 };
@@ -187,11 +189,21 @@ impl Bert {
 
     /// Repacks every linear layer's panels in `precision`, from the f32
     /// weights in the mapping.
-    pub fn set_precision(&mut self, precision: Precision) {
+    /// (`int8-dynamic` needs `ranges`, its inputs' ranges on calibration
+    /// texts, to smooth each product; without them it runs unsmoothed.)
+    pub fn set_precision(&mut self, precision: Precision, ranges: Option<&Ranges>) {
         let bytes = self.weights.bytes();
-        for layer in &mut self.layers {
-            for lin in [&mut layer.wqkv, &mut layer.wo, &mut layer.w1, &mut layer.w2] {
-                lin.panels = Panels::pack(view(bytes, &lin.w), lin.k, precision);
+        for (l, layer) in self.layers.iter_mut().enumerate() {
+            let lins = [&mut layer.wqkv, &mut layer.wo, &mut layer.w1, &mut layer.w2];
+            for (i, lin) in lins.into_iter().enumerate() {
+                let w = view(bytes, &lin.w);
+                lin.panels = match precision {
+                    Precision::Int8Dynamic => {
+                        let smooth = ranges.map(|r| smoothing(w, lin.k, r.of(l, i)));
+                        Panels::Q(QWeight::pack_smoothed(w, lin.k, smooth.as_deref()))
+                    }
+                    _ => Panels::pack(w, lin.k, precision),
+                };
             }
         }
     }

@@ -30,12 +30,14 @@ pub mod simd;
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
 pub mod bulk;
+pub mod calibrate;
 pub mod forward;
 pub mod half;
 pub mod int8;
 mod layout;
 pub mod packed;
 mod ptr;
+pub mod qdyn;
 mod relative;
 pub mod team;
 
@@ -161,6 +163,11 @@ pub enum Precision {
     /// Signed bytes with a scale per output column (weights only; the
     /// activations stay f32): a quarter of the bytes.
     Int8,
+    /// Signed bytes with a scale per output column, and the activations
+    /// quantized per row at every product: integer products on AVX-512
+    /// VNNI or AVX2 ([`qdyn`]), a quarter of the bytes and a quarter of the
+    /// instructions.
+    Int8Dynamic,
     /// bf16 weights and bf16 activations multiplied on Intel AMX tiles
     /// (sums in f32): the bulk path's fastest form where the CPU has
     /// AMX-BF16; refused elsewhere.
@@ -175,6 +182,7 @@ impl Precision {
             Precision::F16 => "f16",
             Precision::BF16 => "bf16",
             Precision::Int8 => "int8",
+            Precision::Int8Dynamic => "int8-dynamic",
             Precision::AmxBf16 => "amx-bf16",
         }
     }
@@ -203,9 +211,10 @@ impl std::str::FromStr for Precision {
             "f16" => Ok(Precision::F16),
             "bf16" => Ok(Precision::BF16),
             "int8" => Ok(Precision::Int8),
+            "int8-dynamic" => Ok(Precision::Int8Dynamic),
             "amx-bf16" => Ok(Precision::AmxBf16),
             other => Err(format!(
-                "weights must be \"f32\", \"f16\", \"bf16\", \"int8\" or \"amx-bf16\", got {other:?}"
+                "weights must be \"f32\", \"f16\", \"bf16\", \"int8\", \"int8-dynamic\" or \"amx-bf16\", got {other:?}"
             )),
         }
     }
@@ -217,6 +226,7 @@ enum Panels {
     F16(packed::Packed<half::F16>),
     BF16(packed::Packed<half::BF16>),
     I8(packed::Packed<int8::I8>, Vec<f32>),
+    Q(qdyn::QWeight),
     #[cfg(target_arch = "x86_64")]
     Amx(amx::AmxWeight),
 }
@@ -231,6 +241,7 @@ impl Panels {
                 let (p, scale) = int8::pack_panels_i8(w, k);
                 Panels::I8(p, scale)
             }
+            Precision::Int8Dynamic => Panels::Q(qdyn::QWeight::pack(w, k)),
             #[cfg(target_arch = "x86_64")]
             Precision::AmxBf16 if amx::available() => Panels::Amx(amx::AmxWeight::pack(w, k)),
             // Callers check `Precision::supported` first.

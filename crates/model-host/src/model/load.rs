@@ -195,7 +195,11 @@ fn backend(
         let texts = precision::probe_texts();
         let ids = texts.iter().map(|t| tokens.ids(t)).collect::<Result<Vec<_>, _>>()?;
         let reference = precision::embed_alone(&native, &ids)?;
-        native.set_precision(precision);
+        let calibration = precision::calibration_texts()
+            .iter()
+            .map(|t| tokens.ids(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        native.set_precision(precision, &calibration)?;
         let reduced = precision::embed_alone(&native, &ids)?;
         let report = precision::compare(&texts, &reference, &reduced);
         if !report.passes(precision) {

@@ -1,0 +1,316 @@
+//! int8 weights and int8 activations (`weights = "int8-dynamic"`): the
+//! products run on integer multiply-adds, four per 32-bit lane, where
+//! [`super::int8`] widens its bytes to f32 and pays f32's multiply-adds.
+//!
+//! * **Weights**, once at load: each output column divided by its scale
+//!   (its largest magnitude over 127) and rounded to a signed byte, packed
+//!   per panel of [`NR`] columns as `kp/4` rows of `NR` groups of four
+//!   consecutive `k` (`[kp/4][NR][4]`, the "VNNI" order `vpdpbusd` reads),
+//!   `k` padded to `kp`, a multiple of 4, with zeros. Each column's byte sum
+//!   is kept for the offset correction below.
+//! * **Activations**, at every product: each row of `x` divided by its own
+//!   scale (its largest magnitude over 127) and rounded to nearest even, a
+//!   signed byte `q` in ±127.
+//! * **Products**: `Σ_k q·w` exactly, in i32 (at most 127·127·k, far from
+//!   overflow for any `k` a model has), then `y += Σ · (s_x · s_w)`. With
+//!   AVX-512 VNNI, `vpdpbusd` multiplies unsigned by signed bytes, so the
+//!   rows are stored as `q + 128` and `128 · Σ_k w` is subtracted after; with
+//!   AVX2 alone, `vpmaddubsw` over `|q|` and `w · sign(q)` (pairs of at most
+//!   2·127·127, below i16's limit, so never saturating) and `vpmaddwd`; and
+//!   plain integer loops everywhere else. Every form computes the same
+//!   integer, so a text's vector is the same bits alone or in any batch, and
+//!   on every CPU.
+
+use std::sync::OnceLock;
+
+use super::int8::I8;
+use super::packed::Packed;
+use super::ptr::SendPtr;
+use super::simd::{Level, NR, level};
+
+/// Rows per register block of the integer tile: 12 with AVX-512's 32
+/// registers (24 accumulators), as the f32 tile.
+pub const QMR: usize = 12;
+
+/// One register block's integer sums.
+pub type QAcc = [[i32; NR]; QMR];
+
+/// Which integer kernel this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512 VNNI (`vpdpbusd` on 512-bit registers).
+    Vnni512,
+    /// AVX2 (`vpmaddubsw` and `vpmaddwd`).
+    Avx2,
+    /// Portable integer loops.
+    Generic,
+}
+
+impl Kernel {
+    /// The kernel's name, as the host logs it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Vnni512 => "avx512-vnni",
+            Kernel::Avx2 => "avx2",
+            Kernel::Generic => "generic",
+        }
+    }
+
+    /// Whether rows are stored as `q + 128` (the VNNI form's unsigned bytes)
+    /// rather than as `q`.
+    fn offset(self) -> bool {
+        self == Kernel::Vnni512
+    }
+}
+
+/// The widest integer kernel this CPU and [`level`] (`VEMBED_SIMD`) allow.
+pub fn kernel() -> Kernel {
+    static KERNEL: OnceLock<Kernel> = OnceLock::new();
+    *KERNEL.get_or_init(|| match level() {
+        #[cfg(target_arch = "x86_64")]
+        Level::V4
+            if std::is_x86_feature_detected!("avx512vnni")
+                && std::is_x86_feature_detected!("avx512bw") =>
+        {
+            Kernel::Vnni512
+        }
+        #[cfg(target_arch = "x86_64")]
+        Level::V4 | Level::V3 => Kernel::Avx2,
+        _ => Kernel::Generic,
+    })
+}
+
+/// A linear layer's weight as signed bytes in the VNNI order.
+pub struct QWeight {
+    data: Packed<I8>,
+    /// Each column's scale (padded with 1.0 to whole panels).
+    scale: Vec<f32>,
+    /// `128 · Σ_k w` per column: what the VNNI form's offset adds.
+    offset: Vec<i32>,
+    /// `1 / s_k` per input channel, when the weight was packed smoothed:
+    /// each activation is multiplied by it before it is quantized.
+    unsmooth: Option<Vec<f32>>,
+    n: usize,
+    k: usize,
+    kp: usize,
+}
+
+impl QWeight {
+    /// Packs `w` (`n × k`, as stored).
+    pub fn pack(w: &[f32], k: usize) -> QWeight {
+        QWeight::pack_smoothed(w, k, None)
+    }
+
+    /// Packs `w` with input channel `c`'s weights multiplied by `smooth[c]`
+    /// (and the activations divided by it at every product), which moves
+    /// the range of channels whose activations run large into the weights.
+    pub fn pack_smoothed(w: &[f32], k: usize, smooth: Option<&[f32]>) -> QWeight {
+        let n = w.len() / k;
+        let kp = k.div_ceil(4) * 4;
+        let panels = n.div_ceil(NR);
+        let mut data = Packed::<I8>::zeroed(panels * kp * NR);
+        let mut scale = vec![1f32; panels * NR];
+        let mut offset = vec![0i32; panels * NR];
+        let mut scaled = Vec::new();
+        for (c, row) in w.chunks_exact(k).enumerate() {
+            let row = match smooth {
+                Some(s) => {
+                    scaled.clear();
+                    scaled.extend(row.iter().zip(s).map(|(&v, &s)| v * s));
+                    &scaled[..]
+                }
+                None => row,
+            };
+            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
+            let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+            scale[c] = s;
+            let (p, j) = (c / NR, c % NR);
+            let panel = &mut data[p * kp * NR..(p + 1) * kp * NR];
+            let mut sum = 0i32;
+            for (kk, &v) in row.iter().enumerate() {
+                let q = (v / s).round().clamp(-127.0, 127.0) as i8;
+                panel[(kk / 4) * NR * 4 + j * 4 + kk % 4] = I8(q);
+                sum += q as i32;
+            }
+            offset[c] = 128 * sum;
+        }
+        let unsmooth = smooth.map(|s| s.iter().map(|&v| 1.0 / v).collect());
+        QWeight { data, scale, offset, unsmooth, n, k, kp }
+    }
+
+    /// The byte of column `c` at `kk` (tests).
+    #[cfg(test)]
+    fn at(&self, c: usize, kk: usize) -> i8 {
+        let (p, j) = (c / NR, c % NR);
+        self.data[p * self.kp * NR + (kk / 4) * NR * 4 + j * 4 + kk % 4].0
+    }
+}
+
+/// 1.5 × 2²³: adding it rounds an f32 in ±2²² to an integer (to nearest even).
+const ROUND: f32 = 12_582_912.0;
+
+multiversion! {
+    /// Quantizes each row of `x` (`k` long, times `unsmooth` when given)
+    /// into `dst` (rows of `kp` bytes, the padding zero): the row over its
+    /// scale (its largest magnitude over 127), rounded to nearest even;
+    /// `q + 128` as unsigned bytes when `offset`, else `q` as signed bytes.
+    /// Each row's scale goes to `scales`.
+    fn quantize_rows(
+        dst: &mut [u8],
+        scales: &mut [f32],
+        x: &[f32],
+        k: usize,
+        kp: usize,
+        offset: bool,
+        unsmooth: Option<&[f32]>,
+        tmp: &mut Vec<f32>,
+    ) {
+        let zero = if offset { 128u8 } else { 0 };
+        for ((d, row), s) in dst.chunks_exact_mut(kp).zip(x.chunks_exact(k)).zip(scales.iter_mut()) {
+            let row = match unsmooth {
+                Some(u) => {
+                    tmp.clear();
+                    tmp.extend(row.iter().zip(u).map(|(&v, &u)| v * u));
+                    &tmp[..]
+                }
+                None => row,
+            };
+            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
+            // A row of zeros (or of non-finite values, which the gate and the
+            // finite checks downstream catch) quantizes to zeros.
+            let (scale, inv) = if max > 0.0 && max.is_finite() { (max / 127.0, 127.0 / max) } else { (1.0, 0.0) };
+            *s = scale;
+            for (o, &v) in d.iter_mut().zip(row) {
+                // |v · inv| ≤ 127 (up to rounding), so the magic-number
+                // rounding is exact; the clamp guards that last ulp.
+                let q = ((v * inv + ROUND) - ROUND).clamp(-127.0, 127.0) as i32;
+                *o = (q + if offset { 128 } else { 0 }) as u8;
+            }
+            d[k..].fill(zero);
+        }
+    }
+}
+
+thread_local! {
+    /// The quantized rows of the product in flight, on the calling thread.
+    static XQ: std::cell::RefCell<(Vec<u8>, Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Runs `jobs` jobs, `job(0..jobs)`, each exactly once, on some threads.
+pub type Runner<'r> = &'r mut dyn FnMut(usize, &(dyn Fn(usize) + Sync));
+
+/// Rows per bulk job: four register blocks, whose rows of `x` (up to
+/// 48 × 3 KiB) and one panel at a time stay in L2.
+const JOB_ROWS: usize = 4 * QMR;
+
+/// `y += x · wᵀ`: `x` is `m × k`, `y` is `m × n`, `w` packed by
+/// [`QWeight::pack`]. Up to [`JOB_ROWS`] rows make one row block, whose
+/// columns are cut into jobs of `per` panels (all of them when `per` is 0),
+/// which `run` spreads over threads (rayon's pool for bulk, the query team
+/// for a few rows).
+pub fn matmul_acc(y: &mut [f32], x: &[f32], w: &QWeight, per: usize, run: Runner<'_>) {
+    let (n, k, kp) = (w.n, w.k, w.kp);
+    let m = y.len() / n;
+    assert!(x.len() >= m * k, "x holds m rows of k");
+    if m == 0 {
+        return;
+    }
+    let kernel = kernel();
+    XQ.with_borrow_mut(|(xq, xs, tmp)| {
+        xq.resize(m * kp, 0);
+        xs.resize(m, 0.0);
+        let unsmooth = w.unsmooth.as_deref();
+        quantize_rows(xq, xs, &x[..m * k], k, kp, kernel.offset(), unsmooth, tmp);
+        let (xq, xs) = (&xq[..], &xs[..]);
+        let row_blocks = m.div_ceil(JOB_ROWS);
+        let panels = n.div_ceil(NR);
+        let per = if per == 0 { panels } else { per.min(panels) };
+        let chunks = panels.div_ceil(per);
+        let y_ptr = SendPtr(y.as_mut_ptr());
+        run(row_blocks * chunks, &move |job| {
+            let (rb, cc) = (job / chunks, job % chunks);
+            let r0 = rb * JOB_ROWS;
+            let rows = JOB_ROWS.min(m - r0);
+            for p in cc * per..((cc + 1) * per).min(panels) {
+                let panel = &w.data[p * kp * NR..(p + 1) * kp * NR];
+                let c = p * NR;
+                let width = NR.min(n - c);
+                let mut r = 0;
+                while r < rows {
+                    let block = QMR.min(rows - r);
+                    let mut acc: QAcc = [[0; NR]; QMR];
+                    let xr = &xq[(r0 + r) * kp..(r0 + r + block) * kp];
+                    tile(kernel, &mut acc, block, xr, kp, panel);
+                    for (i, a) in acc.iter().take(block).enumerate() {
+                        let row = r0 + r + i;
+                        // SAFETY: row < m and columns c..c + width < n lie
+                        // inside y, written by this job alone (jobs own
+                        // distinct row blocks or distinct panels); y's `&mut`
+                        // borrow outlives `run`.
+                        let out = unsafe {
+                            std::slice::from_raw_parts_mut(y_ptr.get().add(row * n + c), width)
+                        };
+                        finish(out, a, w, c, xs[row], kernel.offset());
+                    }
+                    r += block;
+                }
+            }
+        });
+    });
+}
+
+/// `out[j] += (acc[j] - offset) · (s_w · s_x)` for the columns from `c`
+/// on; the offset only for the VNNI form's unsigned rows.
+#[inline]
+fn finish(out: &mut [f32], acc: &[i32], w: &QWeight, c: usize, sx: f32, offset_on: bool) {
+    let (offset, sw) = (&w.offset[c..], &w.scale[c..]);
+    for (j, o) in out.iter_mut().enumerate() {
+        let sum = if offset_on { acc[j] - offset[j] } else { acc[j] };
+        *o += sum as f32 * (sw[j] * sx);
+    }
+}
+
+/// `acc[i][j] += Σ_k x[i][k] · panel[k][j]` over `rows` (≤ [`QMR`]) rows of
+/// quantized `x` (rows of `kp` bytes) and one panel, in `kernel`'s form.
+pub fn tile(kernel: Kernel, acc: &mut QAcc, rows: usize, x: &[u8], kp: usize, panel: &[I8]) {
+    assert!(rows <= QMR && x.len() >= rows * kp && panel.len() >= kp * NR && kp % 4 == 0);
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `kernel()` chose Vnni512 only after detecting AVX-512F,
+        // BW and VNNI (tests call it only after the same checks); the
+        // lengths were checked above.
+        Kernel::Vnni512 => unsafe { x86::tile_vnni512(acc, rows, x, kp, panel) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `kernel()` chose Avx2 only at a level with AVX2; the
+        // lengths were checked above.
+        Kernel::Avx2 => unsafe { x86::tile_avx2(acc, rows, x, kp, panel) },
+        _ => tile_generic(acc, rows, x, kp, panel, false),
+    }
+}
+
+/// [`tile`] in portable integer loops; `offset` says the rows are `q + 128`.
+pub fn tile_generic(acc: &mut QAcc, rows: usize, x: &[u8], kp: usize, panel: &[I8], offset: bool) {
+    for (i, a) in acc.iter_mut().take(rows).enumerate() {
+        let xi = &x[i * kp..(i + 1) * kp];
+        for (g, w) in panel.chunks_exact(NR * 4).take(kp / 4).enumerate() {
+            let xg = &xi[g * 4..g * 4 + 4];
+            for j in 0..NR {
+                let mut s = 0i32;
+                for t in 0..4 {
+                    let q = if offset { xg[t] as i32 } else { xg[t] as i8 as i32 };
+                    s += q * w[j * 4 + t].0 as i32;
+                }
+                a[j] += s;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[path = "qdyn_x86.rs"]
+mod x86;
+
+#[cfg(test)]
+#[path = "qdyn_tests.rs"]
+mod tests;
