@@ -46,10 +46,20 @@ def golden():
 
 @pytest.fixture(scope="session")
 def host_env():
-    """A private runtime dir for the whole session; the host starts on first use."""
+    """A private runtime dir for the whole session; the host starts on first use.
+
+    The cache dir is private too (its models a link to the real ones), so the
+    code indexes the tests build, kept under ``<cache>/indexes`` by repository
+    path, never meet an earlier run's index of a path pytest reuses."""
     tmp = tempfile.mkdtemp(prefix="vembed-py-")
     os.chmod(tmp, 0o700)
-    saved = {k: os.environ.get(k) for k in ("VEMBED_RUNTIME_DIR", "VEMBED_SOCKET", "VEMBED_HOST_BIN", "VEMBED_STATE_DIR")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("VEMBED_RUNTIME_DIR", "VEMBED_SOCKET", "VEMBED_HOST_BIN", "VEMBED_STATE_DIR", "VEMBED_CACHE_DIR")
+    }
+    os.makedirs(os.path.join(tmp, "cache"))
+    os.symlink(os.path.dirname(MODEL_DIR), os.path.join(tmp, "cache", "models"))
+    os.environ["VEMBED_CACHE_DIR"] = os.path.join(tmp, "cache")
     os.environ["VEMBED_RUNTIME_DIR"] = os.path.join(tmp, "run")
     os.environ.pop("VEMBED_SOCKET", None)
     os.environ["VEMBED_HOST_BIN"] = HOST_BIN

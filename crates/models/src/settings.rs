@@ -341,7 +341,7 @@ mod tests {
         );
         assert_eq!(
             s.set("weights", "f8").unwrap_err(),
-            "weights must be f32, f16, bf16, int8 or amx-bf16, got \"f8\""
+            "weights must be f32, f16, bf16, int8, int8-dynamic or amx-bf16, got \"f8\""
         );
         assert!(s.set("max_batch_tokens", "many").unwrap_err().contains("non-negative integer"));
         s.set("embedding_model", " ").unwrap();
