@@ -225,8 +225,14 @@ fn a_precision_below_the_gate_is_refused_with_the_figures() {
 fn unknown_or_unavailable_precisions_are_refused_at_start() {
     let env = Env::new();
     for (args, want) in [
-        (&["--weights", "f8"][..], "weights must be f32, f16, bf16, int8, int8-dynamic or amx-bf16"),
-        (&["--weights", "int4"][..], "weights must be f32, f16, bf16, int8, int8-dynamic or amx-bf16"),
+        (
+            &["--weights", "f8"][..],
+            "weights must be f32, f16, bf16, int8, int8-dynamic or amx-bf16",
+        ),
+        (
+            &["--weights", "int4"][..],
+            "weights must be f32, f16, bf16, int8, int8-dynamic or amx-bf16",
+        ),
         (
             &["--weights", "f16", "--engine", "candle"][..],
             "the candle engine runs f32 weights only",

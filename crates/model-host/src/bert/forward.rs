@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::attend;
 use super::bulk::panel_matmul_bulk;
 use super::calibrate::Ranges;
 use super::ptr::SendPtr;
@@ -180,6 +181,31 @@ impl Bert {
                     }
                     None => false,
                 };
+                if len <= attend::SHORT {
+                    // A short text: the products in loops (gemm's setup costs
+                    // more than they do).
+                    let base = start * 3 * h + head * d;
+                    let span = (len - 1) * 3 * h + d;
+                    let (q, k, v) = (
+                        &qkv[base..base + span],
+                        &qkv[base + h..base + h + span],
+                        &qkv[base + 2 * h..base + 2 * h + span],
+                    );
+                    attend::scores(scores, q, k, 3 * h, len, d, scale, biased);
+                    simd::softmax_rows(scores, len);
+                    for i in 0..len {
+                        // SAFETY: row start + i, columns head·d..head·d + d of
+                        // ctx are this job's alone (as below), inside ctx.
+                        let out = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                ctx_ptr.get().add((start + i) * h + head * d),
+                                d,
+                            )
+                        };
+                        attend::context_row(out, &scores[i * len..(i + 1) * len], v, 3 * h);
+                    }
+                    return;
+                }
                 let q = (qkv_ptr as *const f32).wrapping_add(start * 3 * h + head * d);
                 let k = q.wrapping_add(h);
                 let v = q.wrapping_add(2 * h);

@@ -29,6 +29,7 @@
 pub mod simd;
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
+mod attend;
 pub mod bulk;
 pub mod calibrate;
 pub mod forward;

@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use super::int8::I8;
 use super::packed::Packed;
 use super::ptr::SendPtr;
-use super::simd::{Level, NR, level};
+use super::simd::{LANES, Level, NR, level};
 
 /// Rows per register block of the integer tile: 12 with AVX-512's 32
 /// registers (24 accumulators), as the f32 tile.
@@ -166,35 +166,57 @@ multiversion! {
         tmp: &mut Vec<f32>,
     ) {
         let zero = if offset { 128u8 } else { 0 };
+        let add = if offset { 128 } else { 0 };
         for ((d, row), s) in dst.chunks_exact_mut(kp).zip(x.chunks_exact(k)).zip(scales.iter_mut()) {
             let row = match unsmooth {
                 Some(u) => {
-                    tmp.clear();
-                    tmp.extend(row.iter().zip(u).map(|(&v, &u)| v * u));
+                    tmp.resize(k, 0.0);
+                    for ((t, &v), &u) in tmp.iter_mut().zip(row).zip(u) {
+                        *t = v * u;
+                    }
                     &tmp[..]
                 }
                 None => row,
             };
-            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
+            let mut lanes = [0f32; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for l in 0..LANES {
+                    // A select, not f32::max: one vmaxps, no NaN fix-ups.
+                    let a = c[l].abs();
+                    lanes[l] = if a > lanes[l] { a } else { lanes[l] };
+                }
+            }
+            let mut max = lanes.iter().fold(0f32, |m, &v| m.max(v));
+            for &v in chunks.remainder() {
+                max = max.max(v.abs());
+            }
             // A row of zeros (or of non-finite values, which the gate and the
             // finite checks downstream catch) quantizes to zeros.
-            let (scale, inv) = if max > 0.0 && max.is_finite() { (max / 127.0, 127.0 / max) } else { (1.0, 0.0) };
+            let (scale, inv) =
+                if max > 0.0 && max.is_finite() { (max / 127.0, 127.0 / max) } else { (1.0, 0.0) };
             *s = scale;
             for (o, &v) in d.iter_mut().zip(row) {
-                // |v · inv| ≤ 127 (up to rounding), so the magic-number
-                // rounding is exact; the clamp guards that last ulp.
-                let q = ((v * inv + ROUND) - ROUND).clamp(-127.0, 127.0) as i32;
-                *o = (q + if offset { 128 } else { 0 }) as u8;
+                // |v · inv| ≤ 127 (up to rounding), so adding the magic
+                // number rounds it to nearest even and leaves the integer in
+                // the low bits; the clamp guards that last ulp.
+                let t = v * inv + ROUND;
+                let q = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32).clamp(-127, 127);
+                *o = (q + add) as u8;
             }
             d[k..].fill(zero);
         }
     }
 }
 
+/// Quantized rows, their scales, and a row's smoothed values.
+type Rows = std::cell::RefCell<(Vec<u8>, Vec<f32>, Vec<f32>)>;
+
 thread_local! {
     /// The quantized rows of the product in flight, on the calling thread.
-    static XQ: std::cell::RefCell<(Vec<u8>, Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    static XQ: Rows = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// A bulk job's rows, on the thread running it.
+    static JOB_XQ: Rows = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// Runs `jobs` jobs, `job(0..jobs)`, each exactly once, on some threads.
@@ -217,58 +239,81 @@ pub fn matmul_acc(y: &mut [f32], x: &[f32], w: &QWeight, per: usize, run: Runner
         return;
     }
     let kernel = kernel();
+    let unsmooth = w.unsmooth.as_deref();
+    let quantize = |xq: &mut Vec<u8>, xs: &mut Vec<f32>, tmp: &mut Vec<f32>, x: &[f32]| {
+        let rows = x.len() / k;
+        xq.resize(rows * kp, 0);
+        xs.resize(rows, 0.0);
+        quantize_rows(xq, xs, x, k, kp, kernel.offset(), unsmooth, tmp);
+    };
+    let row_blocks = m.div_ceil(JOB_ROWS);
+    let panels = n.div_ceil(NR);
+    let per = if per == 0 { panels } else { per.min(panels) };
+    let chunks = panels.div_ceil(per);
+    let y_ptr = SendPtr(y.as_mut_ptr());
+    // One job per row block (bulk): each quantizes its own rows, in
+    // parallel. Several jobs per row block (a query's few rows, its
+    // panels shared out): the rows are quantized once, here.
     XQ.with_borrow_mut(|(xq, xs, tmp)| {
-        xq.resize(m * kp, 0);
-        xs.resize(m, 0.0);
-        let unsmooth = w.unsmooth.as_deref();
-        quantize_rows(xq, xs, &x[..m * k], k, kp, kernel.offset(), unsmooth, tmp);
-        let (xq, xs) = (&xq[..], &xs[..]);
-        let row_blocks = m.div_ceil(JOB_ROWS);
-        let panels = n.div_ceil(NR);
-        let per = if per == 0 { panels } else { per.min(panels) };
-        let chunks = panels.div_ceil(per);
-        let y_ptr = SendPtr(y.as_mut_ptr());
+        if chunks > 1 {
+            quantize(xq, xs, tmp, &x[..m * k]);
+        }
+        let shared = (chunks > 1).then_some((&xq[..], &xs[..]));
         run(row_blocks * chunks, &move |job| {
             let (rb, cc) = (job / chunks, job % chunks);
             let r0 = rb * JOB_ROWS;
             let rows = JOB_ROWS.min(m - r0);
-            for p in cc * per..((cc + 1) * per).min(panels) {
-                let panel = &w.data[p * kp * NR..(p + 1) * kp * NR];
-                let c = p * NR;
-                let width = NR.min(n - c);
-                let mut r = 0;
-                while r < rows {
-                    let block = QMR.min(rows - r);
-                    let mut acc: QAcc = [[0; NR]; QMR];
-                    let xr = &xq[(r0 + r) * kp..(r0 + r + block) * kp];
-                    tile(kernel, &mut acc, block, xr, kp, panel);
-                    for (i, a) in acc.iter().take(block).enumerate() {
-                        let row = r0 + r + i;
-                        // SAFETY: row < m and columns c..c + width < n lie
-                        // inside y, written by this job alone (jobs own
-                        // distinct row blocks or distinct panels); y's `&mut`
-                        // borrow outlives `run`.
-                        let out = unsafe {
-                            std::slice::from_raw_parts_mut(y_ptr.get().add(row * n + c), width)
-                        };
-                        finish(out, a, w, c, xs[row], kernel.offset());
+            let block_of = |xq: &[u8], xs: &[f32]| {
+                for p in cc * per..((cc + 1) * per).min(panels) {
+                    let panel = &w.data[p * kp * NR..(p + 1) * kp * NR];
+                    let c = p * NR;
+                    let width = NR.min(n - c);
+                    let mut r = 0;
+                    while r < rows {
+                        let block = QMR.min(rows - r);
+                        let mut acc: QAcc = [[0; NR]; QMR];
+                        tile(kernel, &mut acc, block, &xq[r * kp..(r + block) * kp], kp, panel);
+                        for (i, a) in acc.iter().take(block).enumerate() {
+                            let row = r0 + r + i;
+                            // SAFETY: row < m and columns c..c + width < n lie
+                            // inside y, written by this job alone (jobs own
+                            // distinct row blocks or distinct panels); y's
+                            // `&mut` borrow outlives `run`.
+                            let out = unsafe {
+                                std::slice::from_raw_parts_mut(y_ptr.get().add(row * n + c), width)
+                            };
+                            finish(out, a, w, c, xs[r + i], kernel.offset());
+                        }
+                        r += block;
                     }
-                    r += block;
                 }
+            };
+            match shared {
+                Some((xq, xs)) => block_of(&xq[r0 * kp..], &xs[r0..]),
+                None => JOB_XQ.with_borrow_mut(|(xq, xs, tmp)| {
+                    quantize(xq, xs, tmp, &x[r0 * k..(r0 + rows) * k]);
+                    block_of(xq, xs)
+                }),
             }
         });
     });
 }
 
-/// `out[j] += (acc[j] - offset) · (s_w · s_x)` for the columns from `c`
-/// on; the offset only for the VNNI form's unsigned rows.
+multiversion! {
+    /// `out[j] += (acc[j] - offset[j]) · (scale[j] · sx)`; the offset only
+    /// for the VNNI form's unsigned rows (`offset_on`).
+    fn finish_row(out: &mut [f32], acc: &[i32], offset: &[i32], scale: &[f32], sx: f32, offset_on: bool) {
+        let off = if offset_on { 1 } else { 0 };
+        for (((o, &a), &b), &s) in out.iter_mut().zip(acc).zip(offset).zip(scale) {
+            *o += (a - off * b) as f32 * (s * sx);
+        }
+    }
+}
+
+/// [`finish_row`] for the columns from `c` on.
 #[inline]
 fn finish(out: &mut [f32], acc: &[i32], w: &QWeight, c: usize, sx: f32, offset_on: bool) {
-    let (offset, sw) = (&w.offset[c..], &w.scale[c..]);
-    for (j, o) in out.iter_mut().enumerate() {
-        let sum = if offset_on { acc[j] - offset[j] } else { acc[j] };
-        *o += sum as f32 * (sw[j] * sx);
-    }
+    finish_row(out, acc, &w.offset[c..], &w.scale[c..], sx, offset_on);
 }
 
 /// `acc[i][j] += Σ_k x[i][k] · panel[k][j]` over `rows` (≤ [`QMR`]) rows of
