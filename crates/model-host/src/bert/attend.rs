@@ -11,17 +11,17 @@ pub const SHORT: usize = 32;
 multiversion! {
     /// `scores[i·len + j] = b + scale · q_i · k_j` for `i, j < len`, where `b`
     /// is the score's value on entry when `biased` (MPNet's position bias),
-    /// else 0. `q` and `k` hold `len` rows of `d` floats, `stride` apart.
+    /// else 0. `q` and `k` hold `len` rows of `d` floats, `stride` apart
+    /// (`shape` is `(stride, len, d)`).
     pub fn scores(
         scores: &mut [f32],
         q: &[f32],
         k: &[f32],
-        stride: usize,
-        len: usize,
-        d: usize,
+        shape: (usize, usize, usize),
         scale: f32,
         biased: bool,
     ) {
+        let (stride, len, d) = shape;
         for i in 0..len {
             let qi = &q[i * stride..i * stride + d];
             for j in 0..len {
@@ -71,7 +71,7 @@ mod tests {
         let q: Vec<f32> = (0..len * stride).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
         let k: Vec<f32> = (0..len * stride).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1).collect();
         let mut s = vec![0.5f32; len * len];
-        scores(&mut s, &q, &k, stride, len, d, 0.25, true);
+        scores(&mut s, &q, &k, (stride, len, d), 0.25, true);
         for (i, j) in [(0, 0), (3, 5), (6, 6)] {
             let dot: f64 =
                 (0..d).map(|c| q[i * stride + c] as f64 * k[j * stride + c] as f64).sum();

@@ -191,7 +191,7 @@ impl Bert {
                         &qkv[base + h..base + h + span],
                         &qkv[base + 2 * h..base + 2 * h + span],
                     );
-                    attend::scores(scores, q, k, 3 * h, len, d, scale, biased);
+                    attend::scores(scores, q, k, (3 * h, len, d), scale, biased);
                     simd::softmax_rows(scores, len);
                     for i in 0..len {
                         // SAFETY: row start + i, columns head·d..head·d + d of

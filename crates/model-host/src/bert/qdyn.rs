@@ -8,9 +8,10 @@
 //!   consecutive `k` (`[kp/4][NR][4]`, the "VNNI" order `vpdpbusd` reads),
 //!   `k` padded to `kp`, a multiple of 4, with zeros. Each column's byte sum
 //!   is kept for the offset correction below.
-//! * **Activations**, at every product: each row of `x` divided by its own
-//!   scale (its largest magnitude over 127) and rounded to nearest even, a
-//!   signed byte `q` in ±127.
+//! * **Activations**, at every product: each row of `x` (smoothed per input
+//!   channel, see [`super::calibrate`]) divided by its own scale (its largest
+//!   magnitude over 127) and rounded to nearest even, a signed byte `q` in
+//!   ±127.
 //! * **Products**: `Σ_k q·w` exactly, in i32 (at most 127·127·k, far from
 //!   overflow for any `k` a model has), then `y += Σ · (s_x · s_w)`. With
 //!   AVX-512 VNNI, `vpdpbusd` multiplies unsigned by signed bytes, so the
@@ -18,8 +19,8 @@
 //!   AVX2 alone, `vpmaddubsw` over `|q|` and `w · sign(q)` (pairs of at most
 //!   2·127·127, below i16's limit, so never saturating) and `vpmaddwd`; and
 //!   plain integer loops everywhere else. Every form computes the same
-//!   integer, so a text's vector is the same bits alone or in any batch, and
-//!   on every CPU.
+//!   integers, so a text's vector is the same bits alone or in any batch,
+//!   whichever kernel runs.
 
 use std::sync::OnceLock;
 
@@ -146,12 +147,20 @@ impl QWeight {
     }
 }
 
+/// How rows are quantized: as unsigned `q + 128` (`offset`, the VNNI
+/// form) or signed `q`, and each value first multiplied by `unsmooth`.
+#[derive(Clone, Copy)]
+struct Quant<'a> {
+    offset: bool,
+    unsmooth: Option<&'a [f32]>,
+}
+
 /// 1.5 × 2²³: adding it rounds an f32 in ±2²² to an integer (to nearest even).
 const ROUND: f32 = 12_582_912.0;
 
 multiversion! {
-    /// Quantizes each row of `x` (`k` long, times `unsmooth` when given)
-    /// into `dst` (rows of `kp` bytes, the padding zero): the row over its
+    /// Quantizes each row of `x` (`k` long, times `unsmooth` when given;
+    /// `dims` is `(k, kp)`) into `dst` (rows of `kp` bytes, the padding zero): the row over its
     /// scale (its largest magnitude over 127), rounded to nearest even;
     /// `q + 128` as unsigned bytes when `offset`, else `q` as signed bytes.
     /// Each row's scale goes to `scales`.
@@ -159,12 +168,11 @@ multiversion! {
         dst: &mut [u8],
         scales: &mut [f32],
         x: &[f32],
-        k: usize,
-        kp: usize,
-        offset: bool,
-        unsmooth: Option<&[f32]>,
+        dims: (usize, usize),
+        how: Quant<'_>,
         tmp: &mut Vec<f32>,
     ) {
+        let ((k, kp), Quant { offset, unsmooth }) = (dims, how);
         let zero = if offset { 128u8 } else { 0 };
         let add = if offset { 128 } else { 0 };
         for ((d, row), s) in dst.chunks_exact_mut(kp).zip(x.chunks_exact(k)).zip(scales.iter_mut()) {
@@ -244,7 +252,7 @@ pub fn matmul_acc(y: &mut [f32], x: &[f32], w: &QWeight, per: usize, run: Runner
         let rows = x.len() / k;
         xq.resize(rows * kp, 0);
         xs.resize(rows, 0.0);
-        quantize_rows(xq, xs, x, k, kp, kernel.offset(), unsmooth, tmp);
+        quantize_rows(xq, xs, x, (k, kp), Quant { offset: kernel.offset(), unsmooth }, tmp);
     };
     let row_blocks = m.div_ceil(JOB_ROWS);
     let panels = n.div_ceil(NR);
@@ -319,7 +327,7 @@ fn finish(out: &mut [f32], acc: &[i32], w: &QWeight, c: usize, sx: f32, offset_o
 /// `acc[i][j] += Σ_k x[i][k] · panel[k][j]` over `rows` (≤ [`QMR`]) rows of
 /// quantized `x` (rows of `kp` bytes) and one panel, in `kernel`'s form.
 pub fn tile(kernel: Kernel, acc: &mut QAcc, rows: usize, x: &[u8], kp: usize, panel: &[I8]) {
-    assert!(rows <= QMR && x.len() >= rows * kp && panel.len() >= kp * NR && kp % 4 == 0);
+    assert!(rows <= QMR && x.len() >= rows * kp && panel.len() >= kp * NR && kp.is_multiple_of(4));
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `kernel()` chose Vnni512 only after detecting AVX-512F,

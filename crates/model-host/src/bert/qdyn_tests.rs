@@ -17,8 +17,8 @@ fn weights_are_packed_in_groups_of_four_with_their_scale_and_offset() {
         let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
         assert_eq!(q.scale[c], max / 127.0);
         let mut sum = 0;
-        for kk in 0..k {
-            let want = (row[kk] / q.scale[c]).round() as i8;
+        for (kk, &v) in row.iter().enumerate() {
+            let want = (v / q.scale[c]).round() as i8;
             assert_eq!(q.at(c, kk), want, "column {c}, k {kk}");
             sum += want as i32;
         }
@@ -35,7 +35,14 @@ fn rows_quantize_to_nearest_even_with_their_own_scale() {
     let x = [1.27f32, -0.635, 0.005, 0.0, -1.27, 0.0, 0.0, 0.0, 0.0, 0.0];
     for offset in [false, true] {
         let (mut q, mut s) = (vec![7u8; 2 * kp], vec![0f32; 2]);
-        quantize_rows(&mut q, &mut s, &x, k, kp, offset, None, &mut Vec::new());
+        quantize_rows(
+            &mut q,
+            &mut s,
+            &x,
+            (k, kp),
+            Quant { offset, unsmooth: None },
+            &mut Vec::new(),
+        );
         let base = if offset { 128 } else { 0 };
         let got: Vec<i32> =
             q.iter().map(|&b| if offset { b as i32 - 128 } else { b as i8 as i32 }).collect();
