@@ -166,7 +166,7 @@ pub enum Precision {
     Int8,
     /// Signed bytes with a scale per output column, and the activations
     /// quantized per row at every product: integer products on AVX-512
-    /// VNNI or AVX2 ([`qdyn`]), a quarter of the bytes and a quarter of the
+    /// VNNI or AVX2 (`bert::qdyn`), a quarter of the bytes and a quarter of the
     /// instructions.
     Int8Dynamic,
     /// bf16 weights and bf16 activations multiplied on Intel AMX tiles

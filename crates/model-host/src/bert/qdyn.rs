@@ -235,7 +235,7 @@ pub type Runner<'r> = &'r mut dyn FnMut(usize, &(dyn Fn(usize) + Sync));
 const JOB_ROWS: usize = 4 * QMR;
 
 /// `y += x · wᵀ`: `x` is `m × k`, `y` is `m × n`, `w` packed by
-/// [`QWeight::pack`]. Up to [`JOB_ROWS`] rows make one row block, whose
+/// [`QWeight::pack`]. Up to `JOB_ROWS` (48) rows make one row block, whose
 /// columns are cut into jobs of `per` panels (all of them when `per` is 0),
 /// which `run` spreads over threads (rayon's pool for bulk, the query team
 /// for a few rows).
