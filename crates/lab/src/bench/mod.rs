@@ -58,7 +58,7 @@ pub struct BenchArgs {
     /// model is checked against sentence-transformers before it is timed.
     #[arg(long, value_delimiter = ',', default_value = "torch")]
     baselines: Vec<Baseline>,
-    /// Measure these weight precisions side by side (f32, f16, bf16, int8), each
+    /// Measure these weight precisions side by side (f32, f16, bf16, int8, int8-dynamic, amx-bf16), each
     /// in a private host of its own started for the run, instead of the
     /// running host.
     #[arg(long, value_delimiter = ',')]
