@@ -27,8 +27,9 @@
 use std::sync::OnceLock;
 
 use vembed_host::kernels::{
-    BF16, F16, I8, Packed, Panel, QWeight, gemm_acc, int8_dynamic_kernel, int8_dynamic_matmul_acc,
-    level, pack_panels, pack_panels_i8, panel_matmul_acc, panel_matmul_bulk,
+    BF16, F16, I8, Packed, Panel, QWeight, gemm_acc, inline, int8_dynamic_kernel,
+    int8_dynamic_matmul_acc, level, on_rayon, pack_panels, pack_panels_i8, panel_matmul_acc,
+    panel_matmul_bulk,
 };
 
 const LAYERS: usize = 6;
@@ -144,16 +145,8 @@ fn q_encoder(ws: &[QWeight], x: &[f32], m: usize, par: bool) -> f32 {
     for (i, w) in ws.iter().enumerate() {
         let (n, k) = SHAPES[i % SHAPES.len()];
         let mut y = vec![0f32; m * n];
-        if par {
-            int8_dynamic_matmul_acc(&mut y, &x[..m * k], w, 0, &mut |jobs, job| {
-                use rayon::prelude::*;
-                (0..jobs).into_par_iter().for_each(job)
-            });
-        } else {
-            int8_dynamic_matmul_acc(&mut y, &x[..m * k], w, 0, &mut |jobs, job| {
-                (0..jobs).for_each(job)
-            });
-        }
+        let run = if par { on_rayon } else { inline };
+        int8_dynamic_matmul_acc(&mut y, &x[..m * k], w, 0, &mut { run });
         sum += y[0];
     }
     sum
@@ -271,9 +264,7 @@ fn bulk_int8_dynamic(bencher: divan::Bencher) {
 #[cfg(target_arch = "x86_64")]
 #[divan::bench(sample_count = 20)]
 fn bulk_amx_bf16(bencher: divan::Bencher) {
-    use vembed_host::kernels::{
-        AmxWeight, amx_available, amx_matmul_acc, amx_on_rayon as on_rayon,
-    };
+    use vembed_host::kernels::{AmxWeight, amx_available, amx_matmul_acc};
     pool();
     if !amx_available() {
         eprintln!("no AMX on this CPU");

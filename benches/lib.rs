@@ -164,3 +164,25 @@ pub fn cpu_model() -> String {
         })
         .unwrap_or_default()
 }
+
+/// Starts the real host (`vembed-host` beside the running example, i.e.
+/// `target/release`) on `dir/host.sock` with the real model, its state in
+/// `dir`, and `args` besides; returns once it says it is ready.
+pub fn start_host(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let host_bin = std::env::current_exe().unwrap().ancestors().nth(2).unwrap().join("vembed-host");
+    let mut host = std::process::Command::new(&host_bin)
+        .arg("--socket")
+        .arg(dir.join("host.sock"))
+        .arg("--unified-embedding-model")
+        .arg(model_dir())
+        .args(args)
+        .env("VEMBED_STATE_DIR", dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("target/release/vembed-host: build it first");
+    let mut line = String::new();
+    std::io::BufReader::new(host.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("vembed-host ready"), "{line}");
+    host
+}

@@ -13,7 +13,6 @@
 //!
 //! Prints the CPU and the load average at the start and the end.
 
-use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,24 +24,11 @@ const QUERY: &str = "find the function that validates email addresses";
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let per_round = 100;
-    let host_bin = std::env::current_exe().unwrap().ancestors().nth(2).unwrap().join("vembed-host");
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("host.sock");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut host = std::process::Command::new(&host_bin)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--unified-embedding-model")
-        .arg(vembed_benches::model_dir())
-        .arg("--http-listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("VEMBED_STATE_DIR", dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("target/release/vembed-host: build it first");
-    let mut line = String::new();
-    std::io::BufReader::new(host.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("vembed-host ready"), "{line}");
+    let listen = format!("127.0.0.1:{port}");
+    let mut host = vembed_benches::start_host(dir.path(), &["--http-listen", &listen]);
     let base = format!("http://127.0.0.1:{port}");
 
     println!("CPU: {}", cpu_model());

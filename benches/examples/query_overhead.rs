@@ -10,7 +10,6 @@
 //! The host's overhead is its p50 minus the in-process p50: the socket hop,
 //! the frames' encoding, the queue and the batcher's hand-off.
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use vembed_benches::{cpu_model, loadavg, ms, percentiles};
@@ -23,22 +22,9 @@ fn main() {
     let rounds: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(20);
     let per_round = 50;
     let precision: Precision = weights.parse().unwrap();
-    let host_bin = std::env::current_exe().unwrap().ancestors().nth(2).unwrap().join("vembed-host");
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("host.sock");
-    let mut host = std::process::Command::new(&host_bin)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--unified-embedding-model")
-        .arg(vembed_benches::model_dir())
-        .args(["--weights", &weights])
-        .env("VEMBED_STATE_DIR", dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("target/release/vembed-host: build it first");
-    let mut line = String::new();
-    std::io::BufReader::new(host.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("vembed-host ready"), "{line}");
+    let mut host = vembed_benches::start_host(dir.path(), &["--weights", &weights]);
 
     vembed_host::init_thread_pool(vembed_host::thread_count(0));
     let model = vembed_benches::model_dir();

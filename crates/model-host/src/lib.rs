@@ -54,12 +54,12 @@ pub mod kernels {
     #[cfg(target_arch = "x86_64")]
     pub use crate::bert::amx::{
         AmxWeight, available as amx_available, matmul_acc as amx_matmul_acc,
-        on_rayon as amx_on_rayon,
     };
     pub use crate::bert::bulk::panel_matmul_bulk;
     pub use crate::bert::forward::gemm_acc;
     pub use crate::bert::half::{BF16, F16};
     pub use crate::bert::int8::{I8, pack_panels_i8};
+    pub use crate::bert::jobs::{inline, on_rayon};
     pub use crate::bert::packed::{Packed, pack_panels};
     pub use crate::bert::qdyn::{
         QWeight, kernel as int8_dynamic_kernel, matmul_acc as int8_dynamic_matmul_acc,

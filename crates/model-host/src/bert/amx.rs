@@ -18,11 +18,9 @@
 use std::arch::asm;
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
-
 use super::half::BF16;
+use super::jobs::{Runner, SendPtr};
 use super::packed::Packed;
-use super::ptr::SendPtr;
 use super::simd::{Panel, add_row};
 
 /// Whether this CPU has AMX-TILE and AMX-BF16 and Linux lets this process
@@ -118,9 +116,6 @@ const CONFIG: TileConfig = {
     TileConfig(c)
 };
 
-/// Runs `jobs` jobs, `job(0..jobs)`, each exactly once, on some threads.
-pub type Runner<'r> = &'r mut dyn FnMut(usize, &(dyn Fn(usize) + Sync));
-
 /// `y += x · wᵀ`: `x` is `m × k`, `y` is `m × n`, `w` packed by
 /// [`AmxWeight::pack`]. The work is cut into jobs of 32 rows by `per`
 /// pairs of column blocks (all of them when `per` is 0), which `run`
@@ -198,16 +193,6 @@ multiversion! {
     }
 }
 
-/// Runs jobs on rayon's pool.
-pub fn on_rayon(jobs: usize, job: &(dyn Fn(usize) + Sync)) {
-    (0..jobs).into_par_iter().for_each(job);
-}
-
-/// Runs jobs on the calling thread.
-pub fn inline(jobs: usize, job: &(dyn Fn(usize) + Sync)) {
-    (0..jobs).for_each(job);
-}
-
 /// One 32 × 32 block of outputs over `kb` runs of 32 of `k`, into `out`
 /// (32 rows of 32 floats).
 ///
@@ -270,6 +255,7 @@ unsafe fn tile_block(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bert::jobs::{inline, on_rayon};
 
     #[test]
     fn amx_products_equal_an_f64_sum_over_the_rounded_operands() {

@@ -4,10 +4,9 @@
 
 use rayon::prelude::*;
 
-use super::attend;
 use super::bulk::panel_matmul_bulk;
 use super::calibrate::Ranges;
-use super::ptr::SendPtr;
+use super::jobs::{self, Runner, SendPtr};
 use super::simd::Panel;
 use super::team::Team;
 use super::{Act, Bert, BertError, Linear, Panels, SMALL_M, Scratch, simd};
@@ -181,31 +180,6 @@ impl Bert {
                     }
                     None => false,
                 };
-                if len <= attend::SHORT {
-                    // A short text: the products in loops (gemm's setup costs
-                    // more than they do).
-                    let base = start * 3 * h + head * d;
-                    let span = (len - 1) * 3 * h + d;
-                    let (q, k, v) = (
-                        &qkv[base..base + span],
-                        &qkv[base + h..base + h + span],
-                        &qkv[base + 2 * h..base + 2 * h + span],
-                    );
-                    attend::scores(scores, q, k, (3 * h, len, d), scale, biased);
-                    simd::softmax_rows(scores, len);
-                    for i in 0..len {
-                        // SAFETY: row start + i, columns head·d..head·d + d of
-                        // ctx are this job's alone (as below), inside ctx.
-                        let out = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                ctx_ptr.get().add((start + i) * h + head * d),
-                                d,
-                            )
-                        };
-                        attend::context_row(out, &scores[i * len..(i + 1) * len], v, 3 * h);
-                    }
-                    return;
-                }
                 let q = (qkv_ptr as *const f32).wrapping_add(start * 3 * h + head * d);
                 let k = q.wrapping_add(h);
                 let v = q.wrapping_add(2 * h);
@@ -327,29 +301,15 @@ impl Bert {
             Panels::F16(p) => panel_acc(y, n, x, k, p, None, team),
             Panels::BF16(p) => panel_acc(y, n, x, k, p, None, team),
             Panels::I8(p, scale) => panel_acc(y, n, x, k, p, Some(scale), team),
-            Panels::Q(w) => {
-                use super::qdyn;
-                match team {
-                    // A query: the team shares the panels, two per job.
-                    Some(team) if m <= SMALL_M => {
-                        qdyn::matmul_acc(y, x, w, 2, &mut |jobs, job| team.run(jobs, job))
-                    }
-                    _ if parallel(m, n, k) => qdyn::matmul_acc(y, x, w, 0, &mut on_rayon),
-                    _ => qdyn::matmul_acc(y, x, w, 0, &mut |jobs, job| (0..jobs).for_each(job)),
-                }
-            }
+            // A query: the team shares out two panels (64 columns) a job.
+            Panels::Q(w) => with_runner(team, (m, n, k), 2, |per, run| {
+                super::qdyn::matmul_acc(y, x, w, per, run)
+            }),
+            // A query: the team shares out column pairs, one a job.
             #[cfg(target_arch = "x86_64")]
-            Panels::Amx(w) => {
-                use super::amx;
-                match team {
-                    // A query: the team shares column pairs, one per job.
-                    Some(team) if m <= SMALL_M => {
-                        amx::matmul_acc(y, x, w, 1, &mut |jobs, job| team.run(jobs, job))
-                    }
-                    _ if parallel(m, n, k) => amx::matmul_acc(y, x, w, 0, &mut amx::on_rayon),
-                    _ => amx::matmul_acc(y, x, w, 0, &mut amx::inline),
-                }
-            }
+            Panels::Amx(w) => with_runner(team, (m, n, k), 1, |per, run| {
+                super::amx::matmul_acc(y, x, w, per, run)
+            }),
         }
     }
 }
@@ -400,9 +360,21 @@ fn panel_acc<T: Panel>(
     });
 }
 
-/// Runs jobs on rayon's pool.
-fn on_rayon(jobs: usize, job: &(dyn Fn(usize) + Sync)) {
-    (0..jobs).into_par_iter().for_each(job);
+/// Calls `f` with the runner for an `m × n × k` product and the share of
+/// a job for a query: the query team (`query_per` column blocks a job) for
+/// a few rows, rayon's pool for a large product, else the calling thread
+/// (one job per row block).
+fn with_runner(
+    team: &mut Option<Team>,
+    (m, n, k): (usize, usize, usize),
+    query_per: usize,
+    f: impl FnOnce(usize, Runner<'_>),
+) {
+    match team {
+        Some(team) if m <= SMALL_M => f(query_per, &mut |jobs, job| team.run(jobs, job)),
+        _ if parallel(m, n, k) => f(0, &mut jobs::on_rayon),
+        _ => f(0, &mut jobs::inline),
+    }
 }
 
 /// Whether an `m × n × k` product is worth splitting across the pool.

@@ -29,6 +29,13 @@ unsafe impl Panel for I8 {
     }
 }
 
+/// A weight column's scale: its largest magnitude over 127 (1 for a column
+/// of zeros), so its bytes span ±127.
+pub fn column_scale(column: &[f32]) -> f32 {
+    let max = column.iter().fold(0f32, |m, &v| m.max(v.abs()));
+    if max > 0.0 { max / 127.0 } else { 1.0 }
+}
+
 /// Packs a linear layer's weight (`n × k`, as stored) as int8 panels and
 /// the scale of each column (padded with 1.0 to whole panels).
 pub fn pack_panels_i8(w: &[f32], k: usize) -> (Packed<I8>, Vec<f32>) {
@@ -36,8 +43,7 @@ pub fn pack_panels_i8(w: &[f32], k: usize) -> (Packed<I8>, Vec<f32>) {
     let mut scale = vec![1f32; n.div_ceil(NR) * NR];
     let mut q = vec![0f32; n * k];
     for (c, row) in w.chunks_exact(k).enumerate() {
-        let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
-        let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let s = column_scale(row);
         scale[c] = s;
         for (o, &v) in q[c * k..(c + 1) * k].iter_mut().zip(row) {
             *o = v / s;

@@ -8,7 +8,6 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 
 use super::calibrate::{Ranges, smoothing};
-use super::qdyn::QWeight;
 use super::{
     Act, Arch, Bert, BertError, Config, Layer, Linear, Panels, Param, Precision, relative,
 };
@@ -122,7 +121,7 @@ impl Bert {
                 Param::Owned(parts.iter().flat_map(|p| view(bytes, p)).copied().collect())
             };
             let linear = |w: Param, k: usize| -> Linear {
-                let panels = Panels::pack(view(bytes, &w), k, Precision::F32);
+                let panels = Panels::pack(view(bytes, &w), k, Precision::F32, None);
                 Linear { w, panels, k }
             };
             let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -189,21 +188,16 @@ impl Bert {
 
     /// Repacks every linear layer's panels in `precision`, from the f32
     /// weights in the mapping.
-    /// (`int8-dynamic` needs `ranges`, its inputs' ranges on calibration
-    /// texts, to smooth each product; without them it runs unsmoothed.)
+    /// `ranges`, the linear layers' inputs' ranges on calibration texts,
+    /// smooth each product (int8-dynamic's; the other forms ignore them).
     pub fn set_precision(&mut self, precision: Precision, ranges: Option<&Ranges>) {
         let bytes = self.weights.bytes();
         for (l, layer) in self.layers.iter_mut().enumerate() {
             let lins = [&mut layer.wqkv, &mut layer.wo, &mut layer.w1, &mut layer.w2];
             for (i, lin) in lins.into_iter().enumerate() {
                 let w = view(bytes, &lin.w);
-                lin.panels = match precision {
-                    Precision::Int8Dynamic => {
-                        let smooth = ranges.map(|r| smoothing(w, lin.k, r.of(l, i)));
-                        Panels::Q(QWeight::pack_smoothed(w, lin.k, smooth.as_deref()))
-                    }
-                    _ => Panels::pack(w, lin.k, precision),
-                };
+                let smooth = ranges.map(|r| smoothing(w, lin.k, r.of(l, i)));
+                lin.panels = Panels::pack(w, lin.k, precision, smooth.as_deref());
             }
         }
     }

@@ -29,15 +29,14 @@
 pub mod simd;
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
-mod attend;
 pub mod bulk;
 pub mod calibrate;
 pub mod forward;
 pub mod half;
 pub mod int8;
+pub mod jobs;
 mod layout;
 pub mod packed;
-mod ptr;
 pub mod qdyn;
 mod relative;
 pub mod team;
@@ -233,7 +232,9 @@ enum Panels {
 }
 
 impl Panels {
-    fn pack(w: &[f32], k: usize, precision: Precision) -> Panels {
+    /// Packs `w` (`n × k`) in `precision`; `smooth` (int8-dynamic only,
+    /// see [`calibrate`]) scales its input channels first.
+    fn pack(w: &[f32], k: usize, precision: Precision, smooth: Option<&[f32]>) -> Panels {
         match precision {
             Precision::F32 => Panels::F32(packed::pack_panels(w, k)),
             Precision::F16 => Panels::F16(packed::pack_panels(w, k)),
@@ -242,7 +243,7 @@ impl Panels {
                 let (p, scale) = int8::pack_panels_i8(w, k);
                 Panels::I8(p, scale)
             }
-            Precision::Int8Dynamic => Panels::Q(qdyn::QWeight::pack(w, k)),
+            Precision::Int8Dynamic => Panels::Q(qdyn::QWeight::pack_smoothed(w, k, smooth)),
             #[cfg(target_arch = "x86_64")]
             Precision::AmxBf16 if amx::available() => Panels::Amx(amx::AmxWeight::pack(w, k)),
             // Callers check `Precision::supported` first.

@@ -24,10 +24,10 @@
 
 use std::sync::OnceLock;
 
-use super::int8::I8;
+use super::int8::{I8, column_scale};
+use super::jobs::{Runner, SendPtr};
 use super::packed::Packed;
-use super::ptr::SendPtr;
-use super::simd::{LANES, Level, NR, level};
+use super::simd::{LANES, Level, NR, Panel, level};
 
 /// Rows per register block of the integer tile: 12 with AVX-512's 32
 /// registers (24 accumulators), as the f32 tile.
@@ -122,16 +122,15 @@ impl QWeight {
                 }
                 None => row,
             };
-            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
-            let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let s = column_scale(row);
             scale[c] = s;
             let (p, j) = (c / NR, c % NR);
             let panel = &mut data[p * kp * NR..(p + 1) * kp * NR];
             let mut sum = 0i32;
             for (kk, &v) in row.iter().enumerate() {
-                let q = (v / s).round().clamp(-127.0, 127.0) as i8;
-                panel[(kk / 4) * NR * 4 + j * 4 + kk % 4] = I8(q);
-                sum += q as i32;
+                let q = I8::from_f32(v / s);
+                panel[(kk / 4) * NR * 4 + j * 4 + kk % 4] = q;
+                sum += q.0 as i32;
             }
             offset[c] = 128 * sum;
         }
@@ -227,9 +226,6 @@ thread_local! {
     static JOB_XQ: Rows = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// Runs `jobs` jobs, `job(0..jobs)`, each exactly once, on some threads.
-pub type Runner<'r> = &'r mut dyn FnMut(usize, &(dyn Fn(usize) + Sync));
-
 /// Rows per bulk job: four register blocks, whose rows of `x` (up to
 /// 48 × 3 KiB) and one panel at a time stay in L2.
 const JOB_ROWS: usize = 4 * QMR;
@@ -290,7 +286,8 @@ pub fn matmul_acc(y: &mut [f32], x: &[f32], w: &QWeight, per: usize, run: Runner
                             let out = unsafe {
                                 std::slice::from_raw_parts_mut(y_ptr.get().add(row * n + c), width)
                             };
-                            finish(out, a, w, c, xs[r + i], kernel.offset());
+                            let (offset, scale) = (&w.offset[c..], &w.scale[c..]);
+                            finish_row(out, a, offset, scale, xs[r + i], kernel.offset());
                         }
                         r += block;
                     }
@@ -316,12 +313,6 @@ multiversion! {
             *o += (a - off * b) as f32 * (s * sx);
         }
     }
-}
-
-/// [`finish_row`] for the columns from `c` on.
-#[inline]
-fn finish(out: &mut [f32], acc: &[i32], w: &QWeight, c: usize, sx: f32, offset_on: bool) {
-    finish_row(out, acc, &w.offset[c..], &w.scale[c..], sx, offset_on);
 }
 
 /// `acc[i][j] += Σ_k x[i][k] · panel[k][j]` over `rows` (≤ [`QMR`]) rows of

@@ -1,4 +1,5 @@
 use super::*;
+use crate::bert::jobs::{inline, on_rayon};
 
 fn data(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.137).collect();
@@ -113,7 +114,7 @@ fn products_are_the_dequantized_sums_and_the_same_alone_or_batched() {
         let q = QWeight::pack(&w, k);
         let init: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.5).collect();
         let mut y = init.clone();
-        matmul_acc(&mut y, &x, &q, 0, &mut |jobs, job| (0..jobs).for_each(job));
+        matmul_acc(&mut y, &x, &q, 0, &mut inline);
         let (mut err, mut norm) = (0f64, 0f64);
         for row in 0..m {
             let xr = &x[row * k..(row + 1) * k];
@@ -141,16 +142,11 @@ fn products_are_the_dequantized_sums_and_the_same_alone_or_batched() {
         assert!(rel > 0.0 && rel < 2e-2, "{m}x{n}x{k}: relative error {rel}");
         // One panel per job, on rayon: the same bits; and each row alone.
         let mut split = init.clone();
-        matmul_acc(&mut split, &x, &q, 1, &mut |jobs, job| {
-            use rayon::prelude::*;
-            (0..jobs).into_par_iter().for_each(job)
-        });
+        matmul_acc(&mut split, &x, &q, 1, &mut on_rayon);
         assert_eq!(split, y, "{m}x{n}x{k}");
         for row in [0, m / 2, m - 1] {
             let mut alone = init[row * n..(row + 1) * n].to_vec();
-            matmul_acc(&mut alone, &x[row * k..(row + 1) * k], &q, 0, &mut |jobs, job| {
-                (0..jobs).for_each(job)
-            });
+            matmul_acc(&mut alone, &x[row * k..(row + 1) * k], &q, 0, &mut inline);
             assert_eq!(alone, y[row * n..(row + 1) * n], "{m}x{n}x{k} row {row}");
         }
     }
