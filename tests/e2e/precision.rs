@@ -117,9 +117,6 @@ fn every_precision_at_every_kernel_level(
 ) {
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     let mut f32_alone: Option<Vec<Vec<f32>>> = None;
-    // int8-dynamic's products are integers, the same in every kernel: its
-    // vectors are the same bits at the AVX-512 and AVX2 levels.
-    let mut dynamic_alone: Option<Vec<Vec<f32>>> = None;
     let mut identities = Vec::new();
     let mut all = forms.to_vec();
     if cpu_has_amx() {
@@ -156,15 +153,10 @@ fn every_precision_at_every_kernel_level(
                 let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
                 assert!((norm - 1.0).abs() < 1e-4, "{at}: norm {norm}");
             }
-            // (The scalar level's f32 parts, LayerNorm, GELU and attention,
-            // have no FMA, so its activations, and so its rounding to int8,
-            // differ in the last bits; the gate holds there all the same.)
-            if weights == "int8-dynamic" && simd != "scalar" {
-                match &dynamic_alone {
-                    None => dynamic_alone = Some(alone.clone()),
-                    Some(first) => assert_eq!(first, &alone, "{at}: the same bits at every level"),
-                }
-            }
+            // Across levels int8-dynamic's integer products agree, but its
+            // f32 parts (attention's products through gemm, LayerNorm, GELU)
+            // round differently per level, as on CPUs of each kind, and so
+            // may a value's rounding to int8: the gate holds at each level.
             match &f32_alone {
                 None => f32_alone = Some(alone),
                 Some(reference) => {

@@ -56,7 +56,7 @@ pub mod kernels {
         AmxWeight, available as amx_available, matmul_acc as amx_matmul_acc,
     };
     pub use crate::bert::bulk::panel_matmul_bulk;
-    pub use crate::bert::forward::gemm_acc;
+    pub use crate::bert::gemm::gemm_acc;
     pub use crate::bert::half::{BF16, F16};
     pub use crate::bert::int8::{I8, pack_panels_i8};
     pub use crate::bert::jobs::{inline, on_rayon};

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::bulk::panel_matmul_bulk;
 use super::calibrate::Ranges;
+use super::gemm::gemm_acc;
 use super::jobs::{self, Runner, SendPtr};
 use super::simd::Panel;
 use super::team::Team;
@@ -187,25 +188,13 @@ impl Bert {
                 // SAFETY: q, k and v address `len` rows of `d` floats inside
                 // `qkv` (row stride 3h), and `scores` holds len × len floats.
                 unsafe {
-                    gemm::gemm(
-                        len,
-                        len,
-                        d,
-                        scores.as_mut_ptr(),
-                        1,
-                        len as isize,
+                    super::gemm::gemm(
+                        (len, len, d),
+                        (scores.as_mut_ptr(), 1, len as isize),
                         biased,
-                        q,
-                        1,
-                        row,
-                        k,
-                        row,
-                        1,
-                        if biased { 1.0 } else { 0.0 },
-                        scale,
-                        false,
-                        false,
-                        false,
+                        (q, 1, row),
+                        (k, row, 1),
+                        (if biased { 1.0 } else { 0.0 }, scale),
                         gemm::Parallelism::None,
                     );
                 }
@@ -214,25 +203,13 @@ impl Bert {
                 // len, columns head·d..head·d + d of ctx) is written by no other
                 // job, and ctx outlives the loop that runs the jobs.
                 unsafe {
-                    gemm::gemm(
-                        len,
-                        d,
-                        len,
-                        ctx_ptr.get().add(start * h + head * d),
-                        1,
-                        h as isize,
+                    super::gemm::gemm(
+                        (len, d, len),
+                        (ctx_ptr.get().add(start * h + head * d), 1, h as isize),
                         false,
-                        scores.as_ptr(),
-                        1,
-                        len as isize,
-                        v,
-                        1,
-                        row,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
+                        (scores.as_ptr(), 1, len as isize),
+                        (v, 1, row),
+                        (0.0, 1.0),
                         gemm::Parallelism::None,
                     );
                 }
@@ -380,41 +357,4 @@ fn with_runner(
 /// Whether an `m × n × k` product is worth splitting across the pool.
 fn parallel(m: usize, n: usize, k: usize) -> bool {
     m * n * k >= 1 << 20
-}
-
-/// `y += x · wᵀ` with gemm over the f32 weight as stored (`w` is `n × k`):
-/// large f32 batches, where gemm's own packing is the fastest form.
-pub fn gemm_acc(y: &mut [f32], n: usize, x: &[f32], k: usize, w: &[f32], par: bool) {
-    let m = y.len() / n;
-    let par = if par {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: y is m × n (row stride n), x is m × k (row stride k), and wᵀ
-    // is read from w (n × k) with row stride 1 and column stride k; all
-    // three slices are exactly that long.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
 }

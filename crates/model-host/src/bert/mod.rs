@@ -32,6 +32,7 @@ pub mod amx;
 pub mod bulk;
 pub mod calibrate;
 pub mod forward;
+pub mod gemm;
 pub mod half;
 pub mod int8;
 pub mod jobs;

@@ -19,8 +19,10 @@
 //!   AVX2 alone, `vpmaddubsw` over `|q|` and `w · sign(q)` (pairs of at most
 //!   2·127·127, below i16's limit, so never saturating) and `vpmaddwd`; and
 //!   plain integer loops everywhere else. Every form computes the same
-//!   integers, so a text's vector is the same bits alone or in any batch,
-//!   whichever kernel runs.
+//!   integers, so a text's vector is the same bits alone or in any batch.
+//!   (The f32 parts around the products, attention and LayerNorm, still
+//!   round per instruction set, so vectors differ in the last bits between
+//!   an AVX-512 and an AVX2 CPU.)
 
 use std::sync::OnceLock;
 
