@@ -10,14 +10,37 @@ use std::path::Path;
 use vembed_tests::{Env, GoldenItem, cosine, golden, golden_mpnet, mpnet_dir};
 
 /// An environment whose hosts hold their weights in `weights` and run the
-/// kernel level `simd` ("" for the widest this CPU has).
+/// kernel level `simd` ("" for the widest this CPU has; "avx2 no-vnni" for
+/// AVX2 without either VNNI form, as on CPUs without them).
 fn env_with(weights: &str, simd: &str) -> Env {
     let mut env = Env::new();
     env.host_args.extend(["--weights".into(), weights.into()]);
-    if !simd.is_empty() {
-        env.vars.push(("VEMBED_SIMD".into(), simd.into()));
+    let (level, no_vnni) = match simd.strip_suffix(" no-vnni") {
+        Some(level) => (level, true),
+        None => (simd, false),
+    };
+    if !level.is_empty() {
+        env.vars.push(("VEMBED_SIMD".into(), level.into()));
+    }
+    if no_vnni {
+        env.vars.push(("VEMBED_VNNI".into(), "off".into()));
     }
     env
+}
+
+/// The integer kernel a host at kernel level `simd` (as for [`env_with`])
+/// runs `int8-dynamic`'s products with, by this CPU's flags.
+fn integer_kernel(simd: &str) -> &'static str {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> =
+        info.lines().find(|l| l.starts_with("flags")).unwrap_or("").split_whitespace().collect();
+    let has = |f: &str| flags.contains(&f);
+    match simd {
+        "" if has("avx512_vnni") && has("avx512bw") => "avx512-vnni",
+        "" | "avx2" if has("avx_vnni") => "avx-vnni",
+        "scalar" => "generic",
+        _ => "avx2",
+    }
 }
 
 /// Least cosine to sentence-transformers each precision must keep on the
@@ -123,8 +146,12 @@ fn every_precision_at_every_kernel_level(
         all.push("amx-bf16");
     }
     for &weights in &all {
-        for simd in ["", "avx2", "scalar"] {
+        for simd in ["", "avx2", "avx2 no-vnni", "scalar"] {
             if simd == "scalar" && !scalar_forms.contains(&weights) {
+                continue;
+            }
+            // VNNI matters to int8-dynamic's products alone.
+            if simd.ends_with("no-vnni") && weights != "int8-dynamic" {
                 continue;
             }
             let at = format!("weights {weights}, VEMBED_SIMD={simd:?}");
@@ -132,10 +159,14 @@ fn every_precision_at_every_kernel_level(
             env.host_args.extend_from_slice(model);
             let mut client = env.client();
             identities.push((weights, client.hello().models[0].identity.clone()));
-            let level = if simd.is_empty() { "" } else { simd };
+            let level = simd.trim_end_matches(" no-vnni");
             let said = format!("{weights} weights, {level}");
             let log = log_with(&env, &said);
             assert!(log.contains(&said), "{at}: the host says what it runs:\n{log}");
+            if weights == "int8-dynamic" {
+                let products = format!("{} integer products", integer_kernel(simd));
+                assert!(log.contains(&products), "{at}: {products:?} in the log:\n{log}");
+            }
             let alone: Vec<Vec<f32>> =
                 texts.iter().map(|t| client.embed(&[t]).unwrap().remove(0)).collect();
             let batch = client.embed(&texts).unwrap();

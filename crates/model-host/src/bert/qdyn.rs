@@ -43,6 +43,8 @@ pub type QAcc = [[i32; NR]; QMR];
 pub enum Kernel {
     /// AVX-512 VNNI (`vpdpbusd` on 512-bit registers).
     Vnni512,
+    /// AVX-VNNI (`vpdpbusd` on 256-bit registers).
+    AvxVnni,
     /// AVX2 (`vpmaddubsw` and `vpmaddwd`).
     Avx2,
     /// Portable integer loops.
@@ -54,6 +56,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Vnni512 => "avx512-vnni",
+            Kernel::AvxVnni => "avx-vnni",
             Kernel::Avx2 => "avx2",
             Kernel::Generic => "generic",
         }
@@ -62,24 +65,35 @@ impl Kernel {
     /// Whether rows are stored as `q + 128` (the VNNI form's unsigned bytes)
     /// rather than as `q`.
     fn offset(self) -> bool {
-        self == Kernel::Vnni512
+        matches!(self, Kernel::Vnni512 | Kernel::AvxVnni)
     }
 }
 
 /// The widest integer kernel this CPU and [`level`] (`VEMBED_SIMD`) allow.
+/// `VEMBED_VNNI=off` leaves out both VNNI forms, to run what a CPU without
+/// them (AVX2 alone: Haswell to Comet Lake, Zen 1 to 3) runs.
 pub fn kernel() -> Kernel {
     static KERNEL: OnceLock<Kernel> = OnceLock::new();
-    *KERNEL.get_or_init(|| match level() {
+    *KERNEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        Level::V4
-            if std::is_x86_feature_detected!("avx512vnni")
-                && std::is_x86_feature_detected!("avx512bw") =>
         {
-            Kernel::Vnni512
+            let vnni = std::env::var("VEMBED_VNNI").map_or(true, |v| v != "off");
+            let has = |f: bool| vnni && f;
+            match level() {
+                Level::V4
+                    if has(std::is_x86_feature_detected!("avx512vnni")
+                        && std::is_x86_feature_detected!("avx512bw")) =>
+                {
+                    return Kernel::Vnni512;
+                }
+                Level::V4 | Level::V3 if has(std::is_x86_feature_detected!("avxvnni")) => {
+                    return Kernel::AvxVnni;
+                }
+                Level::V4 | Level::V3 => return Kernel::Avx2,
+                Level::Scalar => {}
+            }
         }
-        #[cfg(target_arch = "x86_64")]
-        Level::V4 | Level::V3 => Kernel::Avx2,
-        _ => Kernel::Generic,
+        Kernel::Generic
     })
 }
 
@@ -327,6 +341,11 @@ pub fn tile(kernel: Kernel, acc: &mut QAcc, rows: usize, x: &[u8], kp: usize, pa
         // BW and VNNI (tests call it only after the same checks); the
         // lengths were checked above.
         Kernel::Vnni512 => unsafe { x86::tile_vnni512(acc, rows, x, kp, panel) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `kernel()` chose AvxVnni only at a level with AVX2 and
+        // after detecting AVX-VNNI (tests likewise); the lengths were
+        // checked above.
+        Kernel::AvxVnni => unsafe { x86::tile_avxvnni(acc, rows, x, kp, panel) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `kernel()` chose Avx2 only at a level with AVX2; the
         // lengths were checked above.

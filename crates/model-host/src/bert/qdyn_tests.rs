@@ -72,6 +72,9 @@ fn every_kernel_computes_the_generic_integers() {
     {
         if std::is_x86_feature_detected!("avx2") {
             kernels.push(Kernel::Avx2);
+            if std::is_x86_feature_detected!("avxvnni") {
+                kernels.push(Kernel::AvxVnni);
+            }
         }
         if std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512bw")

@@ -1,5 +1,6 @@
-//! The x86 forms of the integer tile ([`super::tile`]): AVX-512 VNNI and
-//! AVX2. Both compute exactly [`super::tile_generic`]'s integers.
+//! The x86 forms of the integer tile ([`super::tile`]): AVX-512 VNNI,
+//! AVX-VNNI and AVX2. All compute exactly [`super::tile_generic`]'s
+//! integers.
 
 use std::arch::x86_64::*;
 
@@ -144,6 +145,81 @@ unsafe fn avx2<const R: usize>(
                 let p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));
                 a0[i] = _mm256_add_epi32(a0[i], _mm256_madd_epi16(p0, ones));
                 a1[i] = _mm256_add_epi32(a1[i], _mm256_madd_epi16(p1, ones));
+            }
+        }
+    }
+    for i in 0..R {
+        // SAFETY: out[i] holds NR = 32 i32s; half · 16 + 16 ≤ 32.
+        unsafe {
+            _mm256_storeu_si256(out[i].as_mut_ptr().add(half * 16).cast(), a0[i]);
+            _mm256_storeu_si256(out[i].as_mut_ptr().add(half * 16 + 8).cast(), a1[i]);
+        }
+    }
+}
+
+/// The tile with AVX-VNNI: `vpdpbusd` on 256-bit registers, as on CPUs
+/// with AVX2 and AVX-VNNI but no AVX-512 (Intel's cores since Alder Lake,
+/// AMD's since Zen 5 where AVX-512 is off). Rows as unsigned `q + 128`, as
+/// for [`tile_vnni512`]; each half of the panel (16 columns) is swept once
+/// per 6 rows (12 accumulators of the 16 registers).
+///
+/// # Safety
+/// The CPU must support AVX2 and AVX-VNNI; the lengths are as for
+/// [`tile_vnni512`].
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn tile_avxvnni(acc: &mut QAcc, rows: usize, x: &[u8], kp: usize, panel: &[I8]) {
+    debug_assert!(rows <= QMR && x.len() >= rows * kp && panel.len() >= kp * NR);
+    let p = panel.as_ptr().cast::<u8>();
+    let mut r = 0;
+    while r < rows {
+        let n = (rows - r).min(6);
+        for half in 0..2 {
+            // SAFETY: rows r..r + n lie inside x, and the half's 64 bytes
+            // inside each of the panel's kp/4 rows of 128.
+            unsafe {
+                let (x, out) = (x.as_ptr().add(r * kp), &mut acc[r..r + n]);
+                match n {
+                    6 => avxvnni::<6>(out, half, x, kp, p),
+                    5 => avxvnni::<5>(out, half, x, kp, p),
+                    4 => avxvnni::<4>(out, half, x, kp, p),
+                    3 => avxvnni::<3>(out, half, x, kp, p),
+                    2 => avxvnni::<2>(out, half, x, kp, p),
+                    _ => avxvnni::<1>(out, half, x, kp, p),
+                }
+            }
+        }
+        r += n;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn avxvnni<const R: usize>(
+    out: &mut [[i32; NR]],
+    half: usize,
+    x: *const u8,
+    kp: usize,
+    p: *const u8,
+) {
+    let mut a0 = [_mm256_setzero_si256(); R];
+    let mut a1 = [_mm256_setzero_si256(); R];
+    for i in 0..R {
+        // SAFETY: out[i] holds NR = 32 i32s; half · 16 + 16 ≤ 32.
+        unsafe {
+            a0[i] = _mm256_loadu_si256(out[i].as_ptr().add(half * 16).cast());
+            a1[i] = _mm256_loadu_si256(out[i].as_ptr().add(half * 16 + 8).cast());
+        }
+    }
+    for g in 0..kp / 4 {
+        // SAFETY: g < kp/4: the loads are the half's 64 bytes of panel row
+        // g, and each group read is inside row i's kp bytes.
+        unsafe {
+            let w0 = _mm256_loadu_si256(p.add(g * NR * 4 + half * 64).cast());
+            let w1 = _mm256_loadu_si256(p.add(g * NR * 4 + half * 64 + 32).cast());
+            for i in 0..R {
+                let xb = _mm256_set1_epi32(group(x, i, kp, g));
+                a0[i] = _mm256_dpbusd_avx_epi32(a0[i], xb, w0);
+                a1[i] = _mm256_dpbusd_avx_epi32(a1[i], xb, w1);
             }
         }
     }
