@@ -338,6 +338,27 @@ fn r9_5_connections_that_never_say_hello_are_closed_and_real_clients_get_a_reaso
     assert_eq!(env.client().embed(&["served again"]).unwrap()[0].len(), 384);
 }
 
+/// Waits until every thread of `pid` is stopped: `kill` only queues
+/// SIGSTOP, and a host that answers before its threads stop (a reply takes
+/// about a millisecond) is not the stopped host the test means.
+fn wait_until_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let states: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+            .filter_map(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()?.to_string()))
+            .collect();
+        if !states.is_empty() && states.iter().all(|s| s == "T" || s == "t") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("pid {pid} did not stop within 10 s of SIGSTOP");
+}
+
 #[test]
 fn r9_8_a_stopped_host_fails_clients_within_their_deadline_with_the_reason() {
     let env = Env::new();
@@ -347,6 +368,7 @@ fn r9_8_a_stopped_host_fails_clients_within_their_deadline_with_the_reason() {
     let mut connected = vembed::Client::connect_with(&env.socket, short).unwrap();
     // SAFETY: signals to the host this test started.
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    wait_until_stopped(pid);
     let started = Instant::now();
     let e = connected.embed(&["anyone there?"]).unwrap_err();
     let waited = started.elapsed();

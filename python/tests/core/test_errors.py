@@ -20,6 +20,26 @@ def private_dir():
     return d
 
 
+def wait_until_stopped(pid):
+    """Waits until every thread of `pid` is in the stopped state: kill()
+    only queues SIGSTOP, and a host that answers before its threads stop
+    (a reply takes about a millisecond) is not the stopped host a test
+    means."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                pass
+        if states and all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError("pid %d did not stop within 10 s of SIGSTOP" % pid)
+
+
 def run_python(code, env):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
@@ -140,6 +160,7 @@ def test_a_stopped_host_is_reported_unresponsive_not_waited_for():
     try:
         assert len(loop.run_until_complete(embed())) == 1
         os.kill(pid, signal.SIGSTOP)
+        wait_until_stopped(pid)
         try:
             # With a 120 s request timeout, only the liveness check can answer this.
             with pytest.raises(vembed.Unresponsive, match="pid %d" % pid):
