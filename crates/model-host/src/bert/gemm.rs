@@ -151,6 +151,7 @@ unsafe fn capped(
             return;
         }
     }
+    // Scalar, or V3 where gemm does not detect it: the portable kernels.
     let _ = level;
     use gemm_f32::microkernel::scalar::f32 as ukr;
     // SAFETY: the caller's contract; the portable kernels need no CPU feature.

@@ -15,7 +15,8 @@
 //! * **Products**: `Σ_k q·w` exactly, in i32 (at most 127·127·k, far from
 //!   overflow for any `k` a model has), then `y += Σ · (s_x · s_w)`. With
 //!   AVX-512 VNNI, `vpdpbusd` multiplies unsigned by signed bytes, so the
-//!   rows are stored as `q + 128` and `128 · Σ_k w` is subtracted after; with
+//!   rows are stored as `q + 128` and `128 · Σ_k w` is subtracted after (the
+//!   same with AVX-VNNI, the instruction on 256-bit registers); with
 //!   AVX2 alone, `vpmaddubsw` over `|q|` and `w · sign(q)` (pairs of at most
 //!   2·127·127, below i16's limit, so never saturating) and `vpmaddwd`; and
 //!   plain integer loops everywhere else. Every form computes the same
