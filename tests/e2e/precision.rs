@@ -31,10 +31,8 @@ fn env_with(weights: &str, simd: &str) -> Env {
 /// The integer kernel a host at kernel level `simd` (as for [`env_with`])
 /// runs `int8-dynamic`'s products with, by this CPU's flags.
 fn integer_kernel(simd: &str) -> &'static str {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags: Vec<&str> =
-        info.lines().find(|l| l.starts_with("flags")).unwrap_or("").split_whitespace().collect();
-    let has = |f: &str| flags.contains(&f);
+    let flags = cpu_flags();
+    let has = |f: &str| flags.iter().any(|g| g == f);
     match simd {
         "" if has("avx512_vnni") && has("avx512bw") => "avx512-vnni",
         "" | "avx2" if has("avx_vnni") => "avx-vnni",
@@ -54,12 +52,17 @@ fn golden_bar(weights: &str) -> f32 {
     }
 }
 
-/// Whether this CPU has AMX-BF16 tiles (Linux's cpuinfo flags).
-fn cpu_has_amx() -> bool {
+/// This CPU's feature flags, as Linux's cpuinfo lists them.
+fn cpu_flags() -> Vec<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
-    flags.split_whitespace().any(|f| f == "amx_bf16")
-        && flags.split_whitespace().any(|f| f == "amx_tile")
+    flags.split_whitespace().map(str::to_string).collect()
+}
+
+/// Whether this CPU has AMX-BF16 tiles.
+fn cpu_has_amx() -> bool {
+    let flags = cpu_flags();
+    ["amx_bf16", "amx_tile"].iter().all(|f| flags.iter().any(|g| g == f))
 }
 
 /// The gate: least cosine to f32's vector.

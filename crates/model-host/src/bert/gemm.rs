@@ -103,95 +103,60 @@ unsafe fn capped(
     (alpha, beta): (f32, f32),
     par: gemm::Parallelism,
 ) {
-    use gemm_common::gemm::gemm_basic_generic;
-    let fma = |a: f32, b: f32, c: f32| a * b + c;
+    // gemm's driver over one family of microkernels (`$lanes` f32 to a
+    // register), called as gemm's own dispatch calls it.
+    macro_rules! basic {
+        ($simd:expr, $lanes:literal, $($ukr:ident)::+) => {{
+            use $($ukr)::+ as ukr;
+            gemm_common::gemm::gemm_basic_generic::<
+                _,
+                f32,
+                $lanes,
+                { ukr::MR_DIV_N * $lanes },
+                { ukr::NR },
+                { ukr::MR_DIV_N },
+                { ukr::H_M },
+                { ukr::H_N },
+            >(
+                $simd,
+                m,
+                n,
+                k,
+                dst,
+                dst_cs,
+                dst_rs,
+                read_dst,
+                lhs,
+                lhs_cs,
+                lhs_rs,
+                rhs,
+                rhs_cs,
+                rhs_rs,
+                alpha,
+                beta,
+                false,
+                false,
+                false,
+                |a: f32, b: f32, c: f32| a * b + c,
+                &ukr::UKR,
+                &ukr::H_UKR,
+                false,
+                par,
+            )
+        }};
+    }
     #[cfg(target_arch = "x86_64")]
     if level == Level::V3 {
         use gemm_common::simd::MixedSimd;
-        use gemm_f32::microkernel::fma::f32 as ukr;
         if let Some(v3) = <gemm_common::simd::V3 as MixedSimd<f32, f32, f32, f32>>::try_new() {
             // SAFETY: the caller's contract; V3 (AVX2 and FMA) was detected.
-            unsafe {
-                gemm_basic_generic::<
-                    _,
-                    f32,
-                    8,
-                    { ukr::MR_DIV_N * 8 },
-                    { ukr::NR },
-                    { ukr::MR_DIV_N },
-                    { ukr::H_M },
-                    { ukr::H_N },
-                >(
-                    v3,
-                    m,
-                    n,
-                    k,
-                    dst,
-                    dst_cs,
-                    dst_rs,
-                    read_dst,
-                    lhs,
-                    lhs_cs,
-                    lhs_rs,
-                    rhs,
-                    rhs_cs,
-                    rhs_rs,
-                    alpha,
-                    beta,
-                    false,
-                    false,
-                    false,
-                    fma,
-                    &ukr::UKR,
-                    &ukr::H_UKR,
-                    false,
-                    par,
-                );
-            }
-            return;
+            return unsafe { basic!(v3, 8, gemm_f32::microkernel::fma::f32) };
         }
     }
     // Scalar, or V3 where gemm does not detect it: the portable kernels.
     let _ = level;
-    use gemm_f32::microkernel::scalar::f32 as ukr;
     // SAFETY: the caller's contract; the portable kernels need no CPU feature.
-    unsafe {
-        gemm_basic_generic::<
-            _,
-            f32,
-            1,
-            { ukr::MR_DIV_N },
-            { ukr::NR },
-            { ukr::MR_DIV_N },
-            { ukr::H_M },
-            { ukr::H_N },
-        >(
-            gemm_common::simd::Scalar,
-            m,
-            n,
-            k,
-            dst,
-            dst_cs,
-            dst_rs,
-            read_dst,
-            lhs,
-            lhs_cs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-            rhs_rs,
-            alpha,
-            beta,
-            false,
-            false,
-            false,
-            fma,
-            &ukr::UKR,
-            &ukr::H_UKR,
-            false,
-            par,
-        );
-    }
+    unsafe { basic!(gemm_common::simd::Scalar, 1, gemm_f32::microkernel::scalar::f32) }
 }
 
 #[cfg(test)]
