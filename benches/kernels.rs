@@ -15,8 +15,12 @@
 //! blocked panel kernel over each panel format (the reduced-precision bulk
 //! path, which reads the same one packed copy as queries).
 //!
-//! `VEMBED_SIMD=avx2` or `scalar` caps the panel kernels' level (gemm picks
-//! its own).
+//! The `bulk_*` runs count floating-point operations (two per multiply-add),
+//! so divan's throughput column reads in FLOP/s; `fma_roof_avx2` is what one
+//! core can do at 256 bits with nothing but FMAs in flight, the ceiling any
+//! AVX2 product here can reach (on both cores, twice its figure).
+//!
+//! `VEMBED_SIMD=avx2` or `scalar` caps every kernel's level, gemm's too.
 //!
 //! ```sh
 //! cargo bench -p vembed-benches --bench kernels
@@ -25,6 +29,8 @@
 //! ```
 
 use std::sync::OnceLock;
+
+use divan::counter::ItemsCount;
 
 use vembed_host::kernels::{
     BF16, F16, I8, Packed, Panel, QWeight, gemm_acc, inline, int8_dynamic_kernel,
@@ -195,7 +201,7 @@ fn pool() {
 fn bulk_gemm(bencher: divan::Bencher) {
     pool();
     let (ws, x) = (flat_weights(), bulk_x());
-    bencher.bench(|| {
+    bencher.counter(bulk_flops()).bench(|| {
         let mut sum = 0.0;
         for (i, w) in ws.iter().enumerate() {
             let (n, k) = SHAPES[i % SHAPES.len()];
@@ -205,6 +211,12 @@ fn bulk_gemm(bencher: divan::Bencher) {
         }
         sum
     });
+}
+
+/// Floating-point operations in one bulk batch's products.
+fn bulk_flops() -> ItemsCount {
+    let per_token: usize = SHAPES.iter().map(|&(n, k)| 2 * n * k).sum();
+    ItemsCount::new(LAYERS * BULK_M * per_token)
 }
 
 fn bulk<T: Panel>(panels: &Set<T>) -> f32 {
@@ -224,7 +236,7 @@ fn bulk<T: Panel>(panels: &Set<T>) -> f32 {
 fn bulk_f32_panels(bencher: divan::Bencher) {
     pool();
     let p = f32_panels();
-    bencher.bench(|| bulk(divan::black_box(p)));
+    bencher.counter(bulk_flops()).bench(|| bulk(divan::black_box(p)));
 }
 
 /// The same batch over f16 panels.
@@ -232,7 +244,7 @@ fn bulk_f32_panels(bencher: divan::Bencher) {
 fn bulk_f16_panels(bencher: divan::Bencher) {
     pool();
     let p = f16_panels();
-    bencher.bench(|| bulk(divan::black_box(p)));
+    bencher.counter(bulk_flops()).bench(|| bulk(divan::black_box(p)));
 }
 
 /// The same batch over bf16 panels.
@@ -240,7 +252,7 @@ fn bulk_f16_panels(bencher: divan::Bencher) {
 fn bulk_bf16_panels(bencher: divan::Bencher) {
     pool();
     let p = bf16_panels();
-    bencher.bench(|| bulk(divan::black_box(p)));
+    bencher.counter(bulk_flops()).bench(|| bulk(divan::black_box(p)));
 }
 
 /// The same batch over int8 panels.
@@ -248,7 +260,7 @@ fn bulk_bf16_panels(bencher: divan::Bencher) {
 fn bulk_int8_panels(bencher: divan::Bencher) {
     pool();
     let p = i8_panels();
-    bencher.bench(|| bulk(divan::black_box(p)));
+    bencher.counter(bulk_flops()).bench(|| bulk(divan::black_box(p)));
 }
 
 /// The same batch with int8 weights and activations (`int8-dynamic`).
@@ -256,7 +268,7 @@ fn bulk_int8_panels(bencher: divan::Bencher) {
 fn bulk_int8_dynamic(bencher: divan::Bencher) {
     pool();
     let ws = q_weights();
-    bencher.bench(|| q_encoder(divan::black_box(ws), bulk_x(), BULK_M, true));
+    bencher.counter(bulk_flops()).bench(|| q_encoder(divan::black_box(ws), bulk_x(), BULK_M, true));
 }
 
 /// The same batch on AMX tiles: weights and activations in bf16 (an
@@ -279,7 +291,7 @@ fn bulk_amx_bf16(bencher: divan::Bencher) {
             .collect()
     });
     let x = bulk_x();
-    bencher.bench(|| {
+    bencher.counter(bulk_flops()).bench(|| {
         let mut sum = 0.0;
         for (i, w) in ws.iter().enumerate() {
             let (n, k) = SHAPES[i % SHAPES.len()];
@@ -289,4 +301,40 @@ fn bulk_amx_bf16(bencher: divan::Bencher) {
         }
         sum
     });
+}
+
+/// Twelve independent chains of 256-bit FMAs (what a 6 × 16 register block
+/// keeps in flight) and no memory: one core's f32 roof at AVX2, in FLOP/s.
+#[cfg(target_arch = "x86_64")]
+#[divan::bench]
+fn fma_roof_avx2(bencher: divan::Bencher) {
+    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+    {
+        eprintln!("no AVX2 FMA on this CPU");
+        return;
+    }
+    const ROUNDS: usize = 1 << 18;
+    bencher
+        .counter(ItemsCount::new(ROUNDS * 12 * 8 * 2))
+        // SAFETY: AVX2 and FMA were detected above.
+        .bench(|| unsafe { fma_chains(divan::black_box(ROUNDS)) });
+}
+
+/// `ROUNDS` rounds of one FMA on each of twelve registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_chains(rounds: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (b, c) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(1e-7));
+    let mut a = [_mm256_setzero_ps(); 12];
+    for _ in 0..rounds {
+        for r in &mut a {
+            *r = _mm256_fmadd_ps(*r, b, c);
+        }
+    }
+    let mut sum = _mm256_setzero_ps();
+    for r in a {
+        sum = _mm256_add_ps(sum, r);
+    }
+    _mm_cvtss_f32(_mm256_castps256_ps128(sum))
 }
