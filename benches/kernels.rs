@@ -15,8 +15,9 @@
 //! blocked panel kernel over each panel format (the reduced-precision bulk
 //! path, which reads the same one packed copy as queries).
 //!
-//! The `bulk_*` runs count floating-point operations (two per multiply-add),
-//! so divan's throughput column reads in FLOP/s; `fma_roof_avx2` is what one
+//! The `bulk_*` runs count two operations per multiply-add, so divan's
+//! throughput column reads in FLOP/s (integer operations for
+//! `bulk_int8_dynamic`, whose products are in bytes); `fma_roof_avx2` is what one
 //! core can do at 256 bits with nothing but FMAs in flight, the ceiling any
 //! AVX2 product here can reach (on both cores, twice its figure).
 //!

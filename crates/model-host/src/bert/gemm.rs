@@ -154,6 +154,7 @@ unsafe fn capped(
         }
     }
     // Scalar, or V3 where gemm does not detect it: the portable kernels.
+    // (Off x86-64 `gemm` never calls this, and `level` goes unread.)
     let _ = level;
     // SAFETY: the caller's contract; the portable kernels need no CPU feature.
     unsafe { basic!(gemm_common::simd::Scalar, 1, gemm_f32::microkernel::scalar::f32) }
